@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make run` (set up and run the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
+
+.PHONY: install tools lint test test-unit run crd cluster clean
+
+# A stamp so `make install` is a no-op until pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	@echo "==> creating $(VENV) and installing datajax-operator with dev dependencies"
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Build (once) and cache kube-apiserver, etcd, kubectl, helm and promtool outside the repository.
+tools:
+	@bash tools/build-tools.sh
+
+lint: install
+	@echo "==> ruff"
+	$(VENV)/bin/ruff check operator runtime_image tests
+	$(VENV)/bin/ruff format --check operator runtime_image tests
+	@echo "==> mypy"
+	$(VENV)/bin/mypy
+	@echo "==> import-linter (layers of DESIGN §2)"
+	$(VENV)/bin/lint-imports
+
+## Everything CI runs: tools, lint, and every test tier.
+test: install tools lint
+	@echo "==> pytest"
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest tests/unit
+
+## The main job: print the plan of the Llama 3.1 8B on v6e example.
+run: install
+	$(VENV)/bin/datajax-operator plan -f examples/llama3-8b-v6e.yaml -o table
+
+crd: install
+	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
+
+clean:
+	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""datajax-operator: serves LLMs with vLLM on Cloud TPU and enforces a cost ceiling."""

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Build the real control-plane and chart tooling from Go modules, once, into a cache outside the
+# repository (so a fresh clone in another folder, as CI uses, finds them). A tool that is already
+# built is not rebuilt. Prints progress and timings: a cold build takes many minutes on 2 cores.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=tools/versions.env
+source "$here/versions.env"
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/datajax-operator
+bin=$cache/bin
+work=$cache/build
+mkdir -p "$bin" "$work"
+export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# dest NAME VERSION -> path of the cached binary
+dest() { echo "$bin/$1-$2/$1"; }
+
+wrapper() { # NAME: a fresh wrapper module directory
+  local d=$work/$1
+  rm -rf "$d"; mkdir -p "$d"; echo "$d"
+}
+
+build_kube_apiserver() {
+  local out; out=$(dest kube-apiserver "$KUBERNETES_VERSION")
+  [ -x "$out" ] && { log "kube-apiserver $KUBERNETES_VERSION cached"; return; }
+  log "kube-apiserver $KUBERNETES_VERSION: downloading k8s.io/kubernetes (large)"
+  local t0=$SECONDS d; d=$(wrapper kube-apiserver)
+  local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
+  {
+    echo "module datajax.dev/tools/kube-apiserver"
+    echo
+    grep -E '^go [0-9]' "$gomod"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    # Every staging module the release replaces with ./staging/... becomes its published tag.
+    sed -nE 's#^[[:space:]]*(k8s\.io/[^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/.*#\t\1 => \1 '"$staging_ver"'#p' "$gomod"
+    echo ")"
+  } > "$d/go.mod"
+  cat > "$d/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+GO
+  (cd "$d" && go mod tidy >/dev/null 2>&1 || true; cd "$d" && go mod download)
+  log "kube-apiserver: compiling (several minutes)"
+  local ldflags="-s -w"
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  done
+  mkdir -p "$(dirname "$out")"
+  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  mv "$out.tmp" "$out"
+  log "kube-apiserver built in $((SECONDS - t0)) s"
+}
+
+build_etcd() {
+  local out; out=$(dest etcd "$ETCD_VERSION")
+  [ -x "$out" ] && { log "etcd $ETCD_VERSION cached"; return; }
+  log "etcd $ETCD_VERSION: fetching and compiling"
+  local t0=$SECONDS d; d=$(wrapper etcd)
+  (cd "$d" && go mod init datajax.dev/tools/etcd >/dev/null 2>&1 \
+    && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
+    && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "-s -w" -o "$out.tmp" go.etcd.io/etcd/server/v3)
+  mv "$out.tmp" "$out"
+  log "etcd built in $((SECONDS - t0)) s"
+}
+
+build_helm() {
+  local out; out=$(dest helm "$HELM_VERSION")
+  [ -x "$out" ] && { log "helm $HELM_VERSION cached"; return; }
+  log "helm $HELM_VERSION: fetching and compiling"
+  local t0=$SECONDS d; d=$(wrapper helm)
+  (cd "$d" && go mod init datajax.dev/tools/helm >/dev/null 2>&1 \
+    && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1 \
+    && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
+  mv "$out.tmp" "$out"
+  log "helm built in $((SECONDS - t0)) s"
+}
+
+build_promtool() {
+  local out; out=$(dest promtool "$PROMETHEUS_MODULE_VERSION")
+  [ -x "$out" ] && { log "promtool $PROMETHEUS_MODULE_VERSION cached"; return; }
+  log "promtool $PROMETHEUS_MODULE_VERSION: fetching and compiling"
+  local t0=$SECONDS d; d=$(wrapper promtool)
+  (cd "$d" && go mod init datajax.dev/tools/promtool >/dev/null 2>&1 \
+    && go get "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" >/dev/null 2>&1 \
+    && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "-s -w" -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
+  mv "$out.tmp" "$out"
+  log "promtool built in $((SECONDS - t0)) s"
+}
+
+build_kubectl() {
+  local out; out=$(dest kubectl "$KUBERNETES_VERSION")
+  [ -x "$out" ] && { log "kubectl $KUBERNETES_VERSION cached"; return; }
+  log "kubectl $KUBERNETES_VERSION: compiling"
+  local t0=$SECONDS staging_ver="v0.${KUBERNETES_VERSION#v1.}" d; d=$(wrapper kubectl)
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  done
+  (cd "$d" && go mod init datajax.dev/tools/kubectl >/dev/null 2>&1 \
+    && go get "k8s.io/kubectl@$staging_ver" >/dev/null 2>&1 \
+    && go get "k8s.io/kubectl/cmd/kubectl@$staging_ver" >/dev/null 2>&1 || true)
+  mkdir -p "$(dirname "$out")"
+  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubectl/cmd/kubectl)
+  mv "$out.tmp" "$out"
+  log "kubectl built in $((SECONDS - t0)) s"
+}
+
+want=${*:-etcd kube-apiserver kubectl helm promtool}
+for t in $want; do
+  case $t in
+    etcd) build_etcd ;;
+    kube-apiserver) build_kube_apiserver ;;
+    kubectl) build_kubectl ;;
+    helm) build_helm ;;
+    promtool) build_promtool ;;
+    *) echo "unknown tool $t" >&2; exit 2 ;;
+  esac
+done
+# One directory of links that tests and people put on PATH.
+ln -sfn "$(dest etcd "$ETCD_VERSION")" "$bin/etcd"
+ln -sfn "$(dest kube-apiserver "$KUBERNETES_VERSION")" "$bin/kube-apiserver"
+ln -sfn "$(dest kubectl "$KUBERNETES_VERSION")" "$bin/kubectl"
+ln -sfn "$(dest helm "$HELM_VERSION")" "$bin/helm"
+ln -sfn "$(dest promtool "$PROMETHEUS_MODULE_VERSION")" "$bin/promtool"
+log "tools ready in $bin"
