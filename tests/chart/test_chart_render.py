@@ -117,7 +117,7 @@ def test_config_is_the_values_and_changes_roll_the_pod(renderer: Renderer) -> No
     assert config["prices"]["v6e"] == {"on-demand": 2.7, "spot": 0.544, "cud-1y": 1.89, "cud-3y": 1.22}
     assert config["prices"]["v5e"] == {"on-demand": 1.2, "spot": 0.245}
     assert config["prices"]["v5p"] == {"on-demand": 4.2, "spot": 0.836}
-    assert config["defaultCeilingUSDPerMillionTokens"] == 3.0
+    assert config["sidecarPort"] == 9400 and config["sidecarInterval"] == "5s"
     assert not config["vllmImage"].endswith(":latest")
 
     def checksum(sets: list[str]) -> str:
@@ -315,7 +315,7 @@ BAD_VALUES = [
     ("config.prices.v6e.on-demand=-1", "on-demand"),
     ('config.prices.v9x={"on-demand": 1}', "v9x"),
     ("config.prices.v6e.reserved=1", "reserved"),
-    ('config.sidecarWindow="ten minutes"', "sidecarWindow"),
+    ('config.sidecarInterval="ten seconds"', "sidecarInterval"),
     ("unknownKey=1", "unknownKey"),
     ("monitoring.serviceMonitor.enable=true", "enable"),
     ("securityContext.readOnlyRootFilesystem=false", "readOnlyRootFilesystem"),
@@ -323,7 +323,7 @@ BAD_VALUES = [
     ("alerts.prefixCacheHitRatio.threshold=1.5", "threshold"),
     ('logFormat="xml"', "logFormat"),
     ('watch.namespaces=["Bad_NS"]', "namespaces"),
-    ("config.defaultCeilingUSDPerMillionTokens=0", "defaultCeiling"),
+    ('config.sidecarWindow="10m"', "sidecarWindow"),
 ]
 
 
@@ -410,3 +410,17 @@ def test_chart_crds_match_repository_crds() -> None:
     # The only extra CRDs the chart carries are kopf's peering objects (not ours to generate).
     extra = {p.name for p in chart_crds.glob("*.yaml")} - set(generated)
     assert extra == {"kopf-peering.kopf.dev.yaml"}
+
+
+def test_rendered_config_loads_in_the_operator(renderer: Renderer, tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml is accepted by the operator's own loader (it forbids unknown keys)."""
+    from datajax_operator.plan.config import load_config
+
+    for values in CI_VALUES:
+        docs = renderer.render([values])
+        cm = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-config"))
+        path = tmp_path / f"{values.stem}.yaml"
+        path.write_text(cm["data"]["config.yaml"])
+        config = load_config(path)
+        assert config.prices["v6e"]["on-demand"] == 2.7
+        assert config.runtime_image == yaml.safe_load(path.read_text())["runtimeImage"]
