@@ -17,6 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from datajax_operator.api.crd import build_crd
+from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig, load_config
 from datajax_operator.plan.planner import make_plan
@@ -31,19 +32,6 @@ EXIT_UNREADABLE = 1
 def dump_yaml(document: Any) -> str:
     """YAML as checked in and printed: key order kept, long lines never folded (diffs stay readable)."""
     return yaml.safe_dump(document, sort_keys=False, width=1_000_000, allow_unicode=True)
-
-
-def field_path(loc: Sequence[int | str]) -> str:
-    """A pydantic error location as a dotted field path: ('spec', 'env', 0, 'name') -> spec.env[0].name."""
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path or "(document)"
-
-
-def validation_problems(error: ValidationError) -> list[Problem]:
-    """Every pydantic error as a Problem naming the field."""
-    return [Problem(field_path(e["loc"]), e["msg"]) for e in error.errors()]
 
 
 def _load_document(path: str) -> object:
@@ -68,7 +56,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_UNREADABLE
     except ValidationError as err:
-        _print_problems([Problem(f"config.{p.field}", p.message) for p in validation_problems(err)])
+        _print_problems(
+            [
+                Problem(f"{args.config}: {p.field}", p.message)
+                for p in validation_problems(err, OperatorConfig)
+            ]
+        )
         return EXIT_INVALID
     try:
         model = DataJaxModel.model_validate(document)

@@ -1,17 +1,8 @@
 """What the planner reports when a spec cannot be served: one Problem per field, all at once."""
 
-from dataclasses import dataclass
+from datajax_operator.api.errors import Problem
 
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    """One reason a spec cannot be planned, naming the field (dotted path, e.g. spec.tpu.topology)."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
+__all__ = ["PlanError", "Problem"]
 
 
 class PlanError(ValueError):
