@@ -29,7 +29,9 @@ REQUIRED_ALERTS = {
 
 
 def rule_groups(renderer: Renderer, sets: list[str] | None = None) -> list[dict[str, Any]]:
-    docs = renderer.render(sets=[*ALL_RULES, *(sets or [])])
+    """The rendered groups; `sets` go through `--set-json` so numbers stay numbers."""
+    extra = [arg for s in sets or [] for arg in ("--set-json", s)]
+    docs = renderer.render(sets=ALL_RULES, extra=extra)
     prom = one(docs, "PrometheusRule")["spec"]["groups"]
     gmp = one(docs, "ClusterRules")["spec"]["groups"]
     assert prom == gmp, "PrometheusRule and ClusterRules must carry the same rules"
@@ -70,9 +72,9 @@ def test_values_reach_the_rules(renderer: Renderer) -> None:
             renderer,
             [
                 "alerts.prefixCacheHitRatio.threshold=0.35",
-                "alerts.costCeiling.for=20m",
-                "alerts.costCeiling.severity=critical",
-                "alerts.extraLabels.team=ml-serving",
+                'alerts.costCeiling.for="20m"',
+                'alerts.costCeiling.severity="critical"',
+                'alerts.extraLabels.team="ml-serving"',
             ],
         )
     )
@@ -120,9 +122,9 @@ def test_promtool_unit_tests_fire_and_stay_silent(renderer: Renderer, promtool: 
 @pytest.mark.parametrize(
     "mutation",
     [
-        "alerts.costCeiling.for=30m",
+        'alerts.costCeiling.for="30m"',
         "alerts.prefixCacheHitRatio.threshold=0.01",
-        "alerts.metricsMissing.severity=info",
+        'alerts.metricsMissing.severity="info"',
     ],
 )
 def test_unit_tests_catch_a_changed_rule(
