@@ -567,12 +567,11 @@ def serving_findings(wavespec: WaveSpec | None, inputs: ServingInputs) -> list[F
 
 
 def render_args(decisions: Sequence[Decision]) -> list[str]:
-    """vLLM command-line arguments for the decisions, in order (booleans use vLLM's ``--no-`` form)."""
+    """``--flag=value`` tokens for the decisions, in order (booleans use vLLM's ``--no-`` form)."""
 
-    args: list[str] = []
-    for d in decisions:
-        if isinstance(d.value, bool):
-            args.append(d.flag if d.value else "--no-" + d.flag.removeprefix("--"))
-        else:
-            args.extend([d.flag, str(d.value)])
-    return args
+    return [
+        (d.flag if d.value else "--no-" + d.flag.removeprefix("--"))
+        if isinstance(d.value, bool)
+        else f"{d.flag}={d.value}"
+        for d in decisions
+    ]
