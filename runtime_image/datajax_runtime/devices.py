@@ -221,5 +221,6 @@ def startup_check(expected: ExpectedSlice, outcome_path: Path | None = None) -> 
     if outcome_path is not None:
         tmp = outcome_path.with_suffix(outcome_path.suffix + ".tmp")
         tmp.write_text(json.dumps(check.to_json(), indent=2, sort_keys=True) + "\n")
+        tmp.chmod(0o644)  # the sidecar reads it as a non-root user
         tmp.replace(outcome_path)
     return check

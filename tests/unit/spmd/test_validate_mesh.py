@@ -7,10 +7,13 @@ cases take ~6-8 s each on a shared 2-core machine.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
+from pathlib import Path
 
 import pytest
 
+from datajax_runtime.spmd.__main__ import main
 from datajax_runtime.spmd.case import ArraySpec, MeshCase, attention_projection_case, static_problems
 from datajax_runtime.spmd.launcher import validate
 
@@ -95,3 +98,15 @@ def test_case_json_round_trip_keeps_the_fingerprint() -> None:
     again = MeshCase.from_json(case.to_json())
     assert again == case and again.fingerprint() == case.fingerprint()
     assert dataclasses.replace(case, seed=1).fingerprint() != case.fingerprint()
+
+
+def test_command_line_exits_1_naming_the_array_and_axis(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = attention_projection_case(1, 4)
+    bad = dataclasses.replace(case, outputs=(ArraySpec("out", ("data", "tensor")),))
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(bad.to_json()))
+    assert main(["--chips", "4", "--case", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "MIS-SHARDED" in out and "output 'out'" in out and "'tensor'" in out
