@@ -94,6 +94,9 @@ def register_bundle(bundle_path: str | None) -> PlanStatus:
     """Register the bundle's architecture if it names one; return the outcome, never raise it."""
     if not bundle_path:
         return _status("NoBundle", f"{BUNDLE_ENV} is not set: no DataJAX plan to register")
+    if not os.path.exists(bundle_path):
+        # The pod template may always set the variable; without a plan no ConfigMap is mounted there.
+        return _status("NoBundle", f"{BUNDLE_ENV}={bundle_path} does not exist: no DataJAX plan to register")
     try:
         definition = build_model_definition(load_bundle(bundle_path))
     except BundleError as err:

@@ -118,10 +118,8 @@ class Sidecar:
     def app(self) -> web.Application:
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(
-                text=self.exposition,
-                content_type="text/plain",
-                charset="utf-8",
-                headers={"X-Content-Type-Options": "nosniff"},
+                body=self.exposition.encode("utf-8"),
+                headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
             )
 
         async def healthz(_: web.Request) -> web.Response:

@@ -206,6 +206,9 @@ def test_nothing_to_register_is_not_an_error(monkeypatch: pytest.MonkeyPatch, tm
     status_path = run_register(monkeypatch, tmp_path, None)
     status = read_plan_status(status_path)
     assert status is not None and status.reason == "NoBundle" and not status.registered
+    status_path = run_register(monkeypatch, tmp_path, tmp_path / "not-mounted" / "bundle.json")
+    status = read_plan_status(status_path)
+    assert status is not None and status.reason == "NoBundle" and "does not exist" in status.message
     status_path = run_register(monkeypatch, tmp_path, write_bundle(tmp_path, None))
     status = read_plan_status(status_path)
     assert status is not None and status.reason == "NoArchitecture" and status.mesh == "data=1,model=4"
