@@ -24,10 +24,11 @@ tools:
 
 lint: install
 	@echo "==> ruff"
-	$(VENV)/bin/ruff check operator runtime_image tests
-	$(VENV)/bin/ruff format --check operator runtime_image tests
+	$(VENV)/bin/ruff check operator runtime_image tests tools
+	$(VENV)/bin/ruff format --check operator runtime_image tests tools
 	@echo "==> mypy"
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tools
 	@echo "==> import-linter (layers of DESIGN §2)"
 	$(VENV)/bin/lint-imports
 
