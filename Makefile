@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd cluster clean
+.PHONY: install tools lint test test-unit run crd docs cluster clean
 
 # A stamp so `make install` is a no-op until pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -46,6 +46,10 @@ run: install
 
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
+
+## Regenerate the API reference from the typed model (a unit test fails when it drifts).
+docs: install
+	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
 
 clean:
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
