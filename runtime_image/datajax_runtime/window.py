@@ -244,7 +244,8 @@ def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:
     in_bucket = counts[index] - below
     if in_bucket <= 0:
         return bounds[index]
-    return start + (bounds[index] - start) * ((rank - below) / in_bucket)
+    # min(): float rounding of the interpolation must not step past the bucket's upper bound.
+    return min(bounds[index], start + (bounds[index] - start) * ((rank - below) / in_bucket))
 
 
 def _rate(window: Increase, name: str) -> float:

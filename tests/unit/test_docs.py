@@ -439,10 +439,6 @@ def test_runtime_image_page_lists_every_sidecar_flag() -> None:
     assert flags and not {f for f in flags if f"`{f}" not in text and f not in ("--seconds", "--output")}
 
 
-PENDING_PAGES = frozenset({"install-gke.md", "runbooks.md"})
-"""Pages the Helm chart's branch writes; linked from here before that branch is merged."""
-
-
 def _anchor(heading: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
     kept = "".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_")
@@ -471,8 +467,7 @@ def test_relative_links_and_anchors_resolve() -> None:
             file_part, _, anchor = target.partition("#")
             linked = (path.parent / file_part).resolve() if file_part else path
             if not linked.exists():
-                if linked.name not in PENDING_PAGES:
-                    broken.append(f"{path.name}: {target}")
+                broken.append(f"{path.name}: {target}")
                 continue
             if anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
                 broken.append(f"{path.name}: {target} (no such heading)")
