@@ -22,6 +22,10 @@ install: $(VENV)/.installed
 tools:
 	@bash tools/build-tools.sh
 
+## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
+cluster: install tools
+	$(PY) -m datajax_operator.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
+
 lint: install
 	@echo "==> ruff"
 	$(VENV)/bin/ruff check operator runtime_image tests

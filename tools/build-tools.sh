@@ -14,6 +14,22 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
+# The long go builds print nothing for minutes: a line a minute tells a person (and CI) it is alive.
+heartbeat_pid=
+start_heartbeat() { # LABEL
+  local label=$1 t0=$SECONDS
+  ( while sleep 60; do log "$label: still building ($((SECONDS - t0)) s)"; done ) &
+  heartbeat_pid=$!
+  disown "$heartbeat_pid"
+}
+stop_heartbeat() {
+  if [ -n "$heartbeat_pid" ]; then
+    kill "$heartbeat_pid" 2>/dev/null || true
+  fi
+  heartbeat_pid=
+}
+trap '[ -z "$heartbeat_pid" ] || kill "$heartbeat_pid" 2>/dev/null || true' EXIT
+
 # dest NAME VERSION -> path of the cached binary
 dest() { echo "$bin/$1-$2/$1"; }
 
@@ -121,14 +137,19 @@ build_kubectl() {
 
 want=${*:-etcd kube-apiserver kubectl helm promtool}
 for t in $want; do
+  case $t in etcd|kube-apiserver|kubectl|helm|promtool) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
+done
+t_all=$SECONDS
+for t in $want; do
+  start_heartbeat "$t"
   case $t in
     etcd) build_etcd ;;
     kube-apiserver) build_kube_apiserver ;;
     kubectl) build_kubectl ;;
     helm) build_helm ;;
     promtool) build_promtool ;;
-    *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
+  stop_heartbeat
 done
 # One directory of links that tests and people put on PATH.
 ln -sfn "$(dest etcd "$ETCD_VERSION")" "$bin/etcd"
@@ -136,4 +157,4 @@ ln -sfn "$(dest kube-apiserver "$KUBERNETES_VERSION")" "$bin/kube-apiserver"
 ln -sfn "$(dest kubectl "$KUBERNETES_VERSION")" "$bin/kubectl"
 ln -sfn "$(dest helm "$HELM_VERSION")" "$bin/helm"
 ln -sfn "$(dest promtool "$PROMETHEUS_MODULE_VERSION")" "$bin/promtool"
-log "tools ready in $bin"
+log "tools ready in $bin ($((SECONDS - t_all)) s)"
