@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import http.client
 import json
 import logging
 import secrets
@@ -57,9 +58,10 @@ _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("lin
 
 def _die_with_parent() -> None:
     """Runs in the child before exec: if the Python process is killed hard, the servers go too, instead
-    of lingering and eating the CPU of a shared machine."""
+    of lingering and eating the CPU of a shared machine. SIGKILL, because with its client gone nothing
+    is worth a graceful shutdown, and kube-apiserver's can hang for minutes once etcd is gone."""
     if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _tail(path: Path, lines: int = 25) -> str:
@@ -161,7 +163,15 @@ class LocalCluster:
         return self._pki.ca_cert
 
     def start(self) -> None:
-        """Start etcd and kube-apiserver, wait for /readyz, write the kubeconfig, install the CRDs."""
+        """Start etcd and kube-apiserver, wait for /readyz, write the kubeconfig, install the CRDs.
+        On any failure everything started so far is stopped again: no orphans on a shared machine."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         t0 = time.monotonic()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pki = write_pki(self.workdir / "pki")
@@ -296,7 +306,7 @@ class LocalCluster:
                 if status == 200:
                     return
                 last = f"HTTP {status}: {body.decode(errors='replace')[-300:]}"
-            except (OSError, ssl.SSLError) as err:
+            except (OSError, http.client.HTTPException) as err:  # not listening yet, or mid-start TLS
                 last = str(err)
             time.sleep(0.25)
         raise ControlPlaneError(
