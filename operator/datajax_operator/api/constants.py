@@ -1,0 +1,53 @@
+"""Names of the DataJaxModel API that other code, the CRD and users all depend on.
+
+They live in one module so that the group, version and condition types can never drift apart between
+the CRD, the operator and the docs.
+"""
+
+from typing import Final
+
+GROUP: Final = "datajax.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "DataJaxModel"
+LIST_KIND: Final = "DataJaxModelList"
+PLURAL: Final = "datajaxmodels"
+SINGULAR: Final = "datajaxmodel"
+SHORT_NAME: Final = "djm"
+
+# Condition types (metav1.Condition.type). Each is True when the sentence after it holds.
+
+SPEC_VALID: Final = "SpecValid"
+"""The spec and its plan passed every pre-flight check; when False the reason names the failing check."""
+
+WORKLOAD_AVAILABLE: Final = "WorkloadAvailable"
+"""The Deployment or LeaderWorkerSet reports available replicas."""
+
+METRICS_AVAILABLE: Final = "MetricsAvailable"
+"""The serving sidecars were scraped successfully within the last few scrape intervals."""
+
+PLAN_REGISTERED: Final = "PlanRegistered"
+"""The sidecar reports the DataJAX plan registered with tpu-inference (only set when a plan is given)."""
+
+COST_CEILING_BREACHED: Final = "CostCeilingBreached"
+"""Measured $/Mtok stayed above the ceiling for the whole window.
+
+Unknown with reason InsufficientTraffic or NoMetrics when the cost cannot be judged.
+"""
+
+LATENCY_SLO_BREACHED: Final = "LatencySLOBreached"
+"""p95 latency stayed above spec.slo.p95LatencySeconds (only set when an SLO is given)."""
+
+READY: Final = "Ready"
+"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on "
+    "it."""
+
+CONDITION_TYPES: Final = (
+    SPEC_VALID,
+    WORKLOAD_AVAILABLE,
+    METRICS_AVAILABLE,
+    PLAN_REGISTERED,
+    COST_CEILING_BREACHED,
+    LATENCY_SLO_BREACHED,
+    READY,
+)

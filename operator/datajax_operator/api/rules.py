@@ -1,0 +1,261 @@
+"""Cross-field rules that can be checked on a DataJaxModel alone, written once for two evaluators.
+
+Each rule carries a CEL expression (emitted into the CRD as `x-kubernetes-validations`, so the API
+server rejects the object at admission) and the same predicate in Python (run by the planner's
+pre-flight checks, so `datajax-operator plan` and the operator report the same problems offline).
+Rules are attached to the smallest object that holds every field they read, which keeps each CEL
+evaluation cheap. A test evaluates both forms on bad inputs and requires them to agree.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Serving
+from datajax_operator.api.tpu import ALL_TOPOLOGIES, SLICE_SHAPES, topology_chips
+
+MANAGED_VLLM_FLAGS: Final = (
+    "--model",
+    "--served-model-name",
+    "--host",
+    "--port",
+    "--tensor-parallel-size",
+    "-tp",
+    "--data-parallel-size",
+    "-dp",
+    "--max-model-len",
+    "--max-num-batched-tokens",
+    "--max-num-seqs",
+    "--enable-prefix-caching",
+    "--no-enable-prefix-caching",
+    "--enable-chunked-prefill",
+    "--speculative-config",
+    "--kv-cache-dtype",
+    "--revision",
+    "--distributed-executor-backend",
+)
+"""vLLM flags the operator derives from the spec; extraArgs may not set them a second time."""
+
+RESERVED_ENV: Final = (
+    "HF_TOKEN",
+    "DATAJAX_PLAN_BUNDLE",
+    "DATAJAX_PLAN_STATUS",
+    "TPU_MULTIHOST_BACKEND",
+    "VLLM_XLA_CACHE_PATH",
+)
+"""Environment variables the operator sets; serving.env may not override them."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: where it is attached, its CEL form, its Python form, and what to tell the user."""
+
+    name: str
+    scope: str
+    """Dotted path below spec of the object the rule is attached to ('' is spec itself)."""
+    field: str
+    """Path of the offending field relative to scope, in CEL fieldPath form (starts with '.')."""
+    cel: str
+    message: str
+    holds: Callable[[Any], bool]
+
+    @property
+    def path(self) -> str:
+        """The field's full dotted path, as reported by the planner (e.g. spec.tpu.topology)."""
+        scope = f".{self.scope}" if self.scope else ""
+        return f"spec{scope}{self.field}"
+
+
+def _cel(value: object) -> str:
+    """A Python literal (str, int, list, dict) as a CEL literal; JSON syntax is valid CEL for these."""
+    return json.dumps(value, separators=(",", ":")).replace('"', "'")
+
+
+_TOPOLOGIES_BY_GEN: Final = {gen: list(shapes) for gen, shapes in SLICE_SHAPES.items()}
+_MACHINES: Final = {gen: {t: list(ms) for t, ms in shapes.items()} for gen, shapes in SLICE_SHAPES.items()}
+_CHIPS: Final = {t: topology_chips(t) for t in ALL_TOPOLOGIES}
+
+
+def _topology_message() -> str:
+    offered = "; ".join(f"{gen} takes {', '.join(shapes)}" for gen, shapes in _TOPOLOGIES_BY_GEN.items())
+    return f"topology is not a slice shape of this TPU generation: {offered}"
+
+
+def _topology_legal(tpu: TPU) -> bool:
+    return tpu.topology in SLICE_SHAPES[tpu.generation]
+
+
+def _machine_type_legal(tpu: TPU) -> bool:
+    shapes = SLICE_SHAPES[tpu.generation]
+    return tpu.machine_type is None or tpu.topology not in shapes or tpu.machine_type in shapes[tpu.topology]
+
+
+def _kv_heads_divide(model: ModelSource) -> bool:
+    if model.attention_heads is None or model.kv_heads is None:
+        return True
+    return model.attention_heads % model.kv_heads == 0
+
+
+def _mesh_shape_matches_axes(mesh: Mesh) -> bool:
+    return len(mesh.axes) == len(mesh.shape)
+
+
+def _mesh_product_is_chips(spec: DataJaxModelSpec) -> bool:
+    if spec.mesh is None or spec.tpu.topology not in _CHIPS or not spec.mesh.shape:
+        return True
+    product = 1
+    for size in spec.mesh.shape:
+        product *= size
+    return product == _CHIPS[spec.tpu.topology]
+
+
+def _spot_pricing_consistent(spec: DataJaxModelSpec) -> bool:
+    return spec.cost.pricing is None or (spec.cost.pricing == "spot") == spec.tpu.spot
+
+
+def _no_managed_flags(serving: Serving) -> bool:
+    return not any(
+        arg == f or arg.startswith(f"{f}=") for arg in serving.extra_args for f in MANAGED_VLLM_FLAGS
+    )
+
+
+def _no_reserved_env(serving: Serving) -> bool:
+    return not any(e.name in RESERVED_ENV for e in serving.env)
+
+
+def _env_single_source(serving: Serving) -> bool:
+    return not any(e.value is not None and e.value_from is not None for e in serving.env)
+
+
+def _batch_holds_seqs(serving: Serving) -> bool:
+    tokens = serving.chunked_prefill.max_num_batched_tokens
+    return tokens is None or tokens >= serving.max_num_seqs
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    Rule(
+        name="topology-legal",
+        scope="tpu",
+        field=".topology",
+        cel=f"!(self.generation in {_cel(_TOPOLOGIES_BY_GEN)}) || "
+        f"self.topology in {_cel(_TOPOLOGIES_BY_GEN)}[self.generation]",
+        message=_topology_message(),
+        holds=_topology_legal,
+    ),
+    Rule(
+        name="machine-type-legal",
+        scope="tpu",
+        field=".machineType",
+        cel=f"!has(self.machineType) || !(self.generation in {_cel(_MACHINES)}) || "
+        f"!(self.topology in {_cel(_MACHINES)}[self.generation]) || "
+        f"self.machineType in {_cel(_MACHINES)}[self.generation][self.topology]",
+        message="machineType does not host this generation and topology: leave it unset for the default, "
+        "or use "
+        "the 4-chip type (e.g. ct6e-standard-4t) to run 2x4 on two hosts",
+        holds=_machine_type_legal,
+    ),
+    Rule(
+        name="spot-without-reservation",
+        scope="tpu",
+        field=".reservation",
+        cel="!(has(self.spot) && self.spot && has(self.reservation))",
+        message="Spot VMs cannot consume a reservation: set spot to false or remove reservation",
+        holds=lambda tpu: not (tpu.spot and tpu.reservation is not None),
+    ),
+    Rule(
+        name="kv-heads-divide-heads",
+        scope="model",
+        field=".kvHeads",
+        cel="!has(self.attentionHeads) || !has(self.kvHeads) || self.attentionHeads % self.kvHeads == 0",
+        message="kvHeads must divide attentionHeads (each KV head serves a whole group of query heads): "
+        "check both against the model's config.json",
+        holds=_kv_heads_divide,
+    ),
+    Rule(
+        name="mesh-axes-match-shape",
+        scope="mesh",
+        field=".shape",
+        cel="!has(self.axes) || self.axes.size() == self.shape.size()",
+        message="mesh.shape needs one size per entry of mesh.axes, e.g. axes [data, model] with shape [1, 8]",
+        holds=_mesh_shape_matches_axes,
+    ),
+    Rule(
+        name="mesh-product-is-chips",
+        scope="",
+        field=".mesh.shape",
+        cel=f"!has(self.mesh) || !(self.tpu.topology in {_cel(_CHIPS)}) || self.mesh.shape.size() == 0 || "
+        "(self.mesh.shape.size() == 1 ? self.mesh.shape[0] : self.mesh.shape[0] * self.mesh.shape[1]) == "
+        f"{_cel(_CHIPS)}[self.tpu.topology]",
+        message="the product of mesh.shape must equal the chips of tpu.topology (e.g. 2x4 has 8 chips: shape "
+        "[1, 8] or [2, 4]); or remove mesh to use data=1, model=chips",
+        holds=_mesh_product_is_chips,
+    ),
+    Rule(
+        name="spot-pricing-matches-nodes",
+        scope="",
+        field=".cost.pricing",
+        cel="!has(self.cost) || !has(self.cost.pricing) || "
+        "((self.cost.pricing == 'spot') == (has(self.tpu.spot) && self.tpu.spot))",
+        message="cost.pricing spot is the price of Spot nodes only: use it exactly when tpu.spot is true, or "
+        "leave pricing unset to follow tpu.spot",
+        holds=_spot_pricing_consistent,
+    ),
+    Rule(
+        name="extra-args-not-managed",
+        scope="serving",
+        field=".extraArgs",
+        cel=f"!has(self.extraArgs) || self.extraArgs.all(a, !{_cel(list(MANAGED_VLLM_FLAGS))}"
+        ".exists(f, a == f || a.startsWith(f + '=')))",
+        message=f"extraArgs may not set flags the operator derives ({', '.join(MANAGED_VLLM_FLAGS)}): set "
+        "the "
+        "matching spec field (mesh, model.maxModelLen, serving.*) instead",
+        holds=_no_managed_flags,
+    ),
+    Rule(
+        name="env-not-reserved",
+        scope="serving",
+        field=".env",
+        cel=f"!has(self.env) || self.env.all(e, !(e.name in {_cel(list(RESERVED_ENV))}))",
+        message=f"env may not set {', '.join(RESERVED_ENV)}: the operator sets them (the HF token comes from "
+        "model.hfTokenSecretRef, the XLA cache from serving.xlaCache)",
+        holds=_no_reserved_env,
+    ),
+    Rule(
+        name="env-single-source",
+        scope="serving",
+        field=".env",
+        cel="!has(self.env) || self.env.all(e, !(has(e.value) && has(e.valueFrom)))",
+        message="an env entry takes value or valueFrom, not both",
+        holds=_env_single_source,
+    ),
+    Rule(
+        name="batch-holds-seqs",
+        scope="serving",
+        field=".chunkedPrefill.maxNumBatchedTokens",
+        cel="!has(self.chunkedPrefill) || !has(self.chunkedPrefill.maxNumBatchedTokens) || "
+        "self.chunkedPrefill.maxNumBatchedTokens >= self.maxNumSeqs",
+        message="chunkedPrefill.maxNumBatchedTokens must be at least maxNumSeqs (vLLM schedules one token "
+        "per "
+        "sequence per step): raise it or lower maxNumSeqs",
+        holds=_batch_holds_seqs,
+    ),
+)
+
+
+def scope_object(spec: DataJaxModelSpec, scope: str) -> object | None:
+    """The object a rule is attached to, or None when that optional part of the spec is absent."""
+    obj: object | None = spec
+    for part in filter(None, scope.split(".")):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def broken_rules(spec: DataJaxModelSpec) -> list[Rule]:
+    """Every rule the spec breaks, in declaration order."""
+    broken = []
+    for rule in RULES:
+        obj = scope_object(spec, rule.scope)
+        if obj is not None and not rule.holds(obj):
+            broken.append(rule)
+    return broken

@@ -1,0 +1,401 @@
+"""The DataJaxModel spec (DESIGN §3): what a user writes to serve one model on one TPU slice shape.
+
+Field descriptions become the CRD's `kubectl explain` text, and the constraints here (types, enums,
+ranges, patterns, lengths) become its OpenAPI validation. Rules that relate two fields live in
+`api.rules`, which feeds both the CRD's CEL rules and the planner's pre-flight checks.
+Lengths and list sizes are bounded so the API server can bound the cost of those CEL rules.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from datajax_operator.api.base import SpecModel
+from datajax_operator.api.tpu import Generation
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+
+Pricing = Literal["on-demand", "spot", "cud-1y", "cud-3y"]
+WeightDtype = Literal["bfloat16", "float16", "float32", "fp8", "int8", "int4"]
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Secret in the model's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the Secret, in the model's namespace.",
+    )
+    key: str = Field(
+        default="hf_api_token",
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_KEY,
+        description="Key in the Secret that holds the Hugging Face token (the GKE tutorials use "
+        "hf_api_token).",
+    )
+
+
+class ModelSource(SpecModel):
+    """Which model to serve, and optional facts about it used only by pre-flight checks."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Hugging Face model id (e.g. meta-llama/Llama-3.1-8B-Instruct) or a gs:// path to the "
+        "weights.",
+    )
+    served_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Model name clients send on the OpenAI API. Defaults to metadata.name.",
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Hugging Face revision (branch, tag or commit) to load; the repository default when "
+        "unset.",
+    )
+    hf_token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a Hugging Face token for gated models; exposed to vLLM as HF_TOKEN "
+        "through a secretKeyRef, never copied into the pod spec.",
+    )
+    max_model_len: int = Field(
+        default=4096, ge=16, le=1_048_576, description="Context length in tokens (vLLM --max-model-len)."
+    )
+    attention_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Number of attention (query) heads. Hint for the pre-flight check that the "
+        "tensor-parallel "
+        "degree divides it.",
+    )
+    kv_heads: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Number of key/value heads (GQA). Hint for the pre-flight check that the tensor-parallel "
+        "degree divides it, or is a multiple of it (vLLM then replicates KV heads).",
+    )
+    parameters_billions: float | None = Field(
+        default=None,
+        gt=0,
+        le=100_000,
+        description="Parameter count in billions. With dtype, the pre-flight check verifies the weights "
+        "fit in "
+        "the HBM of the tensor-parallel chips with room left for the KV cache.",
+    )
+    dtype: WeightDtype | None = Field(
+        default=None,
+        description="Storage type of the weights, for the HBM pre-flight check only (vLLM reads the "
+        "checkpoint's "
+        "own dtype).",
+    )
+
+
+class TPU(SpecModel):
+    """The TPU slice one replica runs on."""
+
+    generation: Generation = Field(
+        description="TPU generation: v5e or v6e (Trillium); v5p and tpu7x (Ironwood) are preview."
+    )
+    topology: str = Field(
+        min_length=3,
+        max_length=12,
+        pattern=r"^[1-9][0-9]{0,2}x[1-9][0-9]{0,2}(x[1-9][0-9]{0,2})?$",
+        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: 1x1, 2x2, 2x4, "
+        "4x4, 4x8, "
+        "8x8, 8x16 or 16x16 for v5e/v6e; 3-D shapes such as 2x2x1 or 2x2x2 for v5p and tpu7x.",
+    )
+    machine_type: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9-]+$",
+        description="GKE machine type of the node pool. Defaults to the single-host type when the topology "
+        "fits "
+        "on one VM (e.g. ct6e-standard-8t for 2x4); set the 4-chip type (e.g. ct6e-standard-4t) to run 2x4 "
+        "on "
+        "two hosts.",
+    )
+    spot: bool = Field(
+        default=False,
+        description="Schedule on Spot TPU nodes (node selector cloud.google.com/gke-spot=true).",
+    )
+    reservation: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of a specific Compute Engine reservation to consume "
+        "(node selector cloud.google.com/reservation-name). Cannot be combined with spot.",
+    )
+
+
+Axis = Literal["data", "model"]
+
+
+def _default_axes() -> list[Axis]:
+    return ["data", "model"]
+
+
+class Mesh(SpecModel):
+    """An explicit JAX device mesh; tpu-inference builds a ('data', 'model') mesh of shape (dp, tp)."""
+
+    axes: list[Axis] = Field(
+        default_factory=_default_axes,
+        min_length=1,
+        max_length=2,
+        description="Mesh axis names, each once: data (data-parallel engines) and model (tensor parallel). "
+        "An axis left out has size 1.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        min_length=1,
+        max_length=2,
+        description="Size of each axis, in the order of axes. The product must equal the chips of the "
+        "topology.",
+    )
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_unique(cls, axes: list[str]) -> list[str]:
+        """The CRD declares axes a set; say so here too rather than let tpu-inference fail at start."""
+        if len(set(axes)) != len(axes):
+            raise ValueError("each axis may appear once: use [data, model], [data] or [model]")
+        return axes
+
+
+class ChunkedPrefill(SpecModel):
+    """Chunked prefill, always on with vLLM's TPU backend (Ragged Paged Attention)."""
+
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=1_048_576,
+        description="Tokens per scheduler step (vLLM --max-num-batched-tokens). Default 2048. Must be at "
+        "least "
+        "serving.maxNumSeqs.",
+    )
+
+
+class SpeculativeDecoding(SpecModel):
+    """Speculative decoding without a draft model."""
+
+    method: Literal["ngram"] = Field(
+        description="Speculation method; ngram (prompt lookup) is the one supported."
+    )
+    num_speculative_tokens: int = Field(
+        default=4, ge=1, le=16, description="Tokens proposed per step (num_speculative_tokens)."
+    )
+
+
+class EnvVar(SpecModel):
+    """An environment variable for the vLLM container, in the core/v1 EnvVar shape."""
+
+    name: str = Field(
+        min_length=1, max_length=128, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name."
+    )
+    value: str | None = Field(default=None, max_length=32768, description="Literal value.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef), "
+        "as in core/v1 EnvVarSource.",
+    )
+
+
+class XLACache(SpecModel):
+    """A persistent XLA compilation cache, so restarts skip the first (long) compile."""
+
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="PersistentVolumeClaim mounted as VLLM_XLA_CACHE_PATH. Use ReadWriteMany when several "
+        "pods "
+        "(replicas or hosts) share it.",
+    )
+
+
+class Serving(SpecModel):
+    """vLLM serving options."""
+
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Image of the vLLM container, overriding the operator's default (the datajax runtime "
+        "image "
+        "when a plan is given, else the pinned vllm/vllm-tpu image).",
+    )
+    prefix_caching: bool = Field(
+        default=True,
+        description="Automatic prefix caching (--enable-prefix-caching / --no-enable-prefix-caching).",
+    )
+    chunked_prefill: ChunkedPrefill = Field(
+        default_factory=ChunkedPrefill,
+        description="Chunked prefill settings.",
+        json_schema_extra={"default": {}},
+    )
+    max_num_seqs: int = Field(
+        default=256, ge=1, le=2048, description="Maximum concurrent sequences per engine (--max-num-seqs)."
+    )
+    speculative_decoding: SpeculativeDecoding | None = Field(
+        default=None, description="Speculative decoding (--speculative-config); off when unset."
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(
+        default="auto", description="KV cache storage type (--kv-cache-dtype): auto (model dtype) or fp8."
+    )
+    extra_args: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra vLLM arguments appended to the command line. Flags the operator derives "
+        "(parallelism, lengths, caching, port) are rejected: set the spec field instead.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for the vLLM container. Names the operator sets "
+        "(HF_TOKEN, DATAJAX_*, TPU_MULTIHOST_BACKEND, VLLM_XLA_CACHE_PATH) are rejected.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    xla_cache: XLACache | None = Field(
+        default=None,
+        description="Persistent XLA compilation cache; compiled graphs are lost on restart when unset.",
+    )
+    startup_timeout_seconds: int = Field(
+        default=2400,
+        ge=60,
+        le=14400,
+        description="How long the startup probe waits for the first XLA compile and weight load before the "
+        "container is restarted.",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_unique(cls, env: list[EnvVar]) -> list[EnvVar]:
+        """The CRD keys env by name (server-side apply merges on it), so a name may appear once."""
+        names = [e.name for e in env]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"each name may appear once; remove the duplicates of {', '.join(duplicates)}")
+        return env
+
+
+class ConfigMapKey(SpecModel):
+    """A key of a ConfigMap in the model's namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the ConfigMap, in the model's namespace.",
+    )
+    key: str = Field(
+        default="bundle.json",
+        min_length=1,
+        max_length=253,
+        pattern=CONFIG_KEY,
+        description="Key in the ConfigMap.",
+    )
+
+
+class PlanRefs(SpecModel):
+    """DataJAX artefacts handed to the serving pods."""
+
+    config_map_ref: ConfigMapKey | None = Field(
+        default=None,
+        description="ConfigMap key holding the DataJAX plan bundle (JSON). Mounted into the pods as "
+        "/etc/datajax/plan/bundle.json for the vLLM plugin to register. Use a new ConfigMap name for a new "
+        "plan: "
+        "that rolls the pods, while edits in place reach them only on restart.",
+    )
+    wave_spec_ref: ConfigMapKey | None = Field(
+        default=None,
+        description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. Mounted as "
+        "/etc/datajax/plan/wavespec.json.",
+    )
+
+
+class Cost(SpecModel):
+    """The cost ceiling and how cost is measured."""
+
+    ceiling_usd_per_million_tokens: float = Field(
+        default=3.0,
+        gt=0,
+        le=1_000_000,
+        alias="ceilingUSDPerMillionTokens",
+        description="Cost ceiling in US dollars per million tokens.",
+    )
+    basis: Literal["total", "output"] = Field(
+        default="total",
+        description="Tokens the cost is divided by: total (prompt + generated) or output (generated).",
+    )
+    pricing: Pricing | None = Field(
+        default=None,
+        description="Price tier of the operator's price table: on-demand, spot, cud-1y or cud-3y. Defaults "
+        "to spot "
+        "when tpu.spot is set, else on-demand.",
+    )
+    usd_per_chip_hour: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="Explicit price per chip-hour in US dollars; overrides the table.",
+    )
+    window: str = Field(
+        default="10m",
+        max_length=8,
+        pattern=r"^[1-9][0-9]{0,4}(s|m|h)$",
+        description="Window the cost is evaluated over: a number and a unit s, m or h (e.g. 10m).",
+    )
+    min_tokens_per_second: float = Field(
+        default=1.0,
+        ge=0,
+        le=1_000_000_000,
+        description="Below this traffic (tokens/s) the $/token figure is not judged.",
+    )
+    action: Literal["Alert", "ScaleDown", "Suspend"] = Field(
+        default="Alert",
+        description="What happens when the ceiling is breached: Alert (condition and Event), ScaleDown "
+        "(one replica fewer) or Suspend (replicas to 0).",
+    )
+
+
+class SLO(SpecModel):
+    """A latency objective."""
+
+    p95_latency_seconds: float = Field(
+        gt=0, le=3600, description="p95 end-to-end request latency objective in seconds."
+    )
+
+
+class DataJaxModelSpec(SpecModel):
+    """Desired state of a model served by vLLM on a Cloud TPU slice."""
+
+    model: ModelSource = Field(description="The model to serve.")
+    tpu: TPU = Field(description="The TPU slice each replica runs on.")
+    mesh: Mesh | None = Field(
+        default=None,
+        description="Explicit JAX mesh. Derived when unset: data=1, model=chips (tensor parallel over the "
+        "slice).",
+    )
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Slices serving this model (0 suspends serving)."
+    )
+    serving: Serving = Field(
+        default_factory=Serving, description="vLLM serving options.", json_schema_extra={"default": {}}
+    )
+    plan: PlanRefs | None = Field(default=None, description="DataJAX plan bundle and wave spec.")
+    cost: Cost = Field(
+        default_factory=Cost, description="Cost ceiling and measurement.", json_schema_extra={"default": {}}
+    )
+    slo: SLO | None = Field(default=None, description="Latency objective; no latency condition when unset.")

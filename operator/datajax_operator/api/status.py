@@ -1,0 +1,134 @@
+"""The DataJaxModel status (DESIGN §3): what the operator observed and decided.
+
+Metric figures are rounded when they are set, so `kubectl get djm` prints `2.315`, not
+`2.3149999999999995`; NaN and infinities (no traffic in the window) become absent fields, never zero.
+"""
+
+import math
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from datajax_operator.api.base import StatusModel
+
+Phase = Literal["Pending", "Progressing", "Ready", "Degraded", "Invalid", "Suspended"]
+Workload = Literal["Deployment", "LeaderWorkerSet"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A condition in the metav1.Condition shape, keyed by type."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        description="Condition type, e.g. Ready, SpecValid, CostCeilingBreached.",
+    )
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase reason for the last transition, e.g. InsufficientTraffic.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    last_transition_time: datetime = Field(
+        description="When the status last changed; kept when a reconcile finds the same status."
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the condition was computed from."
+    )
+
+
+class PlacementStatus(StatusModel):
+    """Where the model runs, as derived by the planner."""
+
+    generation: str = Field(description="TPU generation.")
+    accelerator: str = Field(description="Node label cloud.google.com/gke-tpu-accelerator.")
+    topology: str = Field(description="Node label cloud.google.com/gke-tpu-topology.")
+    chips: int = Field(ge=1, description="Chips in one slice.")
+    hosts: int = Field(ge=1, description="TPU VMs (pods) per slice.")
+    chips_per_host: int = Field(ge=1, description="Chips per VM: the google.com/tpu request of each pod.")
+    machine_type: str = Field(description="GKE machine type of the node pool.")
+    workload: Workload = Field(description="Kind of the workload: Deployment (one host) or LeaderWorkerSet.")
+
+
+class MeshStatus(StatusModel):
+    """The JAX mesh vLLM builds."""
+
+    axes: list[str] = Field(description="Mesh axis names.")
+    shape: list[int] = Field(description="Size of each axis.")
+    tensor_parallel: int = Field(ge=1, description="Tensor-parallel degree (--tensor-parallel-size).")
+    data_parallel: int = Field(ge=1, description="Data-parallel degree (--data-parallel-size).")
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return None
+    return round(value, digits)
+
+
+class MetricsStatus(StatusModel):
+    """Figures measured by the serving sidecars over spec.cost.window; absent when not measurable."""
+
+    cost_usd_per_million_tokens: float | None = Field(
+        default=None, alias="costUSDPerMillionTokens", description="Measured US dollars per million tokens."
+    )
+    cost_usd_per_hour: float | None = Field(
+        default=None, alias="costUSDPerHour", description="Cost of all replicas per hour in US dollars."
+    )
+    break_even_tokens_per_second: float | None = Field(
+        default=None, description="Tokens per second at which the cost equals the ceiling."
+    )
+    p95_latency_seconds: float | None = Field(default=None, description="p95 end-to-end request latency.")
+    p95_ttft_seconds: float | None = Field(
+        default=None, alias="p95TTFTSeconds", description="p95 time to first token."
+    )
+    prefix_cache_hit_ratio: float | None = Field(
+        default=None, ge=0, le=1, description="Prefix-cache hits over queries, in tokens."
+    )
+    tokens_per_second: float | None = Field(
+        default=None, ge=0, description="Tokens per second on the cost basis."
+    )
+    sampled_at: datetime | None = Field(default=None, description="When the figures were computed.")
+
+    @field_validator(
+        "cost_usd_per_million_tokens",
+        "cost_usd_per_hour",
+        "break_even_tokens_per_second",
+        "p95_latency_seconds",
+        "p95_ttft_seconds",
+        "prefix_cache_hit_ratio",
+        "tokens_per_second",
+        mode="before",
+    )
+    @classmethod
+    def _readable(cls, value: float | None) -> float | None:
+        """Printer columns show numbers verbatim: keep 3 decimals, and drop NaN (no traffic) rather than "
+        "lie."""
+        return _round(value, 3)
+
+
+class DataJaxModelStatus(StatusModel):
+    """Observed state of a DataJaxModel."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="Summary: Pending, Progressing, Ready, Degraded, Invalid (spec rejected) or Suspended.",
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation last reconciled."
+    )
+    placement: PlacementStatus | None = Field(default=None, description="Derived TPU placement.")
+    mesh: MeshStatus | None = Field(default=None, description="Derived JAX mesh.")
+    endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
+    metrics: MetricsStatus | None = Field(default=None, description="Cost, latency and cache figures.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Conditions keyed by type: SpecValid, WorkloadAvailable, MetricsAvailable, "
+        "PlanRegistered, "
+        "CostCeilingBreached, LatencySLOBreached, Ready.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )

@@ -1,0 +1,93 @@
+"""Pre-flight checks: everything that makes a spec unservable, found before any pod is scheduled.
+
+The object-local rules of `api.rules` (also enforced by the CRD's CEL) come first; then the checks
+that need the catalog: tensor parallelism against the model's heads, and weights against HBM.
+"""
+
+from typing import Final
+
+from datajax_operator.api.rules import broken_rules
+from datajax_operator.api.spec import DataJaxModelSpec
+from datajax_operator.plan.catalog import GB, GENERATIONS, Placement
+from datajax_operator.plan.mesh import MeshPlan
+from datajax_operator.plan.problems import Problem
+
+BYTES_PER_PARAMETER: Final[dict[str, float]] = {
+    "bfloat16": 2,
+    "float16": 2,
+    "float32": 4,
+    "fp8": 1,
+    "int8": 1,
+    "int4": 0.5,
+}
+HBM_USABLE_FRACTION: Final = 0.9
+"""Share of HBM the runtime leaves to vLLM (XLA, compiled programs and activations take the rest)."""
+KV_CACHE_FRACTION: Final = 0.1
+"""Share of HBM kept free of weights so the KV cache holds at least a few full-length sequences."""
+
+
+def rule_problems(spec: DataJaxModelSpec) -> list[Problem]:
+    """The object-local rules the spec breaks (the same ones the API server enforces with CEL)."""
+    return [Problem(rule.path, rule.message) for rule in broken_rules(spec)]
+
+
+def head_problems(spec: DataJaxModelSpec, mesh: MeshPlan) -> list[Problem]:
+    """Tensor parallelism splits attention heads across chips, so tp must divide them.
+
+    KV heads may also be fewer than tp when tp is a multiple of them: vLLM then replicates each KV head.
+    """
+    problems = []
+    tp = mesh.tensor_parallel
+    heads = spec.model.attention_heads
+    if heads is not None and heads % tp != 0:
+        problems.append(
+            Problem(
+                "spec.model.attentionHeads",
+                f"tensor parallel {tp} does not divide {heads} attention heads: pick a mesh whose model axis "
+                f"divides {heads} (e.g. mesh.shape [{_dp_for(heads, tp)}, {tp // _dp_for(heads, tp)}]) "
+                "or another topology",
+            )
+        )
+    kv = spec.model.kv_heads
+    if kv is not None and kv % tp != 0 and tp % kv != 0:
+        problems.append(
+            Problem(
+                "spec.model.kvHeads",
+                f"tensor parallel {tp} neither divides nor is a multiple of {kv} KV heads: pick a model axis "
+                f"that divides {kv} or is a multiple of it",
+            )
+        )
+    return problems
+
+
+def _dp_for(heads: int, tp: int) -> int:
+    """Smallest data-parallel split of tp chips whose model axis divides heads (a suggestion only)."""
+    for dp in range(1, tp + 1):
+        if tp % dp == 0 and heads % (tp // dp) == 0:
+            return dp
+    return tp
+
+
+def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> list[Problem]:
+    """Weights must fit in the HBM of one tensor-parallel group with room left for the KV cache.
+
+    Each data-parallel engine holds a full copy of the weights over its tp chips.
+    """
+    params, dtype = spec.model.parameters_billions, spec.model.dtype
+    if params is None or dtype is None:
+        return []
+    weights = params * 1e9 * BYTES_PER_PARAMETER[dtype]
+    hbm = GENERATIONS[placement.generation].hbm_bytes_per_chip * mesh.tensor_parallel
+    room = hbm * (HBM_USABLE_FRACTION - KV_CACHE_FRACTION)
+    if weights <= room:
+        return []
+    return [
+        Problem(
+            "spec.model.parametersBillions",
+            f"{params:g}B parameters in {dtype} need {weights / GB:.1f} GB of weights, but "
+            f"{mesh.tensor_parallel} "
+            f"{placement.generation} chips leave {room / GB:.1f} GB after runtime and KV-cache headroom: "
+            "use a "
+            "larger topology, a smaller dtype, or fewer data-parallel engines",
+        )
+    ]

@@ -1,0 +1,57 @@
+"""Operator configuration: images, the price table and sidecar settings.
+
+Defaults are DESIGN §4's list prices (us-central1, per chip-hour). A config file (YAML or JSON,
+camelCase keys) given with `--config FILE` replaces any key it sets; a `prices` key replaces the
+whole table, so an entry left out is unknown, never a silently kept default.
+"""
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from datajax_operator.api.spec import Pricing
+
+VLLM_TPU_IMAGE: Final = "vllm/vllm-tpu:v0.29.0"
+"""Pinned vLLM TPU release (tpu-inference backend); also the base of the runtime image."""
+
+RUNTIME_IMAGE: Final = "datajax/datajax-runtime:0.1.0"
+
+DEFAULT_PRICES: Final[dict[str, dict[Pricing, float]]] = {
+    "v5e": {"on-demand": 1.20, "spot": 0.245},
+    "v6e": {"on-demand": 2.70, "spot": 0.544, "cud-1y": 1.89, "cud-3y": 1.22},
+    "v5p": {"on-demand": 4.20, "spot": 0.836},
+}
+
+
+class OperatorConfig(BaseModel):
+    """Settings of one operator installation (the Helm chart mounts them from a ConfigMap)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    runtime_image: str = Field(
+        default=RUNTIME_IMAGE, min_length=1, description="Image with datajax-sidecar and the vLLM plugin."
+    )
+    vllm_image: str = Field(
+        default=VLLM_TPU_IMAGE, min_length=1, description="vLLM TPU image used when no plan bundle is given."
+    )
+    prices: dict[str, dict[Pricing, Annotated[float, Field(gt=0)]]] = Field(
+        default_factory=lambda: {gen: dict(tiers) for gen, tiers in DEFAULT_PRICES.items()},
+        description="generation -> pricing tier -> US dollars per chip-hour.",
+    )
+    sidecar_port: int = Field(default=9400, ge=1, le=65535, description="Port of the sidecar's /metrics.")
+    sidecar_interval: str = Field(
+        default="5s", pattern=r"^[1-9][0-9]{0,4}(s|m)$", description="How often the sidecar scrapes vLLM."
+    )
+
+
+def load_config(path: Path | None) -> OperatorConfig:
+    """The configuration in a YAML/JSON file, or the defaults when no file is given."""
+    if path is None:
+        return OperatorConfig()
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the operator config must be a mapping of camelCase keys")
+    return OperatorConfig.model_validate(data)

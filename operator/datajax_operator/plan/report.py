@@ -1,0 +1,34 @@
+"""The `-o table` view of a plan: what a person reads before applying a model."""
+
+import shlex
+
+from datajax_operator.plan.planner import Plan
+
+
+def format_table(name: str, replicas: int, plan: Plan) -> str:
+    """Placement, mesh, cost and the vLLM command, aligned for a terminal."""
+    p, m, c = plan.placement, plan.mesh, plan.cost
+    generation = f"{p.generation} (preview)" if p.preview else p.generation
+    price_source = c.pricing if c.pricing is not None else "spec.cost.usdPerChipHour"
+    rows = [
+        ("MODEL", name),
+        ("SERVED AS", plan.served_name),
+        ("TPU", f"{generation}  {p.topology}  ({p.accelerator})"),
+        ("SLICE", f"{p.chips} chips = {p.hosts} host(s) x {p.chips_per_host} chips, {p.machine_type}"),
+        ("WORKLOAD", f"{p.workload} x {replicas} replica(s)"),
+        (
+            "MESH",
+            " x ".join(f"{a}={n}" for a, n in zip(m.axes, m.shape, strict=True))
+            + f"  (tensor parallel {m.tensor_parallel}, data parallel {m.data_parallel})",
+        ),
+        ("PRICE", f"${c.usd_per_chip_hour:g}/chip-hour ({price_source})"),
+        ("COST", f"${c.usd_per_hour:,.2f}/hour for all replicas"),
+        ("CEILING", f"${c.ceiling_usd_per_million_tokens:g} per million tokens"),
+        ("BREAK-EVEN", f"{c.breakeven_tokens_per_second:,.1f} tokens/s to stay under the ceiling"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
+    lines.append("")
+    lines.append("vLLM COMMAND")
+    lines.append("  vllm serve " + " \\\n    ".join(shlex.quote(a) for a in plan.vllm_args))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,48 @@
+"""Deterministic names and labels of a model's children.
+
+The workload and Service are named after the model. A LeaderWorkerSet names StatefulSets, pods and a
+headless Service after itself and adds suffixes (`-0`, `-0-1`, a revision hash in a label), so the base
+name is kept to 45 characters, a DNS-1035 label (a Service name must start with a letter); names that
+need changing are truncated and suffixed with a hash of the original, so two models never collide.
+"""
+
+import hashlib
+import re
+from typing import Final
+
+MAX_BASE_NAME: Final = 45
+_INVALID: Final = re.compile(r"[^a-z0-9-]+")
+
+NAME_LABEL: Final = "app.kubernetes.io/name"
+INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+COMPONENT_LABEL: Final = "app.kubernetes.io/component"
+ROLE_LABEL: Final = "datajax.dev/role"
+APP_NAME: Final = "datajax-model"
+MANAGER: Final = "datajax-operator"
+
+
+def base_name(model_name: str) -> str:
+    """The name of the model's workload and Service, and its instance label value."""
+    cleaned = _INVALID.sub("-", model_name.lower()).strip("-")
+    if cleaned == model_name and len(cleaned) <= MAX_BASE_NAME and cleaned[:1].isalpha():
+        return cleaned
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:8]
+    stem = cleaned[: MAX_BASE_NAME - len(digest) - 1].strip("-")
+    if not stem[:1].isalpha():
+        stem = f"m-{stem}"[: MAX_BASE_NAME - len(digest) - 1].strip("-")
+    return f"{stem}-{digest}"
+
+
+def selector_labels(model_name: str) -> dict[str, str]:
+    """Labels that select the model's serving pods; never changed, so selectors stay immutable-safe."""
+    return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: base_name(model_name)}
+
+
+def common_labels(model_name: str) -> dict[str, str]:
+    """The app.kubernetes.io labels every child carries."""
+    return {
+        **selector_labels(model_name),
+        MANAGED_BY_LABEL: MANAGER,
+        COMPONENT_LABEL: "serving",
+    }

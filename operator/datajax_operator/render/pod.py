@@ -1,0 +1,258 @@
+"""The serving pod: the vLLM container, the datajax sidecar, scheduling on the TPU node pool, volumes.
+
+Everything here is a pure function of the spec, the plan and the config, so the pod template changes
+only when something a pod depends on changes (no timestamps, no operator version, no whole-spec hash).
+"""
+
+import math
+from typing import Any, Final, Literal
+
+from datajax_operator.api.resource import DataJaxModel
+from datajax_operator.plan.config import OperatorConfig
+from datajax_operator.plan.planner import Plan
+from datajax_operator.plan.vllm import VLLM_PORT
+from datajax_operator.render.names import ROLE_LABEL, common_labels
+
+Role = Literal["leader", "worker"]
+"""A single-host pod is the leader of a slice of one."""
+
+VLLM_CONTAINER: Final = "vllm"
+SIDECAR_CONTAINER: Final = "datajax-sidecar"
+RUN_DIR: Final = "/var/run/datajax"
+PLAN_DIR: Final = "/etc/datajax/plan"
+PLAN_BUNDLE: Final = f"{PLAN_DIR}/bundle.json"
+WAVE_SPEC: Final = f"{PLAN_DIR}/wavespec.json"
+PLAN_STATUS: Final = f"{RUN_DIR}/plan-status.json"
+XLA_CACHE_DIR: Final = "/var/cache/vllm-xla"
+RAY_PORT: Final = 6379
+STARTUP_PERIOD_SECONDS: Final = 10
+SIDECAR_UID: Final = 65532
+
+# The leader of a multi-host slice starts the Ray head, waits until every host of the group has joined
+# (LWS sets LWS_GROUP_SIZE), then execs vLLM with the plan's arguments ("$@"), so vLLM stays PID 1's
+# child that receives SIGTERM.
+LEADER_SCRIPT: Final = f"""set -euo pipefail
+ray start --head --port={RAY_PORT} --disable-usage-stats
+until python3 -c 'import ray, sys; ray.init(address="auto", logging_level="ERROR"); \
+sys.exit(0 if sum(1 for n in ray.nodes() if n["Alive"]) >= int(sys.argv[1]) else 1)' "${{LWS_GROUP_SIZE}}"; do
+  sleep 5
+done
+exec vllm serve "$@"
+"""
+# A worker joins the leader's Ray cluster (LWS sets LWS_LEADER_ADDRESS) and blocks; it retries until
+# the head is up, because LWS starts the whole group at once.
+WORKER_SCRIPT: Final = f"""set -uo pipefail
+until ray start --address="${{LWS_LEADER_ADDRESS}}:{RAY_PORT}" --disable-usage-stats --block; do
+  sleep 5
+done
+"""
+
+
+def vllm_image(model: DataJaxModel, config: OperatorConfig) -> str:
+    """The spec's image, else the runtime image when a plan bundle needs its plugin, else pinned vLLM TPU."""
+    spec = model.spec
+    if spec.serving.image is not None:
+        return spec.serving.image
+    if spec.plan is not None and spec.plan.config_map_ref is not None:
+        return config.runtime_image
+    return config.vllm_image
+
+
+def _has_bundle(model: DataJaxModel) -> bool:
+    return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
+
+
+def _vllm_env(model: DataJaxModel, plan: Plan) -> list[dict[str, Any]]:
+    spec = model.spec
+    env: list[dict[str, Any]] = []
+    ref = spec.model.hf_token_secret_ref
+    if ref is not None:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if _has_bundle(model):
+        env.append({"name": "DATAJAX_PLAN_BUNDLE", "value": PLAN_BUNDLE})
+        env.append({"name": "DATAJAX_PLAN_STATUS", "value": PLAN_STATUS})
+    if plan.placement.hosts > 1:
+        env.append({"name": "TPU_MULTIHOST_BACKEND", "value": "ray"})
+    if spec.serving.xla_cache is not None:
+        env.append({"name": "VLLM_XLA_CACHE_PATH", "value": XLA_CACHE_DIR})
+    env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in spec.serving.env)
+    return env
+
+
+def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if role == "leader":
+        mounts.append({"name": "datajax-run", "mountPath": RUN_DIR})
+        if model.spec.plan is not None and (model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref):
+            mounts.append({"name": "datajax-plan", "mountPath": PLAN_DIR, "readOnly": True})
+    if model.spec.serving.xla_cache is not None:
+        mounts.append({"name": "xla-cache", "mountPath": XLA_CACHE_DIR})
+    return mounts
+
+
+def _health_probe(period: int, timeout: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Role) -> dict[str, Any]:
+    """The vLLM container: `vllm serve` on a single host, Ray head + vLLM on a leader, Ray on a worker."""
+    multihost = plan.placement.hosts > 1
+    chips = str(plan.placement.chips_per_host)
+    container: dict[str, Any] = {"name": VLLM_CONTAINER, "image": vllm_image(model, config)}
+    if role == "worker":
+        container["command"] = ["/bin/bash", "-c", WORKER_SCRIPT]
+    elif multihost:
+        container["command"] = ["/bin/bash", "-c", LEADER_SCRIPT, "datajax-leader"]
+        container["args"] = list(plan.vllm_args)
+    else:
+        container["command"] = ["vllm", "serve"]
+        container["args"] = list(plan.vllm_args)
+    if role == "leader":
+        container["ports"] = [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}]
+    env = _vllm_env(model, plan)
+    if env:
+        container["env"] = env
+    container["resources"] = {"requests": {"google.com/tpu": chips}, "limits": {"google.com/tpu": chips}}
+    container["volumeMounts"] = _vllm_mounts(model, role)
+    if role == "leader":
+        startup = math.ceil(model.spec.serving.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
+        container["startupProbe"] = _health_probe(STARTUP_PERIOD_SECONDS, 5, startup)
+        container["livenessProbe"] = _health_probe(15, 5, 4)
+        container["readinessProbe"] = _health_probe(5, 3, 3)
+    return container
+
+
+def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> list[str]:
+    """`datajax-sidecar serve ...` exactly as the serving-pod contract (HELPERS.md) spells it."""
+    cost = model.spec.cost
+    args = [
+        "serve",
+        "--upstream",
+        f"http://127.0.0.1:{VLLM_PORT}/metrics",
+        "--port",
+        str(config.sidecar_port),
+        "--chips",
+        str(plan.placement.chips),
+        "--usd-per-chip-hour",
+        f"{plan.cost.usd_per_chip_hour:g}",
+        "--ceiling",
+        f"{cost.ceiling_usd_per_million_tokens:g}",
+        "--basis",
+        cost.basis,
+        "--window",
+        cost.window,
+        "--interval",
+        config.sidecar_interval,
+    ]
+    if model.spec.slo is not None:
+        args += ["--slo-p95", f"{model.spec.slo.p95_latency_seconds:g}"]
+    if _has_bundle(model):
+        args += ["--plan-status", PLAN_STATUS]
+    args += ["--model", plan.served_name]
+    return args
+
+
+def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[str, Any]:
+    """The metrics sidecar, locked down: it only reads vLLM's /metrics and a file, and serves /metrics."""
+    return {
+        "name": SIDECAR_CONTAINER,
+        "image": config.runtime_image,
+        "command": ["datajax-sidecar"],
+        "args": sidecar_args(model, plan, config),
+        "ports": [{"name": "metrics", "containerPort": config.sidecar_port, "protocol": "TCP"}],
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 20, "failureThreshold": 3},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "datajax-run", "mountPath": RUN_DIR, "readOnly": True},
+            {"name": "sidecar-tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
+def node_selector(model: DataJaxModel, plan: Plan) -> dict[str, str]:
+    """GKE TPU node labels of the slice, plus Spot or a specific reservation when asked."""
+    tpu = model.spec.tpu
+    selector = {
+        "cloud.google.com/gke-tpu-accelerator": plan.placement.accelerator,
+        "cloud.google.com/gke-tpu-topology": plan.placement.topology,
+    }
+    if tpu.spot:
+        selector["cloud.google.com/gke-spot"] = "true"
+    if tpu.reservation is not None:
+        selector["cloud.google.com/reservation-name"] = tpu.reservation
+        selector["cloud.google.com/reservation-affinity"] = "specific"
+    return selector
+
+
+def tolerations(model: DataJaxModel) -> list[dict[str, str]]:
+    """TPU nodes carry the google.com/tpu taint; Spot nodes may carry cloud.google.com/gke-spot."""
+    tols = [{"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"}]
+    if model.spec.tpu.spot:
+        tols.append(
+            {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        )
+    return tols
+
+
+def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
+    spec = model.spec
+    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    if role == "leader":
+        volumes.append({"name": "datajax-run", "emptyDir": {}})
+        volumes.append({"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+        sources = []
+        if spec.plan is not None and spec.plan.config_map_ref is not None:
+            ref = spec.plan.config_map_ref
+            sources.append(
+                {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "bundle.json"}]}}
+            )
+        if spec.plan is not None and spec.plan.wave_spec_ref is not None:
+            ref = spec.plan.wave_spec_ref
+            sources.append(
+                {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "wavespec.json"}]}}
+            )
+        if sources:
+            volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
+    if spec.serving.xla_cache is not None:
+        volumes.append(
+            {"name": "xla-cache", "persistentVolumeClaim": {"claimName": spec.serving.xla_cache.claim_name}}
+        )
+    return volumes
+
+
+def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Role) -> dict[str, Any]:
+    """The pod template of a leader (or single-host pod) or of a multi-host worker."""
+    containers = [vllm_container(model, plan, config, role)]
+    if role == "leader":
+        containers.append(sidecar_container(model, plan, config))
+    return {
+        "metadata": {
+            "labels": {**common_labels(model.metadata.name), ROLE_LABEL: role},
+            "annotations": {"kubectl.kubernetes.io/default-container": VLLM_CONTAINER},
+        },
+        "spec": {
+            # Service links would inject e.g. VLLM_PORT=tcp://... for a Service named vllm, which vLLM
+            # reads as its own port setting.
+            "enableServiceLinks": False,
+            "terminationGracePeriodSeconds": 60,
+            "nodeSelector": node_selector(model, plan),
+            "tolerations": tolerations(model),
+            "containers": containers,
+            "volumes": _volumes(model, role),
+        },
+    }

@@ -1,0 +1,174 @@
+"""Every pre-flight check: each bad spec is rejected naming its field, good neighbours pass."""
+
+from typing import Any
+
+import pytest
+from djm_fixtures import model_with
+
+from datajax_operator.api.rules import RULES
+from datajax_operator.plan import OperatorConfig, PlanError, make_plan
+
+CONFIG = OperatorConfig()
+
+# (name, spec sections, field the problem must name)
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("topology-legal", {"tpu": {"generation": "v5e", "topology": "2x2x2"}}, "spec.tpu.topology"),
+    ("topology-legal-3d", {"tpu": {"generation": "v5p", "topology": "4x4"}}, "spec.tpu.topology"),
+    (
+        "machine-type-legal",
+        {"tpu": {"generation": "v6e", "topology": "4x4", "machineType": "ct6e-standard-8t"}},
+        "spec.tpu.machineType",
+    ),
+    (
+        "machine-type-of-other-generation",
+        {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct5lp-hightpu-8t"}},
+        "spec.tpu.machineType",
+    ),
+    (
+        "spot-without-reservation",
+        {"tpu": {"generation": "v6e", "topology": "2x4", "spot": True, "reservation": "r"}},
+        "spec.tpu.reservation",
+    ),
+    (
+        "kv-heads-divide-heads",
+        {"model": {"name": "m", "attentionHeads": 40, "kvHeads": 16}},
+        "spec.model.kvHeads",
+    ),
+    ("mesh-axes-match-shape", {"mesh": {"axes": ["data", "model"], "shape": [8]}}, "spec.mesh.shape"),
+    ("mesh-product-is-chips", {"mesh": {"shape": [2, 8]}}, "spec.mesh.shape"),
+    ("mesh-product-single-axis", {"mesh": {"axes": ["model"], "shape": [4]}}, "spec.mesh.shape"),
+    ("spot-pricing-matches-nodes", {"cost": {"pricing": "spot"}}, "spec.cost.pricing"),
+    (
+        "on-demand-pricing-on-spot",
+        {"tpu": {"generation": "v6e", "topology": "2x4", "spot": True}, "cost": {"pricing": "on-demand"}},
+        "spec.cost.pricing",
+    ),
+    ("extra-args-not-managed", {"serving": {"extraArgs": ["--max-model-len=10"]}}, "spec.serving.extraArgs"),
+    (
+        "extra-args-bare-flag",
+        {"serving": {"extraArgs": ["--enable-prefix-caching"]}},
+        "spec.serving.extraArgs",
+    ),
+    ("env-not-reserved", {"serving": {"env": [{"name": "HF_TOKEN", "value": "hf_x"}]}}, "spec.serving.env"),
+    (
+        "env-single-source",
+        {"serving": {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]}},
+        "spec.serving.env",
+    ),
+    (
+        "batch-holds-seqs",
+        {"serving": {"maxNumSeqs": 512, "chunkedPrefill": {"maxNumBatchedTokens": 256}}},
+        "spec.serving.chunkedPrefill.maxNumBatchedTokens",
+    ),
+    ("tp-divides-heads", {"model": {"name": "m", "attentionHeads": 12}}, "spec.model.attentionHeads"),
+    ("tp-and-kv-heads", {"model": {"name": "m", "kvHeads": 3}}, "spec.model.kvHeads"),
+    (
+        "weights-fit-hbm",
+        {
+            "model": {"name": "m", "parametersBillions": 70, "dtype": "bfloat16"},
+            "tpu": {"generation": "v5e", "topology": "2x4"},
+        },
+        "spec.model.parametersBillions",
+    ),
+    (
+        "weights-fit-per-dp-engine",
+        {
+            "model": {"name": "m", "parametersBillions": 20, "dtype": "bfloat16"},
+            "tpu": {"generation": "v5e", "topology": "2x2"},
+            "mesh": {"shape": [4, 1]},
+        },
+        "spec.model.parametersBillions",
+    ),
+    ("price-known", {"tpu": {"generation": "tpu7x", "topology": "2x2x1"}}, "spec.cost.usdPerChipHour"),
+]
+
+
+@pytest.mark.parametrize(("name", "changes", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_names_its_field(name: str, changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(PlanError) as err:
+        make_plan(model_with(**changes), CONFIG)
+    fields = [p.field for p in err.value.problems]
+    assert fields == [field], err.value.problems
+    assert all(p.message for p in err.value.problems)
+
+
+def test_every_rule_has_a_failing_case_here() -> None:
+    tested = {name for name, _, _ in BAD}
+    assert {r.name for r in RULES} <= tested
+
+
+GOOD: list[tuple[str, dict[str, Any]]] = [
+    ("kv-heads-fewer-than-tp-are-replicated", {"model": {"name": "m", "attentionHeads": 64, "kvHeads": 2}}),
+    ("explicit-mesh-any-order", {"mesh": {"axes": ["model", "data"], "shape": [4, 2]}}),
+    ("single-axis-mesh", {"mesh": {"axes": ["model"], "shape": [8]}}),
+    (
+        "8b-fits-v5e-2x2",
+        {
+            "model": {"name": "m", "parametersBillions": 8, "dtype": "bfloat16"},
+            "tpu": {"generation": "v5e", "topology": "2x2"},
+        },
+    ),
+    ("70b-fits-v6e-2x4", {"model": {"name": "m", "parametersBillions": 70, "dtype": "bfloat16"}}),
+    (
+        "70b-int8-fits-v5e-2x4",
+        {
+            "model": {"name": "m", "parametersBillions": 70, "dtype": "int8"},
+            "tpu": {"generation": "v5e", "topology": "2x4"},
+        },
+    ),
+    ("size-without-dtype-is-not-judged", {"model": {"name": "m", "parametersBillions": 700}}),
+    (
+        "spot-pricing-on-spot",
+        {"tpu": {"generation": "v6e", "topology": "2x4", "spot": True}, "cost": {"pricing": "spot"}},
+    ),
+    ("reservation-on-demand", {"tpu": {"generation": "v6e", "topology": "2x4", "reservation": "my-res"}}),
+    (
+        "2x4-on-two-hosts",
+        {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
+    ),
+    ("unrelated-extra-args", {"serving": {"extraArgs": ["--max-model-len-foo", "--swap-space=4"]}}),
+]
+
+
+@pytest.mark.parametrize(("name", "changes"), GOOD, ids=[g[0] for g in GOOD])
+def test_good_neighbours_pass(name: str, changes: dict[str, Any]) -> None:
+    make_plan(model_with(**changes), CONFIG)
+
+
+def test_mesh_is_normalised_to_data_model_order() -> None:
+    plan = make_plan(model_with(mesh={"axes": ["model", "data"], "shape": [4, 2]}), CONFIG)
+    assert (plan.mesh.axes, plan.mesh.shape) == (("data", "model"), (2, 4))
+    assert (plan.mesh.tensor_parallel, plan.mesh.data_parallel) == (4, 2)
+
+
+def test_default_mesh_is_tensor_parallel_over_the_slice() -> None:
+    plan = make_plan(model_with(tpu={"generation": "v6e", "topology": "4x4"}), CONFIG)
+    assert plan.mesh.shape == (1, 16)
+    assert "--tensor-parallel-size=16" in plan.vllm_args
+
+
+def test_every_problem_is_collected_not_just_the_first() -> None:
+    bad = model_with(
+        model={"name": "m", "attentionHeads": 40, "kvHeads": 6, "parametersBillions": 70, "dtype": "float32"},
+        tpu={"generation": "v5e", "topology": "2x4", "spot": True, "reservation": "r"},
+        cost={"pricing": "cud-1y"},
+        serving={"extraArgs": ["-tp=2"], "env": [{"name": "VLLM_XLA_CACHE_PATH", "value": "/x"}]},
+    )
+    with pytest.raises(PlanError) as err:
+        make_plan(bad, CONFIG)
+    fields = {p.field for p in err.value.problems}
+    assert fields == {
+        "spec.tpu.reservation",
+        "spec.model.kvHeads",
+        "spec.cost.pricing",
+        "spec.serving.extraArgs",
+        "spec.serving.env",
+        "spec.model.parametersBillions",
+        "spec.cost.usdPerChipHour",
+    }
+
+
+def test_mesh_problem_suppresses_checks_that_would_repeat_it() -> None:
+    with pytest.raises(PlanError) as err:
+        make_plan(model_with(mesh={"shape": [3, 3]}, model={"name": "m", "attentionHeads": 32}), CONFIG)
+    assert [p.field for p in err.value.problems] == ["spec.mesh.shape"]

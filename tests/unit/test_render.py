@@ -1,0 +1,202 @@
+"""The renderer: golden manifests of every example, and the properties a cluster operator relies on."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from djm_fixtures import EXAMPLES, check_golden, doc_with, load_example, model_with
+
+from datajax_operator.api import DataJaxModel
+from datajax_operator.cli import dump_yaml
+from datajax_operator.plan import OperatorConfig, make_plan
+from datajax_operator.render import SPEC_HASH_ANNOTATION, base_name, render_objects
+
+CONFIG = OperatorConfig()
+
+
+def _render(model: DataJaxModel) -> list[dict[str, Any]]:
+    return render_objects(model, make_plan(model, CONFIG), CONFIG)
+
+
+def _pod_specs(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    if workload["kind"] == "Deployment":
+        return [workload["spec"]["template"]["spec"]]
+    lwt = workload["spec"]["leaderWorkerTemplate"]
+    return [lwt["leaderTemplate"]["spec"], lwt["workerTemplate"]["spec"]]
+
+
+def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in pod["containers"] if c["name"] == name)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_golden_manifests(path: Path) -> None:
+    check_golden(f"{path.stem}.objects.yaml", "---\n".join(dump_yaml(o) for o in _render(load_example(path))))
+
+
+def test_rendering_is_deterministic() -> None:
+    for path in EXAMPLES:
+        assert _render(load_example(path)) == _render(load_example(path))
+
+
+def test_single_host_is_a_deployment_with_both_containers() -> None:
+    workload, service = _render(model_with())
+    assert workload["kind"] == "Deployment" and workload["metadata"]["name"] == "m"
+    pod = workload["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["vllm", "datajax-sidecar"]
+    vllm = _container(pod, "vllm")
+    assert vllm["image"] == "vllm/vllm-tpu:v0.29.0"
+    assert vllm["command"] == ["vllm", "serve"]
+    assert vllm["resources"]["requests"] == {"google.com/tpu": "8"} == vllm["resources"]["limits"]
+    assert vllm["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
+    assert vllm["startupProbe"]["httpGet"]["path"] == "/health"
+    assert vllm["startupProbe"]["periodSeconds"] * vllm["startupProbe"]["failureThreshold"] >= 30 * 60
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert pod["nodeSelector"] == {
+        "cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice",
+        "cloud.google.com/gke-tpu-topology": "2x4",
+    }
+    assert {"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert service["kind"] == "Service" and service["metadata"]["name"] == "m"
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [("http", 8000), ("metrics", 9400)]
+
+
+def test_multi_host_is_a_leader_worker_set_with_ray() -> None:
+    model = model_with(tpu={"generation": "v6e", "topology": "4x4"})
+    workload, service = _render(model)
+    assert workload["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    lwt = workload["spec"]["leaderWorkerTemplate"]
+    assert lwt["size"] == 4
+    leader, worker = lwt["leaderTemplate"]["spec"], lwt["workerTemplate"]["spec"]
+    assert [c["name"] for c in leader["containers"]] == ["vllm", "datajax-sidecar"]
+    assert [c["name"] for c in worker["containers"]] == ["vllm"]
+    for pod in (leader, worker):
+        vllm = _container(pod, "vllm")
+        assert {"name": "TPU_MULTIHOST_BACKEND", "value": "ray"} in vllm["env"]
+        assert vllm["resources"]["limits"] == {"google.com/tpu": "4"}
+    leader_vllm = _container(leader, "vllm")
+    assert "ray start --head" in leader_vllm["command"][2] and "exec vllm serve" in leader_vllm["command"][2]
+    assert "--tensor-parallel-size=16" in leader_vllm["args"]
+    assert "LWS_LEADER_ADDRESS" in _container(worker, "vllm")["command"][2]
+    assert "startupProbe" not in _container(worker, "vllm")
+    assert service["spec"]["selector"]["datajax.dev/role"] == "leader"
+    assert lwt["leaderTemplate"]["metadata"]["labels"]["datajax.dev/role"] == "leader"
+
+
+def test_sidecar_follows_the_contract_and_is_locked_down() -> None:
+    model = model_with(slo={"p95LatencySeconds": 2.5}, plan={"configMapRef": {"name": "bundle-v1"}})
+    pod = _render(model)[0]["spec"]["template"]["spec"]
+    sidecar = _container(pod, "datajax-sidecar")
+    assert sidecar["command"] == ["datajax-sidecar"]
+    assert sidecar["args"] == [
+        "serve", "--upstream", "http://127.0.0.1:8000/metrics", "--port", "9400", "--chips", "8",
+        "--usd-per-chip-hour", "2.7", "--ceiling", "3", "--basis", "total", "--window", "10m",
+        "--interval", "5s", "--slo-p95", "2.5", "--plan-status", "/var/run/datajax/plan-status.json",
+        "--model", "m",
+    ]  # fmt: skip
+    ctx = sidecar["securityContext"]
+    assert ctx["runAsNonRoot"] and ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
+    assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sidecar["ports"] == [{"name": "metrics", "containerPort": 9400, "protocol": "TCP"}]
+    assert "google.com/tpu" not in sidecar["resources"]["limits"]
+
+
+def test_plan_bundle_is_mounted_from_the_users_configmap() -> None:
+    model = model_with(
+        plan={"configMapRef": {"name": "plan-v2", "key": "p.json"}, "waveSpecRef": {"name": "ws"}}
+    )
+    objects = _render(model)
+    assert [o["kind"] for o in objects] == ["Deployment", "Service"]
+    pod = objects[0]["spec"]["template"]["spec"]
+    vllm = _container(pod, "vllm")
+    assert vllm["image"] == CONFIG.runtime_image  # the plugin that registers plans lives there
+    assert {"name": "DATAJAX_PLAN_BUNDLE", "value": "/etc/datajax/plan/bundle.json"} in vllm["env"]
+    assert {"name": "DATAJAX_PLAN_STATUS", "value": "/var/run/datajax/plan-status.json"} in vllm["env"]
+    assert {"name": "datajax-plan", "mountPath": "/etc/datajax/plan", "readOnly": True} in vllm[
+        "volumeMounts"
+    ]
+    assert {"name": "datajax-run", "mountPath": "/var/run/datajax"} in vllm["volumeMounts"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "datajax-plan"]
+    assert volume["projected"]["sources"] == [
+        {"configMap": {"name": "plan-v2", "items": [{"key": "p.json", "path": "bundle.json"}]}},
+        {"configMap": {"name": "ws", "items": [{"key": "bundle.json", "path": "wavespec.json"}]}},
+    ]
+
+
+def test_hf_token_only_through_a_secret_reference() -> None:
+    model = model_with(model={"name": "org/gated", "hfTokenSecretRef": {"name": "hf"}})
+    vllm = _container(_render(model)[0]["spec"]["template"]["spec"], "vllm")
+    [token] = [e for e in vllm["env"] if e["name"] == "HF_TOKEN"]
+    assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "hf_api_token"}}}
+
+
+def test_spot_and_reservation_selectors() -> None:
+    spot = _render(model_with(tpu={"generation": "v6e", "topology": "2x4", "spot": True}))[0]
+    pod = spot["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["cloud.google.com/gke-spot"] == "true"
+    assert any(t["key"] == "cloud.google.com/gke-spot" for t in pod["tolerations"])
+    reserved = _render(model_with(tpu={"generation": "v6e", "topology": "2x4", "reservation": "res-a"}))[0]
+    selector = reserved["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector["cloud.google.com/reservation-name"] == "res-a"
+    assert selector["cloud.google.com/reservation-affinity"] == "specific"
+    assert "cloud.google.com/gke-spot" not in selector
+
+
+def test_owner_reference_only_with_a_uid() -> None:
+    offline = _render(model_with())
+    assert all("ownerReferences" not in o["metadata"] for o in offline)
+    doc = doc_with()
+    doc["metadata"]["uid"] = "0b1c-uid"
+    for obj in _render(DataJaxModel.model_validate(doc)):
+        [ref] = obj["metadata"]["ownerReferences"]
+        assert ref == {
+            "apiVersion": "datajax.dev/v1alpha1",
+            "kind": "DataJaxModel",
+            "name": "m",
+            "uid": "0b1c-uid",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        assert obj["metadata"]["namespace"] == "ns"
+
+
+def test_labels_follow_the_contract() -> None:
+    for obj in _render(model_with()):
+        assert obj["metadata"]["labels"] == {
+            "app.kubernetes.io/name": "datajax-model",
+            "app.kubernetes.io/instance": "m",
+            "app.kubernetes.io/managed-by": "datajax-operator",
+            "app.kubernetes.io/component": "serving",
+        }
+
+
+def test_spec_changes_outside_the_pod_do_not_touch_the_template() -> None:
+    def template(**changes: Any) -> tuple[Any, str]:
+        workload = _render(model_with(**changes))[0]
+        return workload["spec"]["template"], workload["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+
+    base_template, base_hash = template()
+    for changes in ({"replicas": 3}, {"cost": {"action": "Suspend", "minTokensPerSecond": 5}}):
+        changed_template, changed_hash = template(**changes)
+        assert changed_template == base_template and changed_hash != base_hash
+    changed_template, _ = template(model={"name": "org/model", "maxModelLen": 2048})
+    assert changed_template != base_template
+    assert SPEC_HASH_ANNOTATION not in str(base_template)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["m", "llama3-8b", "9starts-with-digit", "a.b.c", "x" * 253, "model-" + "y" * 60, "dots.and-" + "z" * 50],
+)
+def test_names_are_valid_and_stable(name: str) -> None:
+    short = base_name(name)
+    assert len(short) <= 45 and short[0].isalpha() and short[-1].isalnum()
+    assert all(c.isalnum() or c == "-" for c in short) and short == short.lower()
+    assert base_name(name) == short
+    if len(name) <= 45 and name[0].isalpha() and "." not in name:
+        assert short == name
+
+
+def test_distinct_long_names_stay_distinct() -> None:
+    assert base_name("a" * 60 + "1") != base_name("a" * 60 + "2")
+    assert base_name("a.b") != base_name("a-b")
