@@ -53,7 +53,9 @@ class Context:
         async with self.locks.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
             try:
-                outcome = await asyncio.to_thread(reconcile, self.kube, namespace, name, self.config, self.clock())
+                outcome = await asyncio.to_thread(
+                    reconcile, self.kube, namespace, name, self.config, self.clock()
+                )
             except Exception:
                 self.metrics.errors.inc()
                 self.metrics.reconciles.labels(result="error").inc()
@@ -65,7 +67,9 @@ class Context:
             result = "gone"
         else:
             self.metrics.record(key, outcome.status)
-            result = "waiting" if outcome.waiting_for else "changed" if outcome.status_written else "unchanged"
+            result = (
+                "waiting" if outcome.waiting_for else "changed" if outcome.status_written else "unchanged"
+            )
         self.metrics.reconciles.labels(result=result).inc()
         return outcome
 
@@ -87,7 +91,11 @@ class Context:
 def _controller_model(body: Any) -> str | None:
     """The name of the DataJaxModel that controls this child, if any."""
     for ref in body.get("metadata", {}).get("ownerReferences", []):
-        if ref.get("controller") and ref.get("kind") == KIND and ref.get("apiVersion") == f"{GROUP}/{VERSION}":
+        if (
+            ref.get("controller")
+            and ref.get("kind") == KIND
+            and ref.get("apiVersion") == f"{GROUP}/{VERSION}"
+        ):
             name: str = ref["name"]
             return name
     return None
@@ -113,23 +121,24 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
-    async def model_changed(namespace: str, name: str, **_: Any) -> None:
+    async def model_changed(namespace: str | None, name: str, **_: Any) -> None:
+        assert namespace is not None, "DataJaxModel is namespaced"
         outcome = await ctx.reconcile(namespace, name)
         if outcome is not None and outcome.waiting_for:
             raise kopf.TemporaryError(f"waiting for {outcome.waiting_for}", delay=RETRY_DELAY_SECONDS)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def model_event(type: str | None, namespace: str, name: str, **_: Any) -> None:
-        if type == "DELETED":
+    async def model_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+        if type == "DELETED" and namespace is not None:
             ctx.forget((namespace, name))
 
     for workload in (DEPLOYMENT, LEADER_WORKER_SET):
         group, _, version = workload.api_version.rpartition("/")
 
         @kopf.on.event(group, version, workload.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-        async def workload_event(body: kopf.Body, namespace: str, **_: Any) -> None:
+        async def workload_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
             model = _controller_model(body)
-            if model is not None:
+            if model is not None and namespace is not None:
                 await ctx.reconcile(namespace, model)
 
     @kopf.on.startup(registry=registry)

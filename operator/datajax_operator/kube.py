@@ -93,9 +93,11 @@ def load_configuration() -> client.Configuration:
     """
     configuration = client.Configuration()
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config(client_configuration=configuration)
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
-        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
     return configuration
 
 
@@ -110,7 +112,7 @@ class Kube:
         return cls(client.ApiClient(load_configuration()))
 
     def close(self) -> None:
-        self._api.close()
+        self._api.close()  # type: ignore[no-untyped-call]
 
     def credentials(self) -> Credentials:
         """The credentials this client uses, refreshed first (in-cluster tokens rotate)."""
@@ -145,7 +147,7 @@ class Kube:
             method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         response = self._api.call_api(method, url, header_params=headers, body=body)
-        response.read()
+        response.read()  # type: ignore[no-untyped-call]
         data = json.loads(response.data) if response.data else None
         return int(response.status), data
 
@@ -195,7 +197,12 @@ class Kube:
 
     def apply_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply of the status subresource: fields we stop setting are removed."""
-        body = {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}, "status": status}
+        body = {
+            "apiVersion": kind.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": name},
+            "status": status,
+        }
         code, data = self._request(
             "PATCH",
             kind.path(namespace, name, "status"),

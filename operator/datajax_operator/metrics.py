@@ -40,7 +40,10 @@ class OperatorMetrics:
             registry=self.registry,
         )
         self.models = Gauge(
-            "datajax_operator_models", "Models this operator reconciles, by phase.", ["phase"], registry=self.registry
+            "datajax_operator_models",
+            "Models this operator reconciles, by phase.",
+            ["phase"],
+            registry=self.registry,
         )
         self.cost_breached = Gauge(
             "datajax_operator_models_cost_breached",

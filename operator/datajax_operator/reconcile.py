@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.kube import (
@@ -32,11 +33,12 @@ from datajax_operator.kube import (
     LEADER_WORKER_SET,
     Kube,
     KubeError,
+    kind_of,
 )
 from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
-from datajax_operator.plan.problems import PlanError, Problem
+from datajax_operator.plan.problems import PlanError
 from datajax_operator.render.names import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, base_name
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.conditions import transitions
@@ -69,8 +71,7 @@ def _plan(raw: dict[str, Any], config: OperatorConfig) -> tuple[Evaluation, list
         model = DataJaxModel.model_validate(raw)
         plan = make_plan(model, config)
     except ValidationError as err:
-        problems = [Problem(".".join(str(p) for p in e["loc"]), e["msg"]) for e in err.errors()]
-        return Evaluation(plan=None, problems=problems), []
+        return Evaluation(plan=None, problems=validation_problems(err)), []
     except PlanError as err:
         return Evaluation(plan=None, problems=err.problems), []
     objects = render_objects(model, plan, config)
@@ -139,8 +140,10 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
     applied = [_ref(kube.apply(obj)) for obj in desired]
     deleted = _delete_unwanted(kube, raw, desired, lws_served)
 
+    # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
-    observations = gather(kube, namespace, workload, waiting_for)
+    found = kube.get(kind_of(workload), namespace, workload["metadata"]["name"]) if workload else None
+    observations = gather(found, waiting_for)
     previous = _previous_status(raw)
     status = evaluate(evaluation, observations, raw["metadata"].get("generation"), previous, now)
 

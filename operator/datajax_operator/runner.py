@@ -38,6 +38,9 @@ class Options:
     metrics_port: int | None = 9090
     peering: str | None = None
     resync_seconds: float = 60.0
+    bind_address: str = "0.0.0.0"
+    """Where liveness and metrics listen: every interface in a pod (the kubelet and Prometheus call
+    in), loopback in tests."""
 
 
 def settings(options: Options) -> kopf.OperatorSettings:
@@ -59,11 +62,17 @@ def run(
 ) -> None:
     """Run the operator until SIGINT/SIGTERM or ``stop_flag`` is set."""
     if options.log_format is not None:
-        kopf.configure(log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL)
+        kopf.configure(
+            log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL
+        )
     config = load_config(options.config_path)
     kube = Kube.connect()
     metrics = OperatorMetrics()
-    server = metrics.serve(options.metrics_port) if options.metrics_port is not None else None
+    server = (
+        metrics.serve(options.metrics_port, options.bind_address)
+        if options.metrics_port is not None
+        else None
+    )
     registry = kopf.OperatorRegistry()
     register(
         registry,
@@ -83,7 +92,9 @@ def run(
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
             liveness_endpoint=(
-                f"http://0.0.0.0:{options.liveness_port}/healthz" if options.liveness_port is not None else None
+                f"http://{options.bind_address}:{options.liveness_port}/healthz"
+                if options.liveness_port is not None
+                else None
             ),
             stop_flag=stop_flag,
             ready_flag=ready_flag,

@@ -71,7 +71,9 @@ def _spec_verdict(evaluation: Evaluation) -> Verdict:
 
 def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Verdict:
     if evaluation.plan is None:
-        return Verdict(WORKLOAD_AVAILABLE, "False", "SpecInvalid", "no workload is deployed for an invalid spec")
+        return Verdict(
+            WORKLOAD_AVAILABLE, "False", "SpecInvalid", "no workload is deployed for an invalid spec"
+        )
     if observations.missing_api is not None:
         return Verdict(
             WORKLOAD_AVAILABLE,
@@ -82,7 +84,9 @@ def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Ver
         )
     workload = observations.workload
     if workload is None:
-        return Verdict(WORKLOAD_AVAILABLE, "False", "WorkloadMissing", "the workload has not been created yet")
+        return Verdict(
+            WORKLOAD_AVAILABLE, "False", "WorkloadMissing", "the workload has not been created yet"
+        )
     counts = f"{workload.available}/{workload.desired} slices available in {workload.kind} {workload.name}"
     if workload.desired == 0:
         return Verdict(WORKLOAD_AVAILABLE, "False", "ScaledToZero", counts)
