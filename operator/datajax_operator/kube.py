@@ -85,14 +85,15 @@ class Credentials:
     insecure: bool
 
 
-def load_configuration() -> client.Configuration:
-    """In-cluster service-account credentials when running in a pod, else ``$KUBECONFIG``.
-
-    ``KUBECONFIG`` is read at call time (the client library reads it once, at import), so a test
-    session or a least-privilege run can point the operator at its own kubeconfig.
-    """
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """The given kubeconfig; else in-cluster service-account credentials when running in a pod; else
+    ``$KUBECONFIG`` (read at call time: the client library reads it once, at import)."""
     configuration = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     else:
         config.load_kube_config(  # type: ignore[no-untyped-call]
@@ -108,8 +109,8 @@ class Kube:
         self._api = api_client
 
     @classmethod
-    def connect(cls) -> Kube:
-        return cls(client.ApiClient(load_configuration()))
+    def connect(cls, kubeconfig: str | None = None) -> Kube:
+        return cls(client.ApiClient(load_configuration(kubeconfig)))
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]
@@ -148,7 +149,10 @@ class Kube:
         )
         response = self._api.call_api(method, url, header_params=headers, body=body)
         response.read()  # type: ignore[no-untyped-call]
-        data = json.loads(response.data) if response.data else None
+        try:
+            data = json.loads(response.data) if response.data else None
+        except ValueError:  # e.g. the plain-text "404 page not found" of an API group not served
+            data = response.data.decode(errors="replace")
         return int(response.status), data
 
     def _expect(self, status: int, data: Any, *ok: int) -> Any:

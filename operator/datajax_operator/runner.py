@@ -31,6 +31,8 @@ class Options:
 
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means all namespaces."""
+    kubeconfig: Path | None = None
+    """None: in-cluster credentials in a pod, else $KUBECONFIG."""
     config_path: Path | None = None
     log_format: LogFormat | None = "text"
     """None leaves logging as the caller configured it (an in-process test)."""
@@ -66,7 +68,7 @@ def run(
             log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL
         )
     config = load_config(options.config_path)
-    kube = Kube.connect()
+    kube = Kube.connect(str(options.kubeconfig) if options.kubeconfig else None)
     metrics = OperatorMetrics()
     server = (
         metrics.serve(options.metrics_port, options.bind_address)
@@ -116,6 +118,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)"
     )
+    parser.add_argument(
+        "--kubeconfig", metavar="FILE", help="default: in-cluster credentials, else $KUBECONFIG"
+    )
     parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON): images, price table")
     parser.add_argument("--log-format", choices=("json", "text"), default="text")
     parser.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
@@ -131,6 +136,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     run(
         Options(
             namespaces=tuple(args.namespace),
+            kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
             config_path=Path(args.config) if args.config else None,
             log_format=args.log_format,
             liveness_port=args.liveness_port,

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from datajax_operator import runner
+from datajax_operator.localcluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -61,3 +62,47 @@ def load_example(path: Path, namespace: str) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load(path.read_text())
     doc["metadata"]["namespace"] = namespace
     return doc
+
+
+class Operators:
+    """The one operator of the session: started on demand, restartable, stopped at the end."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.current: RunningOperator | None = None
+
+    def ensure(self) -> RunningOperator:
+        if self.current is None or not self.current.thread.is_alive():
+            self.current = self._start()
+        return self.current
+
+    def restart(self) -> RunningOperator:
+        self.stop()
+        self.current = self._start()
+        return self.current
+
+    def stop(self) -> None:
+        if self.current is not None and self.current.thread.is_alive():
+            self.current.stop()
+        self.current = None
+
+    def _start(self) -> RunningOperator:
+        options = runner.Options(
+            kubeconfig=self.kubeconfig,
+            log_format=None,
+            liveness_port=free_port(),
+            metrics_port=free_port(),
+            bind_address="127.0.0.1",
+            resync_seconds=5.0,
+        )
+        ready, stop_flag = threading.Event(), threading.Event()
+        thread = threading.Thread(
+            target=runner.run,
+            args=(options,),
+            kwargs={"stop_flag": stop_flag, "ready_flag": ready},
+            name="datajax-operator",
+            daemon=True,
+        )
+        thread.start()
+        assert ready.wait(60), "operator not ready within 60 s"
+        return RunningOperator(options=options, thread=thread, stop_flag=stop_flag)

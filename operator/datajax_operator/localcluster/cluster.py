@@ -363,11 +363,12 @@ class LocalCluster:
         status, body = self.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
         if status != 200:
             return False
-        conditions = json.loads(body).get("status", {}).get("conditions", [])
+        # conditions is null until the CRD controllers' first pass
+        conditions = (json.loads(body).get("status") or {}).get("conditions") or []
         if not any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return False
         for version in versions:
             status, body = self.get(f"/apis/{group}/{version}")
-            if status != 200 or not any(r["name"] == plural for r in json.loads(body)["resources"]):
+            if status != 200 or not any(r["name"] == plural for r in json.loads(body).get("resources") or []):
                 return False
         return True
