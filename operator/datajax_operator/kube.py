@@ -152,7 +152,7 @@ class Kube:
         try:
             data = json.loads(response.data) if response.data else None
         except ValueError:  # e.g. the plain-text "404 page not found" of an API group not served
-            data = response.data.decode(errors="replace")
+            data = bytes(response.data or b"").decode(errors="replace")
         return int(response.status), data
 
     def _expect(self, status: int, data: Any, *ok: int) -> Any:
