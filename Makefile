@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 
 ## Build (once) and cache kube-apiserver, etcd, kubectl, helm and promtool outside the repository.
 tools:
+	@echo "==> tools: etcd, kube-apiserver, kubectl, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
 ## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.

@@ -38,44 +38,46 @@ wrapper() { # NAME: a fresh wrapper module directory
   rm -rf "$d"; mkdir -p "$d"; echo "$d"
 }
 
-build_kube_apiserver() {
-  local out; out=$(dest kube-apiserver "$KUBERNETES_VERSION")
-  [ -x "$out" ] && { log "kube-apiserver $KUBERNETES_VERSION cached"; return; }
-  log "kube-apiserver $KUBERNETES_VERSION: downloading k8s.io/kubernetes (large)"
-  local t0=$SECONDS d; d=$(wrapper kube-apiserver)
+# A wrapper module for a command of k8s.io/kubernetes: its go.mod replaces every staging module
+# (./staging/... in the release's own go.mod) by the published tag v0.<minor>.<patch>.
+# kubernetes_command NAME PACKAGE -> builds $(dest NAME KUBERNETES_VERSION)
+kubernetes_command() {
+  local name=$1 pkg=$2 out; out=$(dest "$1" "$KUBERNETES_VERSION")
+  [ -x "$out" ] && { log "$name $KUBERNETES_VERSION cached"; return; }
+  log "$name $KUBERNETES_VERSION: fetching k8s.io/kubernetes (large)"
+  local t0=$SECONDS d; d=$(wrapper "$name")
   local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
   {
-    echo "module datajax.dev/tools/kube-apiserver"
+    echo "module datajax.dev/tools/$name"
     echo
     grep -E '^go [0-9]' "$gomod"
     echo
     echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
     echo
     echo "replace ("
-    # Every staging module the release replaces with ./staging/... becomes its published tag.
     sed -nE 's#^[[:space:]]*(k8s\.io/[^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/.*#\t\1 => \1 '"$staging_ver"'#p' "$gomod"
     echo ")"
   } > "$d/go.mod"
-  cat > "$d/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" > "$d/tools.go"
   (cd "$d" && go mod tidy >/dev/null 2>&1 || true; cd "$d" && go mod download)
-  log "kube-apiserver: compiling (several minutes)"
+  log "$name: compiling (several minutes)"
   local ldflags="-s -w"
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  # Without these, /version and `kubectl version` report v0.0.0 and version checks misbehave.
+  for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $vpkg.gitVersion=$KUBERNETES_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
   done
   mkdir -p "$(dirname "$out")"
-  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
-  log "kube-apiserver built in $((SECONDS - t0)) s"
+  log "$name built in $((SECONDS - t0)) s"
 }
+
+build_kube_apiserver() { kubernetes_command kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
+
+# kubectl's main package lives in k8s.io/kubernetes (the k8s.io/kubectl module holds only its library).
+build_kubectl() { kubernetes_command kubectl k8s.io/kubernetes/cmd/kubectl; }
 
 build_etcd() {
   local out; out=$(dest etcd "$ETCD_VERSION")
@@ -114,25 +116,6 @@ build_promtool() {
     && go build -trimpath -ldflags "-s -w" -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv "$out.tmp" "$out"
   log "promtool built in $((SECONDS - t0)) s"
-}
-
-build_kubectl() {
-  local out; out=$(dest kubectl "$KUBERNETES_VERSION")
-  [ -x "$out" ] && { log "kubectl $KUBERNETES_VERSION cached"; return; }
-  log "kubectl $KUBERNETES_VERSION: compiling"
-  local t0=$SECONDS staging_ver="v0.${KUBERNETES_VERSION#v1.}" d; d=$(wrapper kubectl)
-  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-  local ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  done
-  (cd "$d" && go mod init datajax.dev/tools/kubectl >/dev/null 2>&1 \
-    && go get "k8s.io/kubectl@$staging_ver" >/dev/null 2>&1 \
-    && go get "k8s.io/kubectl/cmd/kubectl@$staging_ver" >/dev/null 2>&1 || true)
-  mkdir -p "$(dirname "$out")"
-  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubectl/cmd/kubectl)
-  mv "$out.tmp" "$out"
-  log "kubectl built in $((SECONDS - t0)) s"
 }
 
 want=${*:-etcd kube-apiserver kubectl helm promtool}
