@@ -20,11 +20,11 @@ start_heartbeat() { # LABEL
   local label=$1 t0=$SECONDS
   ( while sleep 60; do log "$label: still building ($((SECONDS - t0)) s)"; done ) &
   heartbeat_pid=$!
-  disown "$heartbeat_pid"
 }
 stop_heartbeat() {
   if [ -n "$heartbeat_pid" ]; then
     kill "$heartbeat_pid" 2>/dev/null || true
+    wait "$heartbeat_pid" 2>/dev/null || true
   fi
   heartbeat_pid=
 }
@@ -45,6 +45,7 @@ kubernetes_command() {
   local name=$1 pkg=$2 out; out=$(dest "$1" "$KUBERNETES_VERSION")
   [ -x "$out" ] && { log "$name $KUBERNETES_VERSION cached"; return; }
   log "$name $KUBERNETES_VERSION: fetching k8s.io/kubernetes (large)"
+  start_heartbeat "$name"
   local t0=$SECONDS d; d=$(wrapper "$name")
   local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
@@ -71,6 +72,7 @@ kubernetes_command() {
   mkdir -p "$(dirname "$out")"
   (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "$name built in $((SECONDS - t0)) s"
 }
 
@@ -83,12 +85,14 @@ build_etcd() {
   local out; out=$(dest etcd "$ETCD_VERSION")
   [ -x "$out" ] && { log "etcd $ETCD_VERSION cached"; return; }
   log "etcd $ETCD_VERSION: fetching and compiling"
+  start_heartbeat etcd
   local t0=$SECONDS d; d=$(wrapper etcd)
   (cd "$d" && go mod init datajax.dev/tools/etcd >/dev/null 2>&1 \
     && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w" -o "$out.tmp" go.etcd.io/etcd/server/v3)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "etcd built in $((SECONDS - t0)) s"
 }
 
@@ -96,12 +100,14 @@ build_helm() {
   local out; out=$(dest helm "$HELM_VERSION")
   [ -x "$out" ] && { log "helm $HELM_VERSION cached"; return; }
   log "helm $HELM_VERSION: fetching and compiling"
+  start_heartbeat helm
   local t0=$SECONDS d; d=$(wrapper helm)
   (cd "$d" && go mod init datajax.dev/tools/helm >/dev/null 2>&1 \
     && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "helm built in $((SECONDS - t0)) s"
 }
 
@@ -109,12 +115,14 @@ build_promtool() {
   local out; out=$(dest promtool "$PROMETHEUS_MODULE_VERSION")
   [ -x "$out" ] && { log "promtool $PROMETHEUS_MODULE_VERSION cached"; return; }
   log "promtool $PROMETHEUS_MODULE_VERSION: fetching and compiling"
+  start_heartbeat promtool
   local t0=$SECONDS d; d=$(wrapper promtool)
   (cd "$d" && go mod init datajax.dev/tools/promtool >/dev/null 2>&1 \
     && go get "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w" -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "promtool built in $((SECONDS - t0)) s"
 }
 
@@ -124,7 +132,6 @@ for t in $want; do
 done
 t_all=$SECONDS
 for t in $want; do
-  start_heartbeat "$t"
   case $t in
     etcd) build_etcd ;;
     kube-apiserver) build_kube_apiserver ;;
@@ -132,7 +139,6 @@ for t in $want; do
     helm) build_helm ;;
     promtool) build_promtool ;;
   esac
-  stop_heartbeat
 done
 # One directory of links that tests and people put on PATH.
 ln -sfn "$(dest etcd "$ETCD_VERSION")" "$bin/etcd"
