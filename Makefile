@@ -20,7 +20,12 @@ install: $(VENV)/.installed
 
 ## Build (once) and cache kube-apiserver, etcd, kubectl, helm and promtool outside the repository.
 tools:
+	@echo "==> tools: etcd, kube-apiserver, kubectl, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
+
+## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
+cluster: install tools
+	$(PY) -m datajax_operator.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
 
 lint: install
 	@echo "==> ruff"

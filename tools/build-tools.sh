@@ -14,6 +14,22 @@ export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
 
 log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
+# The long go builds print nothing for minutes: a line a minute tells a person (and CI) it is alive.
+heartbeat_pid=
+start_heartbeat() { # LABEL
+  local label=$1 t0=$SECONDS
+  ( while sleep 60; do log "$label: still building ($((SECONDS - t0)) s)"; done ) &
+  heartbeat_pid=$!
+}
+stop_heartbeat() {
+  if [ -n "$heartbeat_pid" ]; then
+    kill "$heartbeat_pid" 2>/dev/null || true
+    wait "$heartbeat_pid" 2>/dev/null || true
+  fi
+  heartbeat_pid=
+}
+trap '[ -z "$heartbeat_pid" ] || kill "$heartbeat_pid" 2>/dev/null || true' EXIT
+
 # dest NAME VERSION -> path of the cached binary
 dest() { echo "$bin/$1-$2/$1"; }
 
@@ -22,55 +38,61 @@ wrapper() { # NAME: a fresh wrapper module directory
   rm -rf "$d"; mkdir -p "$d"; echo "$d"
 }
 
-build_kube_apiserver() {
-  local out; out=$(dest kube-apiserver "$KUBERNETES_VERSION")
-  [ -x "$out" ] && { log "kube-apiserver $KUBERNETES_VERSION cached"; return; }
-  log "kube-apiserver $KUBERNETES_VERSION: downloading k8s.io/kubernetes (large)"
-  local t0=$SECONDS d; d=$(wrapper kube-apiserver)
+# A wrapper module for a command of k8s.io/kubernetes: its go.mod replaces every staging module
+# (./staging/... in the release's own go.mod) by the published tag v0.<minor>.<patch>.
+# kubernetes_command NAME PACKAGE -> builds $(dest NAME KUBERNETES_VERSION)
+kubernetes_command() {
+  local name=$1 pkg=$2 out; out=$(dest "$1" "$KUBERNETES_VERSION")
+  [ -x "$out" ] && { log "$name $KUBERNETES_VERSION cached"; return; }
+  log "$name $KUBERNETES_VERSION: fetching k8s.io/kubernetes (large)"
+  start_heartbeat "$name"
+  local t0=$SECONDS d; d=$(wrapper "$name")
   local gomod; gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
   local staging_ver="v0.${KUBERNETES_VERSION#v1.}"
   {
-    echo "module datajax.dev/tools/kube-apiserver"
+    echo "module datajax.dev/tools/$name"
     echo
     grep -E '^go [0-9]' "$gomod"
     echo
     echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
     echo
     echo "replace ("
-    # Every staging module the release replaces with ./staging/... becomes its published tag.
     sed -nE 's#^[[:space:]]*(k8s\.io/[^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/.*#\t\1 => \1 '"$staging_ver"'#p' "$gomod"
     echo ")"
   } > "$d/go.mod"
-  cat > "$d/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
+  printf '//go:build tools\n\npackage tools\n\nimport _ "%s"\n' "$pkg" > "$d/tools.go"
   (cd "$d" && go mod tidy >/dev/null 2>&1 || true; cd "$d" && go mod download)
-  log "kube-apiserver: compiling (several minutes)"
+  log "$name: compiling (several minutes)"
   local ldflags="-s -w"
   local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  # Without these, /version and `kubectl version` report v0.0.0 and version checks misbehave.
+  for vpkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $vpkg.gitVersion=$KUBERNETES_VERSION -X $vpkg.gitMajor=1 -X $vpkg.gitMinor=$minor"
   done
   mkdir -p "$(dirname "$out")"
-  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
-  log "kube-apiserver built in $((SECONDS - t0)) s"
+  stop_heartbeat
+  log "$name built in $((SECONDS - t0)) s"
 }
+
+build_kube_apiserver() { kubernetes_command kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver; }
+
+# kubectl's main package lives in k8s.io/kubernetes (the k8s.io/kubectl module holds only its library).
+build_kubectl() { kubernetes_command kubectl k8s.io/kubernetes/cmd/kubectl; }
 
 build_etcd() {
   local out; out=$(dest etcd "$ETCD_VERSION")
   [ -x "$out" ] && { log "etcd $ETCD_VERSION cached"; return; }
   log "etcd $ETCD_VERSION: fetching and compiling"
+  start_heartbeat etcd
   local t0=$SECONDS d; d=$(wrapper etcd)
   (cd "$d" && go mod init datajax.dev/tools/etcd >/dev/null 2>&1 \
     && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w" -o "$out.tmp" go.etcd.io/etcd/server/v3)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "etcd built in $((SECONDS - t0)) s"
 }
 
@@ -78,12 +100,14 @@ build_helm() {
   local out; out=$(dest helm "$HELM_VERSION")
   [ -x "$out" ] && { log "helm $HELM_VERSION cached"; return; }
   log "helm $HELM_VERSION: fetching and compiling"
+  start_heartbeat helm
   local t0=$SECONDS d; d=$(wrapper helm)
   (cd "$d" && go mod init datajax.dev/tools/helm >/dev/null 2>&1 \
     && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "helm built in $((SECONDS - t0)) s"
 }
 
@@ -91,35 +115,22 @@ build_promtool() {
   local out; out=$(dest promtool "$PROMETHEUS_MODULE_VERSION")
   [ -x "$out" ] && { log "promtool $PROMETHEUS_MODULE_VERSION cached"; return; }
   log "promtool $PROMETHEUS_MODULE_VERSION: fetching and compiling"
+  start_heartbeat promtool
   local t0=$SECONDS d; d=$(wrapper promtool)
   (cd "$d" && go mod init datajax.dev/tools/promtool >/dev/null 2>&1 \
     && go get "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
     && go build -trimpath -ldflags "-s -w" -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv "$out.tmp" "$out"
+  stop_heartbeat
   log "promtool built in $((SECONDS - t0)) s"
 }
 
-build_kubectl() {
-  local out; out=$(dest kubectl "$KUBERNETES_VERSION")
-  [ -x "$out" ] && { log "kubectl $KUBERNETES_VERSION cached"; return; }
-  log "kubectl $KUBERNETES_VERSION: compiling"
-  local t0=$SECONDS staging_ver="v0.${KUBERNETES_VERSION#v1.}" d; d=$(wrapper kubectl)
-  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-  local ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  done
-  (cd "$d" && go mod init datajax.dev/tools/kubectl >/dev/null 2>&1 \
-    && go get "k8s.io/kubectl@$staging_ver" >/dev/null 2>&1 \
-    && go get "k8s.io/kubectl/cmd/kubectl@$staging_ver" >/dev/null 2>&1 || true)
-  mkdir -p "$(dirname "$out")"
-  (cd "$d" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" k8s.io/kubectl/cmd/kubectl)
-  mv "$out.tmp" "$out"
-  log "kubectl built in $((SECONDS - t0)) s"
-}
-
 want=${*:-etcd kube-apiserver kubectl helm promtool}
+for t in $want; do
+  case $t in etcd|kube-apiserver|kubectl|helm|promtool) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
+done
+t_all=$SECONDS
 for t in $want; do
   case $t in
     etcd) build_etcd ;;
@@ -127,7 +138,6 @@ for t in $want; do
     kubectl) build_kubectl ;;
     helm) build_helm ;;
     promtool) build_promtool ;;
-    *) echo "unknown tool $t" >&2; exit 2 ;;
   esac
 done
 # One directory of links that tests and people put on PATH.
@@ -136,4 +146,4 @@ ln -sfn "$(dest kube-apiserver "$KUBERNETES_VERSION")" "$bin/kube-apiserver"
 ln -sfn "$(dest kubectl "$KUBERNETES_VERSION")" "$bin/kubectl"
 ln -sfn "$(dest helm "$HELM_VERSION")" "$bin/helm"
 ln -sfn "$(dest promtool "$PROMETHEUS_MODULE_VERSION")" "$bin/promtool"
-log "tools ready in $bin"
+log "tools ready in $bin ($((SECONDS - t_all)) s)"

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from datajax_operator import runner
 from datajax_operator.api.crd import build_crd
 from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.reference import crd_reference
@@ -112,6 +113,7 @@ def _add_crd(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 SUBCOMMANDS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]] = [
     _add_plan,
     _add_crd,
+    runner.add_parser,
 ]
 
 

@@ -1,0 +1,264 @@
+"""The only module that talks to the Kubernetes API server.
+
+Everything the operator does to the cluster goes through :class:`Kube`: server-side apply with one field
+manager, get/list/delete by kind, the model's status, and Events. The rest of the operator works on
+plain dicts and typed models, so it can be tested without a server and audited for API access in one
+place (the Helm chart's RBAC rules mirror the calls made here).
+
+Requests go through the ``kubernetes`` client's configured ``ApiClient`` (kubeconfig, in-cluster
+service-account token and its refresh) but with raw JSON in and out: the operator's children include
+a custom resource (LeaderWorkerSet), and typed models would only be converted back to dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+from kubernetes import client, config
+
+from datajax_operator.api.constants import API_VERSION, KIND, PLURAL
+
+FIELD_MANAGER: Final = "datajax-operator"
+"""The one field manager of every write, so server-side apply knows which fields are ours."""
+
+REPORTING_CONTROLLER: Final = "datajax.dev/operator"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A namespaced resource type the operator reads or writes, with its REST path."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        path = f"{prefix}/namespaces/{quote(namespace)}/{self.plural}"
+        if name is not None:
+            path += f"/{quote(name)}"
+        if subresource is not None:
+            path += f"/{subresource}"
+        return path
+
+
+DATAJAX_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
+DEPLOYMENT: Final = Kind("apps/v1", "Deployment", "deployments")
+SERVICE: Final = Kind("v1", "Service", "services")
+LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
+EVENT: Final = Kind("v1", "Event", "events")
+
+CHILD_KINDS: Final = (DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
+"""Every kind a model can own; children of these kinds the plan no longer wants are deleted."""
+
+
+def kind_of(obj: dict[str, Any]) -> Kind:
+    """The Kind of a manifest the operator renders (a manifest of any other kind is a bug)."""
+    for kind in (*CHILD_KINDS, DATAJAX_MODEL):
+        if kind.api_version == obj["apiVersion"] and kind.kind == obj["kind"]:
+            return kind
+    raise ValueError(f"the operator does not manage {obj['apiVersion']} {obj['kind']}")
+
+
+class KubeError(RuntimeError):
+    """A request the API server refused; ``status`` is the HTTP status code."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach and authenticate to the API server, for a second client (kopf) to share."""
+
+    server: str
+    ca_path: str | None
+    token: str | None
+    certificate_path: str | None
+    private_key_path: str | None
+    insecure: bool
+
+
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    """The given kubeconfig; else in-cluster service-account credentials when running in a pod; else
+    ``$KUBECONFIG`` (read at call time: the client library reads it once, at import)."""
+    configuration = client.Configuration()
+    if kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    return configuration
+
+
+class Kube:
+    """A thin JSON client over one authenticated ``ApiClient``; thread-safe like the client itself."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._api = api_client
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None) -> Kube:
+        return cls(client.ApiClient(load_configuration(kubeconfig)))
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+
+    def credentials(self) -> Credentials:
+        """The credentials this client uses, refreshed first (in-cluster tokens rotate)."""
+        cfg = self._api.configuration
+        if cfg.refresh_api_key_hook is not None:
+            cfg.refresh_api_key_hook(cfg)
+        token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+        if token and token.lower().startswith("bearer "):
+            token = token[len("bearer ") :]
+        return Credentials(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            token=token,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            insecure=not cfg.verify_ssl,
+        )
+
+    # -- raw requests --------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, body, _ = self._api.param_serialize(
+            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        response = self._api.call_api(method, url, header_params=headers, body=body)
+        response.read()  # type: ignore[no-untyped-call]
+        try:
+            data = json.loads(response.data) if response.data else None
+        except ValueError:  # e.g. the plain-text "404 page not found" of an API group not served
+            data = bytes(response.data or b"").decode(errors="replace")
+        return int(response.status), data
+
+    def _expect(self, status: int, data: Any, *ok: int) -> Any:
+        if status in ok:
+            return data
+        message = data.get("message", "") if isinstance(data, dict) else str(data)
+        raise KubeError(status, message)
+
+    # -- objects -------------------------------------------------------------------------------
+
+    def serves(self, kind: Kind) -> bool:
+        """Whether the server serves this kind (a CRD such as LeaderWorkerSet may not be installed)."""
+        prefix = "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}"
+        status, data = self._request("GET", prefix)
+        if status == 404:
+            return False
+        data = self._expect(status, data, 200)
+        return any(r.get("name") == kind.plural for r in data.get("resources", []))
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        status, data = self._request("GET", kind.path(namespace, name))
+        if status == 404:
+            return None
+        result: dict[str, Any] = self._expect(status, data, 200)
+        return result
+
+    def list(self, kind: Kind, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        status, data = self._request("GET", kind.path(namespace), query=[("labelSelector", label_selector)])
+        items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
+        return items
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply as the operator's field manager, forcing conflicts: the operator is the
+        authority on the fields it renders (a person's ``kubectl edit`` of them is reverted)."""
+        meta = obj["metadata"]
+        path = kind_of(obj).path(meta["namespace"], meta["name"])
+        status, data = self._request(
+            "PATCH",
+            path,
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+        result: dict[str, Any] = self._expect(status, data, 200, 201)
+        return result
+
+    def apply_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of the status subresource: fields we stop setting are removed."""
+        body = {
+            "apiVersion": kind.api_version,
+            "kind": kind.kind,
+            "metadata": {"name": name},
+            "status": status,
+        }
+        code, data = self._request(
+            "PATCH",
+            kind.path(namespace, name, "status"),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=body,
+            content_type="application/apply-patch+yaml",
+        )
+        result: dict[str, Any] = self._expect(code, data, 200)
+        return result
+
+    def delete(self, kind: Kind, namespace: str, name: str, uid: str) -> bool:
+        """Delete exactly the object we looked at (uid precondition), its dependents in the background.
+        False when it is already gone or was replaced by another object of the same name."""
+        body = {"preconditions": {"uid": uid}, "propagationPolicy": "Background"}
+        status, data = self._request("DELETE", kind.path(namespace, name), body=body)
+        if status in (404, 409):
+            return False
+        self._expect(status, data, 200, 202)
+        return True
+
+    def event(
+        self,
+        regarding: dict[str, Any],
+        *,
+        event_type: str,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> None:
+        """A core/v1 Event on an object, so ``kubectl describe`` and ``kubectl events`` show it."""
+        meta = regarding["metadata"]
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": regarding["apiVersion"],
+                "kind": regarding["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:1024],
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": REPORTING_CONTROLLER,
+            "reportingInstance": os.environ.get("HOSTNAME", FIELD_MANAGER),
+        }
+        status, data = self._request("POST", EVENT.path(meta["namespace"]), body=body)
+        self._expect(status, data, 201)

@@ -1,0 +1,16 @@
+"""Dev tool (outside the operator's layers): a real etcd + kube-apiserver on 127.0.0.1.
+
+Used by the integration, chart and e2e test tiers and by ``make cluster``.
+"""
+
+from .binaries import MissingToolError, find_binary, tools_bin_dir
+from .cluster import ControlPlaneError, LocalCluster, free_port
+
+__all__ = [
+    "ControlPlaneError",
+    "LocalCluster",
+    "MissingToolError",
+    "find_binary",
+    "free_port",
+    "tools_bin_dir",
+]

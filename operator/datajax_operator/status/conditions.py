@@ -1,0 +1,68 @@
+"""Condition bookkeeping in the metav1.Condition way: one entry per type, and a transition time that
+moves only when the status does (a changed message alone is not a transition)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from datajax_operator.api.constants import SPEC_VALID
+from datajax_operator.api.status import Condition, ConditionStatus
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A condition as evaluated now, before its transition time is settled."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def settle(
+    verdicts: list[Verdict], previous: list[Condition], generation: int | None, now: datetime
+) -> list[Condition]:
+    """The conditions to store, in verdict order: each keeps the previous lastTransitionTime of its
+    type when the status is unchanged, else takes ``now``."""
+    before = {c.type: c for c in previous}
+    settled = []
+    for verdict in verdicts:
+        old = before.get(verdict.type)
+        since = old.last_transition_time if old is not None and old.status == verdict.status else now
+        settled.append(
+            Condition(
+                type=verdict.type,
+                status=verdict.status,
+                reason=verdict.reason,
+                message=verdict.message,
+                last_transition_time=since,
+                observed_generation=generation,
+            )
+        )
+    return settled
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A condition whose status changed (or appeared): worth an Event."""
+
+    condition: Condition
+    previous_status: ConditionStatus | None
+
+    @property
+    def event_type(self) -> str:
+        """Warning when something broke (a True condition went False), when the spec is rejected, or
+        when the cluster lacks an API the model needs; Normal for progress."""
+        if self.condition.status != "False":
+            return "Normal"
+        if self.previous_status == "True" or self.condition.type == SPEC_VALID:
+            return "Warning"
+        return "Warning" if self.condition.reason == "LeaderWorkerSetCRDMissing" else "Normal"
+
+
+def transitions(previous: list[Condition], current: list[Condition]) -> list[Transition]:
+    before = {c.type: c.status for c in previous}
+    return [
+        Transition(condition=c, previous_status=before.get(c.type))
+        for c in current
+        if before.get(c.type) != c.status
+    ]

@@ -1,0 +1,138 @@
+"""observations + plan + now -> the model's status (DESIGN §3), a pure function.
+
+The clock is an argument so a test can step time, and so a reconcile that finds nothing new computes
+a status equal to the stored one (same transition times) and writes nothing.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from datajax_operator.api.constants import READY, SPEC_VALID, WORKLOAD_AVAILABLE
+from datajax_operator.api.status import (
+    Condition,
+    DataJaxModelStatus,
+    MeshStatus,
+    Phase,
+    PlacementStatus,
+)
+from datajax_operator.plan.planner import Plan
+from datajax_operator.plan.problems import Problem
+from datajax_operator.status.conditions import Verdict, settle
+from datajax_operator.status.observations import Observations
+
+# SpecValid=False reasons name the failing check, from the field the planner blames.
+_CHECK_BY_FIELD = (
+    ("spec.model.parametersBillions", "WeightsExceedHBM"),
+    ("spec.model.attentionHeads", "TensorParallelSplitsHeads"),
+    ("spec.model.kvHeads", "TensorParallelSplitsKVHeads"),
+    ("spec.mesh", "MeshMismatch"),
+    ("spec.tpu", "NoTPUPlacement"),
+    ("spec.cost", "PriceUnknown"),
+)
+
+
+def check_reason(problems: list[Problem]) -> str:
+    """The CamelCase reason for the first problem's check (``InvalidSpec`` when no check matches)."""
+    if not problems:
+        return "InvalidSpec"
+    first = problems[0].field
+    for prefix, reason in _CHECK_BY_FIELD:
+        if first == prefix or first.startswith(f"{prefix}.") or first.startswith(f"{prefix}["):
+            return reason
+    return "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the reconcile decided about the spec: a plan, or the problems that prevent one."""
+
+    plan: Plan | None
+    problems: list[Problem]
+    endpoint: str | None = None
+
+
+def _spec_verdict(evaluation: Evaluation) -> Verdict:
+    if evaluation.plan is None:
+        return Verdict(
+            SPEC_VALID,
+            "False",
+            check_reason(evaluation.problems),
+            "; ".join(str(p) for p in evaluation.problems) or "the spec cannot be planned",
+        )
+    placement = evaluation.plan.placement
+    return Verdict(
+        SPEC_VALID,
+        "True",
+        "PlanValid",
+        f"{placement.chips} {placement.generation} chips ({placement.topology}) on {placement.hosts} "
+        f"host(s) as a {placement.workload}",
+    )
+
+
+def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Verdict:
+    if evaluation.plan is None:
+        return Verdict(
+            WORKLOAD_AVAILABLE, "False", "SpecInvalid", "no workload is deployed for an invalid spec"
+        )
+    if observations.missing_api is not None:
+        return Verdict(
+            WORKLOAD_AVAILABLE,
+            "False",
+            "LeaderWorkerSetCRDMissing",
+            f"a {evaluation.plan.placement.hosts}-host slice needs {observations.missing_api}, which this "
+            "cluster does not serve: install LeaderWorkerSet",
+        )
+    workload = observations.workload
+    if workload is None:
+        return Verdict(
+            WORKLOAD_AVAILABLE, "False", "WorkloadMissing", "the workload has not been created yet"
+        )
+    counts = f"{workload.available}/{workload.desired} slices available in {workload.kind} {workload.name}"
+    if workload.desired == 0:
+        return Verdict(WORKLOAD_AVAILABLE, "False", "ScaledToZero", counts)
+    if workload.available == 0:
+        return Verdict(WORKLOAD_AVAILABLE, "False", "ReplicasUnavailable", counts)
+    return Verdict(WORKLOAD_AVAILABLE, "True", "ReplicasAvailable", counts)
+
+
+def _ready_verdict(spec: Verdict, workload: Verdict) -> Verdict:
+    if spec.status != "True":
+        return Verdict(READY, "False", "SpecInvalid", spec.message)
+    if workload.status != "True":
+        return Verdict(READY, "False", "WorkloadUnavailable", workload.message)
+    return Verdict(READY, "True", "Ready", workload.message)
+
+
+def _phase(evaluation: Evaluation, observations: Observations) -> Phase:
+    if evaluation.plan is None:
+        return "Invalid"
+    workload = observations.workload
+    if observations.missing_api is not None or workload is None:
+        return "Pending"
+    if workload.available == 0:
+        return "Progressing"
+    return "Ready" if workload.available >= workload.desired else "Degraded"
+
+
+def evaluate(
+    evaluation: Evaluation,
+    observations: Observations,
+    generation: int | None,
+    previous: DataJaxModelStatus | None,
+    now: datetime,
+) -> DataJaxModelStatus:
+    """The complete status of one model. ``now`` must be UTC with whole seconds (metav1.Time's
+    precision), so a stored time compares equal to the one computed."""
+    spec = _spec_verdict(evaluation)
+    workload = _workload_verdict(evaluation, observations)
+    verdicts = [spec, workload, _ready_verdict(spec, workload)]
+    previous_conditions: list[Condition] = previous.conditions if previous is not None else []
+    plan = evaluation.plan
+    return DataJaxModelStatus(
+        phase=_phase(evaluation, observations),
+        observed_generation=generation,
+        placement=PlacementStatus.model_validate(plan.placement.to_json()) if plan else None,
+        mesh=MeshStatus.model_validate(plan.mesh.to_json()) if plan else None,
+        endpoint=evaluation.endpoint if plan else None,
+        conditions=settle(verdicts, previous_conditions, generation, now),
+    )

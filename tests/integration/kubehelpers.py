@@ -1,0 +1,108 @@
+"""Helpers of the integration tests: polling, examples, the in-process operator handle."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datajax_operator import runner
+from datajax_operator.localcluster import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+GROUP, VERSION, PLURAL = "datajax.dev", "v1alpha1", "datajaxmodels"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until predicate returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class RunningOperator:
+    options: runner.Options
+    thread: threading.Thread
+    stop_flag: threading.Event
+
+    def get(self, port: int, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on the operator's /metrics (0 when absent)."""
+        assert self.options.metrics_port is not None
+        _, text = self.get(self.options.metrics_port, "/metrics")
+        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for line in text.splitlines():
+            if line.split(" ")[0] == wanted:
+                return float(line.split(" ")[1])
+        return 0.0
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "operator did not stop within 60 s"
+
+
+def load_example(path: Path, namespace: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(path.read_text())
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
+class Operators:
+    """The one operator of the session: started on demand, restartable, stopped at the end."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.current: RunningOperator | None = None
+
+    def ensure(self) -> RunningOperator:
+        if self.current is None or not self.current.thread.is_alive():
+            self.current = self._start()
+        return self.current
+
+    def restart(self) -> RunningOperator:
+        self.stop()
+        self.current = self._start()
+        return self.current
+
+    def stop(self) -> None:
+        if self.current is not None and self.current.thread.is_alive():
+            self.current.stop()
+        self.current = None
+
+    def _start(self) -> RunningOperator:
+        options = runner.Options(
+            kubeconfig=self.kubeconfig,
+            log_format=None,
+            liveness_port=free_port(),
+            metrics_port=free_port(),
+            bind_address="127.0.0.1",
+            resync_seconds=5.0,
+        )
+        ready, stop_flag = threading.Event(), threading.Event()
+        thread = threading.Thread(
+            target=runner.run,
+            args=(options,),
+            kwargs={"stop_flag": stop_flag, "ready_flag": ready},
+            name="datajax-operator",
+            daemon=True,
+        )
+        thread.start()
+        assert ready.wait(60), "operator not ready within 60 s"
+        return RunningOperator(options=options, thread=thread, stop_flag=stop_flag)

@@ -1,0 +1,103 @@
+"""The API server itself refuses bad DataJaxModels (OpenAPI schema and CEL), naming the field.
+
+No operator runs here: these objects never reach it. Each case is a spec change on a valid model,
+with the field path the server's message must name.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from kubehelpers import GROUP, PLURAL, VERSION
+from kubernetes import client
+
+pytestmark = pytest.mark.integration
+
+VALID: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "DataJaxModel",
+    "metadata": {"name": "bad"},
+    "spec": {"model": {"name": "org/model"}, "tpu": {"generation": "v6e", "topology": "2x4"}},
+}
+
+# (case id, spec patch (deep-merged into VALID's spec), field the message must name)
+BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("model-name-missing", {"model": {"name": None}}, "spec.model.name"),
+    ("generation-unknown", {"tpu": {"generation": "v4"}}, "spec.tpu.generation"),
+    ("topology-not-a-shape", {"tpu": {"topology": "3x3"}}, "spec.tpu.topology"),
+    (
+        "topology-of-other-generation",
+        {"tpu": {"generation": "v5e", "topology": "2x2x2"}},
+        "spec.tpu.topology",
+    ),
+    (
+        "machine-type-wrong",
+        {"tpu": {"topology": "4x4", "machineType": "ct6e-standard-8t"}},
+        "spec.tpu.machineType",
+    ),
+    ("spot-with-reservation", {"tpu": {"spot": True, "reservation": "r"}}, "spec.tpu.reservation"),
+    ("replicas-negative", {"replicas": -1}, "spec.replicas"),
+    ("max-model-len-zero", {"model": {"maxModelLen": 0}}, "spec.model.maxModelLen"),
+    ("kv-heads-do-not-divide", {"model": {"attentionHeads": 40, "kvHeads": 16}}, "spec.model.kvHeads"),
+    ("mesh-axes-vs-shape", {"mesh": {"axes": ["data", "model"], "shape": [8]}}, "spec.mesh.shape"),
+    ("mesh-product-not-chips", {"mesh": {"axes": ["data", "model"], "shape": [2, 8]}}, "spec.mesh.shape"),
+    ("spot-pricing-on-demand-nodes", {"cost": {"pricing": "spot"}}, "spec.cost.pricing"),
+    (
+        "ceiling-negative",
+        {"cost": {"ceilingUSDPerMillionTokens": -1}},
+        "spec.cost.ceilingUSDPerMillionTokens",
+    ),
+    ("cost-action-unknown", {"cost": {"action": "Panic"}}, "spec.cost.action"),
+    ("cost-basis-unknown", {"cost": {"basis": "input"}}, "spec.cost.basis"),
+    ("kv-cache-dtype-unknown", {"serving": {"kvCacheDtype": "int3"}}, "spec.serving.kvCacheDtype"),
+    ("extra-args-managed-flag", {"serving": {"extraArgs": ["--max-model-len=10"]}}, "spec.serving.extraArgs"),
+    ("env-reserved", {"serving": {"env": [{"name": "HF_TOKEN", "value": "x"}]}}, "spec.serving.env"),
+    (
+        "env-value-and-value-from",
+        {"serving": {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]}},
+        "spec.serving.env",
+    ),
+    (
+        "batch-smaller-than-seqs",
+        {"serving": {"maxNumSeqs": 512, "chunkedPrefill": {"maxNumBatchedTokens": 256}}},
+        "spec.serving.chunkedPrefill.maxNumBatchedTokens",
+    ),
+    ("unknown-field", {"tpu": {"topolgy": "2x4"}}, "spec.tpu.topolgy"),
+]
+
+
+def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_cases_are_distinct() -> None:
+    assert len(BAD) >= 15
+    assert len({json.dumps(p, sort_keys=True) for _, p, _ in BAD}) == len(BAD)
+
+
+def test_the_valid_base_is_accepted(admin_client: Any, namespace: str) -> None:
+    api = client.CustomObjectsApi(admin_client)
+    doc = _merge(VALID, {"metadata": {"name": "good"}})
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc, field_validation="Strict")
+
+
+@pytest.mark.parametrize(("patch", "field"), [(p, f) for _, p, f in BAD], ids=[c for c, _, _ in BAD])
+def test_api_server_refuses(patch: dict[str, Any], field: str, admin_client: Any, namespace: str) -> None:
+    api = client.CustomObjectsApi(admin_client)
+    doc = copy.deepcopy(VALID)
+    doc["spec"] = _merge(doc["spec"], patch)
+    with pytest.raises(client.ApiException) as refused:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc, field_validation="Strict")
+    assert refused.value.status in (400, 422), refused.value.body
+    assert field in json.loads(refused.value.body)["message"]

@@ -1,0 +1,320 @@
+"""The operator against a real kube-apiserver: children, status, readiness, topology changes, deletion."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, RunningOperator, load_example, wait_for
+from kubernetes import client
+
+from datajax_operator.api.resource import DataJaxModel
+from datajax_operator.localcluster import find_binary
+from datajax_operator.plan.config import OperatorConfig
+from datajax_operator.plan.planner import make_plan
+from datajax_operator.render.objects import render_objects
+
+pytestmark = pytest.mark.integration
+
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+
+
+class Api:
+    """Typed-client shortcuts for what these tests read and write."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.core = client.CoreV1Api(api_client)
+
+    def create_model(self, doc: dict[str, Any]) -> dict[str, Any]:
+        ns = doc["metadata"]["namespace"]
+        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, doc)
+        return result
+
+    def model(self, ns: str, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+        return result
+
+    def patch_spec(self, ns: str, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": spec})
+
+    def condition(self, ns: str, name: str, type_: str) -> dict[str, Any] | None:
+        status = self.model(ns, name).get("status") or {}
+        return next((c for c in status.get("conditions", []) if c["type"] == type_), None)
+
+    def deployment(self, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.apps.api_client.sanitize_for_serialization(
+                self.apps.read_namespaced_deployment(name, ns)
+            )  # type: ignore[no-any-return]
+        except client.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def lws(self, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self.custom.get_namespaced_custom_object(*LWS[:2], ns, LWS[2], name)
+            return result
+        except client.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def service(self, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.core.api_client.sanitize_for_serialization(
+                self.core.read_namespaced_service(name, ns)
+            )  # type: ignore[no-any-return]
+        except client.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def events(self, ns: str, name: str) -> list[Any]:
+        items = self.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+        return list(items)
+
+
+@pytest.fixture
+def api(admin_client: Any) -> Api:
+    return Api(admin_client)
+
+
+def rendered(doc: dict[str, Any], uid: str) -> list[dict[str, Any]]:
+    """What the renderer makes of the stored model (the operator must have applied exactly this)."""
+    stored = dict(doc, metadata=dict(doc["metadata"], uid=uid))
+    model = DataJaxModel.model_validate(stored)
+    return render_objects(model, make_plan(model, OperatorConfig()), OperatorConfig())
+
+
+def assert_subset(expected: Any, actual: Any, path: str = "") -> None:
+    """Every field we rendered is stored with our value (the server may add defaults around it)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{path}: expected an object, got {actual!r}"
+        for key, value in expected.items():
+            assert key in actual, f"{path}.{key} missing"
+            assert_subset(value, actual[key], f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{path}: {actual!r}"
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            assert_subset(e, a, f"{path}[{i}]")
+    else:
+        assert expected == actual or str(expected) == str(actual), f"{path}: {expected!r} != {actual!r}"
+
+
+def workload_of(api: Api, ns: str, kind: str, name: str) -> dict[str, Any] | None:
+    return api.deployment(ns, name) if kind == "Deployment" else api.lws(ns, name)
+
+
+def mark_available(api: Api, ns: str, name: str, replicas: int) -> None:
+    """Write the Deployment's status as its controller would once the pods are up."""
+    deployment = api.deployment(ns, name)
+    assert deployment is not None
+    status = {
+        "observedGeneration": deployment["metadata"]["generation"],
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "up"}
+        ],
+    }
+    api.apps.patch_namespaced_deployment_status(name, ns, {"status": status})
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_gets_its_children_and_status(
+    example: Path, api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    doc = load_example(example, namespace)
+    name = doc["metadata"]["name"]
+    created = api.create_model(doc)
+    uid = created["metadata"]["uid"]
+
+    status = wait_for(
+        lambda: (
+            (api.model(namespace, name).get("status") or {}).get("observedGeneration")
+            and api.model(namespace, name)["status"]
+        ),
+        what=f"status of {name}",
+    )
+    expected = rendered(created, uid)
+    for obj in expected:
+        kind, child_name = obj["kind"], obj["metadata"]["name"]
+        stored = (
+            workload_of(api, namespace, kind, child_name)
+            if kind != "Service"
+            else api.service(namespace, child_name)
+        )
+        assert stored is not None, f"{kind}/{child_name} not created"
+        assert_subset(obj["spec"], stored["spec"], f"{kind}.spec")
+        assert_subset(obj["metadata"]["labels"], stored["metadata"]["labels"], f"{kind}.labels")
+        [owner] = stored["metadata"]["ownerReferences"]
+        assert owner["uid"] == uid and owner["controller"] is True and owner["kind"] == "DataJaxModel"
+
+    plan = make_plan(DataJaxModel.model_validate(created), OperatorConfig())
+    assert status["phase"] == "Progressing"
+    assert status["observedGeneration"] == created["metadata"]["generation"]
+    assert status["placement"]["workload"] == plan.placement.workload
+    assert status["placement"]["chips"] == plan.placement.chips
+    assert status["mesh"]["tensorParallel"] == plan.mesh.tensor_parallel
+    assert status["endpoint"].startswith(f"http://{name}.{namespace}.svc:8000")
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["SpecValid"]["status"] == "True"
+    assert conditions["WorkloadAvailable"]["status"] == "False"
+    assert conditions["Ready"]["status"] == "False"
+    # kopf's bookkeeping lives in annotations under our group, never in status
+    annotations = api.model(namespace, name)["metadata"].get("annotations", {})
+    assert not any(k.startswith("kopf.zalando.org") for k in annotations)
+    assert set(status) <= {"phase", "observedGeneration", "placement", "mesh", "endpoint", "conditions"}
+
+
+def test_deployment_available_makes_the_model_ready(
+    api: Api, namespace: str, operator: RunningOperator, kubeconfig: Path
+) -> None:
+    doc = load_example(next(p for p in EXAMPLES if "8b" in p.name), namespace)
+    name = doc["metadata"]["name"]
+    api.create_model(doc)
+    wait_for(lambda: api.deployment(namespace, name), what="the Deployment")
+    not_ready = wait_for(lambda: api.condition(namespace, name, "Ready"), what="a Ready condition")
+    assert not_ready["status"] == "False"
+
+    mark_available(api, namespace, name, replicas=1)
+    kubectl = subprocess.run(
+        [
+            str(find_binary("kubectl")),
+            f"--kubeconfig={kubeconfig}",
+            "-n",
+            namespace,
+            "wait",
+            "--for=condition=Ready",
+            f"djm/{name}",
+            "--timeout=60s",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert kubectl.returncode == 0, kubectl.stderr
+    status = api.model(namespace, name)["status"]
+    assert status["phase"] == "Ready"
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "Ready"
+    assert (
+        ready["lastTransitionTime"] != not_ready["lastTransitionTime"]
+        or ready["status"] != not_ready["status"]
+    )
+    reasons = {e.reason for e in api.events(namespace, name)}
+    assert {"PlanValid", "ReplicasAvailable", "Ready"} <= reasons
+
+
+def test_spec_the_planner_rejects_is_reported_without_a_workload(
+    api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DataJaxModel",
+        "metadata": {"name": "too-big", "namespace": namespace},
+        "spec": {
+            "model": {"name": "org/huge", "parametersBillions": 70, "dtype": "bfloat16"},
+            "tpu": {"generation": "v5e", "topology": "2x4"},
+        },
+    }
+    api.create_model(doc)  # the API server accepts it: HBM fit is a planner check
+    spec_valid = wait_for(lambda: api.condition(namespace, "too-big", "SpecValid"), what="SpecValid")
+    assert spec_valid["status"] == "False"
+    assert spec_valid["reason"] == "WeightsExceedHBM"
+    assert "spec.model.parametersBillions" in spec_valid["message"]
+    assert api.model(namespace, "too-big")["status"]["phase"] == "Invalid"
+    assert api.deployment(namespace, "too-big") is None
+    assert api.lws(namespace, "too-big") is None
+    warnings = [e for e in api.events(namespace, "too-big") if e.type == "Warning"]
+    assert any(e.reason == "WeightsExceedHBM" for e in warnings)
+
+
+def test_topology_change_replaces_the_workload_kind(
+    api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DataJaxModel",
+        "metadata": {"name": "resize", "namespace": namespace},
+        "spec": {"model": {"name": "org/m"}, "tpu": {"generation": "v6e", "topology": "2x4"}},
+    }
+    uid = api.create_model(doc)["metadata"]["uid"]
+    first = wait_for(lambda: api.deployment(namespace, "resize"), what="the Deployment")
+    assert api.lws(namespace, "resize") is None
+
+    api.patch_spec(namespace, "resize", {"tpu": {"generation": "v6e", "topology": "4x4"}})
+    lws = wait_for(lambda: api.lws(namespace, "resize"), what="the LeaderWorkerSet")
+    wait_for(lambda: api.deployment(namespace, "resize") is None, what="the Deployment to be deleted")
+    assert lws["spec"]["leaderWorkerTemplate"]["size"] == 4
+    assert lws["metadata"]["ownerReferences"][0]["uid"] == uid
+    wait_for(
+        lambda: (
+            (api.model(namespace, "resize")["status"].get("placement") or {}).get("workload")
+            == "LeaderWorkerSet"
+        ),
+        what="status placement LeaderWorkerSet",
+    )
+
+    api.patch_spec(namespace, "resize", {"tpu": {"generation": "v6e", "topology": "2x4"}})
+    second = wait_for(lambda: api.deployment(namespace, "resize"), what="the Deployment again")
+    wait_for(lambda: api.lws(namespace, "resize") is None, what="the LeaderWorkerSet to be deleted")
+    assert second["metadata"]["uid"] != first["metadata"]["uid"]
+    service = api.service(namespace, "resize")
+    assert service is not None and service["metadata"]["ownerReferences"][0]["uid"] == uid
+
+
+def test_children_of_a_deleted_model_are_all_owner_referenced(
+    api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    """No garbage collector runs here, so this checks what it would delete, then acts as it would."""
+    doc = load_example(next(p for p in EXAMPLES if "70b" in p.name), namespace)
+    name = doc["metadata"]["name"]
+    uid = api.create_model(doc)["metadata"]["uid"]
+    wait_for(lambda: api.lws(namespace, name) and api.service(namespace, name), what="children")
+
+    api.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    wait_for(lambda: not any(m["metadata"]["name"] == name for m in _models(api, namespace)), what="deletion")
+
+    dependents = _dependents_of(api, namespace, uid)
+    assert sorted(dependents) == sorted([("LeaderWorkerSet", name), ("Service", name)])
+    for kind, child in dependents:  # the garbage collector's part
+        if kind == "Service":
+            api.core.delete_namespaced_service(child, namespace)
+        else:
+            api.custom.delete_namespaced_custom_object(*LWS[:2], namespace, LWS[2], child)
+    assert _dependents_of(api, namespace, uid) == []
+    assert api.lws(namespace, name) is None and api.service(namespace, name) is None
+
+
+def _models(api: Api, ns: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = api.custom.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)[
+        "items"
+    ]
+    return items
+
+
+def _dependents_of(api: Api, ns: str, uid: str) -> list[tuple[str, str]]:
+    """Every object in the namespace whose owner references name ``uid`` (what the GC would delete)."""
+    found = []
+    objects: list[tuple[str, Any]] = [
+        (
+            "Deployment",
+            api.apps.api_client.sanitize_for_serialization(api.apps.list_namespaced_deployment(ns)),
+        ),
+        ("Service", api.core.api_client.sanitize_for_serialization(api.core.list_namespaced_service(ns))),
+        ("LeaderWorkerSet", api.custom.list_namespaced_custom_object(*LWS[:2], ns, LWS[2])),
+    ]
+    for kind, listing in objects:
+        for item in listing["items"]:
+            if any(ref["uid"] == uid for ref in item["metadata"].get("ownerReferences", [])):
+                found.append((kind, item["metadata"]["name"]))
+    return found

@@ -1,0 +1,98 @@
+"""A settled model costs no writes: periodic resyncs and an operator restart leave every object as is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, Operators, load_example, wait_for
+from kubernetes import client
+
+pytestmark = pytest.mark.integration
+
+LWS = ("leaderworkerset.x-k8s.io", "v1", "leaderworkersets")
+
+
+def _versions(api_client: Any, namespace: str) -> dict[tuple[str, str], str]:
+    """resourceVersion of every model and every child in the namespace."""
+    custom = client.CustomObjectsApi(api_client)
+    found: dict[tuple[str, str], str] = {}
+    for kind, items in (
+        ("DataJaxModel", custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]),
+        ("LeaderWorkerSet", custom.list_namespaced_custom_object(*LWS[:2], namespace, LWS[2])["items"]),
+    ):
+        for item in items:
+            found[(kind, item["metadata"]["name"])] = item["metadata"]["resourceVersion"]
+    for kind, listing in (
+        ("Deployment", client.AppsV1Api(api_client).list_namespaced_deployment(namespace)),
+        ("Service", client.CoreV1Api(api_client).list_namespaced_service(namespace)),
+    ):
+        for obj in listing.items:
+            found[(kind, obj.metadata.name)] = obj.metadata.resource_version
+    return found
+
+
+def test_resync_and_restart_write_nothing(admin_client: Any, namespace: str, operators: Operators) -> None:
+    operator = operators.ensure()
+    custom = client.CustomObjectsApi(admin_client)
+    for example in EXAMPLES:
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, load_example(example, namespace)
+        )
+    names = [load_example(p, namespace)["metadata"]["name"] for p in EXAMPLES]
+
+    def settled() -> bool:
+        models = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        return len(models) == len(names) and all(
+            (m.get("status") or {}).get("observedGeneration") == m["metadata"]["generation"] for m in models
+        )
+
+    wait_for(settled, what="every example reconciled")
+    before = _versions(admin_client, namespace)
+    # every model has its workload and Service, nothing else
+    assert sorted(k for k in before if k[0] != "DataJaxModel") == sorted(
+        [("Deployment", n) for n in names if "70b" not in n]
+        + [("LeaderWorkerSet", n) for n in names if "70b" in n]
+        + [("Service", n) for n in names]
+    )
+
+    # two resync periods of the running operator: reconciles happen, writes do not
+    unchanged = operator.metric("datajax_operator_reconciles_total", result="unchanged")
+    wait_for(
+        lambda: (
+            operator.metric("datajax_operator_reconciles_total", result="unchanged")
+            >= unchanged + 2 * len(names)
+        ),
+        timeout=60,
+        what="two resyncs",
+    )
+    assert _versions(admin_client, namespace) == before
+
+    everywhere = len(custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"])
+    restarted = operators.restart()
+    wait_for(
+        lambda: restarted.metric("datajax_operator_reconciles_total", result="unchanged") >= everywhere,
+        timeout=60,
+        what="the restarted operator to resume every model",
+    )
+    assert restarted.metric("datajax_operator_reconciles_total", result="changed") == 0
+    assert restarted.metric("datajax_operator_reconcile_errors_total") == 0
+    after = _versions(admin_client, namespace)
+    assert after == before, "a restart rewrote (or duplicated) objects"
+
+
+def test_liveness_and_metrics_endpoints(operators: Operators) -> None:
+    operator = operators.ensure()
+    assert operator.options.liveness_port is not None and operator.options.metrics_port is not None
+    status, _ = operator.get(operator.options.liveness_port, "/healthz")
+    assert status == 200
+    status, text = operator.get(operator.options.metrics_port, "/metrics")
+    assert status == 200
+    for name in (
+        "datajax_operator_reconciles_total",
+        "datajax_operator_reconcile_errors_total",
+        "datajax_operator_reconcile_duration_seconds_bucket",
+        "datajax_operator_models",
+        "datajax_operator_models_cost_breached",
+    ):
+        assert f"\n{name}" in text, name
