@@ -49,12 +49,13 @@ test-unit: install
 run: install
 	$(VENV)/bin/datajax-operator plan -f examples/llama3-8b-v6e.yaml -o table
 
+## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
-
-## Regenerate the API reference from the typed model (a unit test fails when it drifts).
-docs: install
+	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
 	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
+
+docs: crd
 
 clean:
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache
