@@ -48,14 +48,22 @@ def _load_config(args: argparse.Namespace) -> OperatorConfig:
     return load_config(Path(args.config) if args.config else None)
 
 
+def _load_wave_spec(path: str | None) -> dict[str, Any] | None:
+    """The exporter's JSON from --wavespec, decoded; its fields are checked by the planner."""
+    if path is None:
+        return None
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a wave spec is a JSON object")
+    return document
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         document = _load_document(args.file)
         config = _load_config(args)
-    except (OSError, yaml.YAMLError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    except ValidationError as err:
+        wave_spec = _load_wave_spec(args.wavespec)
+    except ValidationError as err:  # before ValueError, which it subclasses
         _print_problems(
             [
                 Problem(f"{args.config}: {p.field}", p.message)
@@ -63,15 +71,28 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_INVALID
+    except (OSError, yaml.YAMLError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
     try:
         model = DataJaxModel.model_validate(document)
-        plan = make_plan(model, config)
+        plan = make_plan(model, config, wave_spec)
     except ValidationError as err:
         _print_problems(validation_problems(err))
         return EXIT_INVALID
     except PlanError as err:
         _print_problems(err.problems)
         return EXIT_INVALID
+    ref = model.spec.plan.wave_spec_ref if model.spec.plan else None
+    if ref is not None and wave_spec is None:
+        print(
+            f"warning: spec.plan.waveSpecRef names ConfigMap {ref.name} (key {ref.key}), which the operator "
+            "reads in the cluster; pass --wavespec FILE to plan with it offline",
+            file=sys.stderr,
+        )
+    if args.output != "table":  # the table lists them itself
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     objects = render_objects(model, plan, config)
     if args.output == "table":
         sys.stdout.write(format_table(model.metadata.name, model.spec.replicas, plan))
@@ -90,6 +111,12 @@ def _add_plan(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]")
     parser.add_argument("-f", "--file", required=True, help="DataJaxModel YAML or JSON file ('-' for stdin)")
     parser.add_argument("-o", "--output", choices=("json", "yaml", "table"), default="json")
     parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON): images, price table")
+    parser.add_argument(
+        "--wavespec",
+        metavar="FILE",
+        help="datajax-export-wavespec JSON to derive serving defaults from (offline stand-in for the "
+        "ConfigMap named by spec.plan.waveSpecRef)",
+    )
     parser.set_defaults(func=_cmd_plan)
 
 
