@@ -2,7 +2,8 @@
 
 Each subcommand is one `_add_<name>(subparsers)` function that registers its parser and sets
 `func(args) -> exit code`; add a new one by writing such a function and listing it in SUBCOMMANDS.
-Exit codes: 0 success, 1 unreadable input, 2 usage error or invalid spec (every problem printed to
+Exit codes: 0 success, 1 unreadable input (or, for validate-mesh, a mis-sharded plan: one line per
+problem naming the array and the mesh axis), 2 usage error or invalid spec (every problem printed to
 stderr, one per line, naming the field).
 """
 
@@ -29,6 +30,7 @@ from datajax_operator.render.objects import render_objects
 
 EXIT_INVALID = 2
 EXIT_UNREADABLE = 1
+EXIT_MIS_SHARDED = 1
 
 
 def dump_yaml(document: Any) -> str:
@@ -50,14 +52,22 @@ def _load_config(args: argparse.Namespace) -> OperatorConfig:
     return load_config(Path(args.config) if args.config else None)
 
 
+def _load_wave_spec(path: str | None) -> dict[str, Any] | None:
+    """The exporter's JSON from --wavespec, decoded; its fields are checked by the planner."""
+    if path is None:
+        return None
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: a wave spec is a JSON object")
+    return document
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     try:
         document = _load_document(args.file)
         config = _load_config(args)
-    except (OSError, yaml.YAMLError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    except ValidationError as err:
+        wave_spec = _load_wave_spec(args.wavespec)
+    except ValidationError as err:  # before ValueError, which it subclasses
         _print_problems(
             [
                 Problem(f"{args.config}: {p.field}", p.message)
@@ -65,15 +75,28 @@ def _cmd_plan(args: argparse.Namespace) -> int:
             ]
         )
         return EXIT_INVALID
+    except (OSError, yaml.YAMLError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
     try:
         model = DataJaxModel.model_validate(document)
-        plan = make_plan(model, config)
+        plan = make_plan(model, config, wave_spec)
     except ValidationError as err:
         _print_problems(validation_problems(err))
         return EXIT_INVALID
     except PlanError as err:
         _print_problems(err.problems)
         return EXIT_INVALID
+    ref = model.spec.plan.wave_spec_ref if model.spec.plan else None
+    if ref is not None and wave_spec is None:
+        print(
+            f"warning: spec.plan.waveSpecRef names ConfigMap {ref.name} (key {ref.key}), which the operator "
+            "reads in the cluster; pass --wavespec FILE to plan with it offline",
+            file=sys.stderr,
+        )
+    if args.output != "table":  # the table lists them itself
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     objects = render_objects(model, plan, config)
     if args.output == "table":
         sys.stdout.write(format_table(model.metadata.name, model.spec.replicas, plan))
@@ -92,6 +115,12 @@ def _add_plan(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]")
     parser.add_argument("-f", "--file", required=True, help="DataJaxModel YAML or JSON file ('-' for stdin)")
     parser.add_argument("-o", "--output", choices=("json", "yaml", "table"), default="json")
     parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON): images, price table")
+    parser.add_argument(
+        "--wavespec",
+        metavar="FILE",
+        help="datajax-export-wavespec JSON to derive serving defaults from (offline stand-in for the "
+        "ConfigMap named by spec.plan.waveSpecRef)",
+    )
     parser.set_defaults(func=_cmd_plan)
 
 
@@ -110,10 +139,74 @@ def _add_crd(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.set_defaults(func=_cmd_crd)
 
 
+def _cmd_validate_mesh(args: argparse.Namespace) -> int:
+    from datajax_operator import validate_mesh  # starts processes; `plan` and `crd` need none of it
+
+    try:
+        document = _load_document(args.file)
+        config = _load_config(args)
+    except ValidationError as err:
+        _print_problems(
+            [
+                Problem(f"{args.config}: {p.field}", p.message)
+                for p in validation_problems(err, OperatorConfig)
+            ]
+        )
+        return EXIT_INVALID
+    except (OSError, yaml.YAMLError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        model = DataJaxModel.model_validate(document)
+        plan = make_plan(model, config)
+    except ValidationError as err:
+        _print_problems(validation_problems(err))
+        return EXIT_INVALID
+    except PlanError as err:
+        _print_problems(err.problems)
+        return EXIT_INVALID
+    if not validate_mesh.jax_available():
+        print(f"error: validate-mesh needs JAX: {validate_mesh.MESH_EXTRA_HINT}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    try:
+        mesh = validate_mesh.mesh_run(plan, args.bundle or ())
+    except validate_mesh.MeshInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_MIS_SHARDED
+    report = validate_mesh.run(mesh, timeout=args.timeout)
+    if args.output == "json":
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        print(validate_mesh.summary(model.metadata.name, plan, mesh, report))
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 0 if report.ok else EXIT_MIS_SHARDED
+
+
+def _add_validate_mesh(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser(
+        "validate-mesh",
+        help="run the plan's mesh and PartitionSpecs on CPU devices (one JAX process per host) and check "
+        "the sharding of every output",
+    )
+    parser.add_argument("-f", "--file", required=True, help="DataJaxModel YAML or JSON file ('-' for stdin)")
+    parser.add_argument(
+        "--bundle",
+        metavar="FILE",
+        action="append",
+        help="DataJAX plan bundle (JSON) to validate; repeat once per host to give each host its own copy",
+    )
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds before the hosts are stopped")
+    parser.set_defaults(func=_cmd_validate_mesh)
+
+
 SUBCOMMANDS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]] = [
     _add_plan,
     _add_crd,
     runner.add_parser,
+    _add_validate_mesh,
 ]
 
 

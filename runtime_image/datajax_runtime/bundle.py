@@ -10,8 +10,11 @@ Public API, kept small for its consumers (the plugin here, `validate-mesh` in th
 
 - `load_bundle(path | mapping) -> PlanBundle` validates and normalises (raises `BundleError`);
 - `build_model_definition(bundle) -> ModelDefinition`: mesh axes/shape, input/output specs as tuples
-  whose entries are `None`, an axis name or a tuple of axis names, so
-  `jax.sharding.PartitionSpec(*definition.in_spec)` builds the JAX object;
+  whose entries are `None`, an axis name or a tuple of axis names (`partition_spec`, the one
+  representation the mesh validator shares), so `jax.sharding.PartitionSpec(*definition.in_spec)`
+  builds the JAX object;
+- an optional `validation` section (program, sample inputs, outputs to check) tells
+  `datajax-operator validate-mesh --bundle` how to exercise the plan's sharding on CPU devices;
 - `bundle_hash(bundle) -> "sha256:<hex>"`;
 - `bundle_from_lowered_plan(lowered, model_id=...)` adapts a DataJAX `LoweredPlan` (duck-typed: no
   dependency on DataJAX or JAX) and `PlanCallableFactory` turns its callable into one bound to
@@ -30,10 +33,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from datajax_runtime.partition_spec import (
+    ArraySpec,
+    PartitionSpecError,
+    Spec,
+    axis_problems,
+    format_spec,
+    parse_spec,
+    spec_to_json,
+)
+
 __all__ = [
     "BUNDLE_VERSION",
     "SCHEMA_PATH",
     "BundleError",
+    "BundleValidation",
     "ModelDefinition",
     "PlanBundle",
     "PlanCallable",
@@ -49,12 +63,32 @@ BUNDLE_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
 SUMMARY_KEYS = ("count", "mean", "std", "min", "max", "p25", "p50", "p75", "p90", "p99")
 
-SpecEntry = str | tuple[str, ...] | None
-Spec = tuple[SpecEntry, ...]
-
 
 class BundleError(ValueError):
     """A bundle that cannot be served; the message names the field (dotted path) and the problem."""
+
+
+@dataclass(frozen=True)
+class BundleValidation:
+    """How the mesh validator exercises the plan: a program, sample inputs, the outputs to check.
+
+    `program` is a built-in name (`attention_projection`) or the plan's callable as
+    `package.module:function` (dict of arrays in, dict of arrays out). Arrays without a partitionSpec
+    take the bundle's `partitionSpecs.input` / `.output`.
+    """
+
+    program: str
+    inputs: tuple[ArraySpec, ...]
+    outputs: tuple[ArraySpec, ...]
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "program": self.program,
+            "seed": self.seed,
+            "inputs": [a.to_json() for a in self.inputs],
+            "outputs": [a.to_json() for a in self.outputs],
+        }
 
 
 @dataclass(frozen=True)
@@ -70,6 +104,7 @@ class PlanBundle:
     implementation: str | None = None
     columns: tuple[str, ...] = ()
     wave_spec: Mapping[str, Any] | None = None
+    validation: BundleValidation | None = None
     version: int = BUNDLE_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -83,15 +118,17 @@ class PlanBundle:
             doc["architecture"] = {"name": self.architecture, "implementation": self.implementation}
         specs = {}
         if self.input_spec is not None:
-            specs["input"] = _spec_to_json(self.input_spec)
+            specs["input"] = spec_to_json(self.input_spec)
         if self.output_spec is not None:
-            specs["output"] = _spec_to_json(self.output_spec)
+            specs["output"] = spec_to_json(self.output_spec)
         if specs:
             doc["partitionSpecs"] = specs
         if self.columns:
             doc["columns"] = list(self.columns)
         if self.wave_spec is not None:
             doc["waveSpec"] = json.loads(json.dumps(self.wave_spec))
+        if self.validation is not None:
+            doc["validation"] = self.validation.to_json()
         return doc
 
 
@@ -165,7 +202,16 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
             raise BundleError(f"bundle {source} is not JSON: {err}") from None
     if not isinstance(doc, Mapping):
         raise BundleError("bundle: must be a JSON object")
-    allowed = {"version", "modelId", "architecture", "mesh", "partitionSpecs", "columns", "waveSpec"}
+    allowed = {
+        "version",
+        "modelId",
+        "architecture",
+        "mesh",
+        "partitionSpecs",
+        "columns",
+        "waveSpec",
+        "validation",
+    }
     _no_extra(doc, allowed, "")
     version = doc.get("version")
     if version != BUNDLE_VERSION or isinstance(version, bool):
@@ -195,6 +241,9 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
     if doc.get("columns") is not None:
         columns = tuple(_string(c, f"columns[{i}]") for i, c in enumerate(_array(doc["columns"], "columns")))
     wave_spec = _wave_spec(doc["waveSpec"]) if doc.get("waveSpec") is not None else None
+    validation = None
+    if doc.get("validation") is not None:
+        validation = _validation(doc["validation"], axes, input_spec, output_spec)
     return PlanBundle(
         model_id=model_id,
         mesh_axes=axes,
@@ -205,6 +254,7 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
         implementation=implementation,
         columns=columns,
         wave_spec=wave_spec,
+        validation=validation,
     )
 
 
@@ -264,33 +314,55 @@ def _mesh(value: Any) -> tuple[tuple[str, ...], tuple[int, ...]]:
 
 
 def _spec(value: Any, axes: tuple[str, ...], where: str) -> Spec:
-    entries: list[SpecEntry] = []
-    used: set[str] = set()
-    for i, entry in enumerate(_array(value, where)):
-        names: tuple[str, ...]
-        if entry is None:
-            entries.append(None)
-            continue
-        if isinstance(entry, str):
-            names = (entry,)
-        else:
-            names = tuple(
-                _string(n, f"{where}[{i}][{j}]") for j, n in enumerate(_array(entry, f"{where}[{i}]"))
+    try:
+        spec = parse_spec(value, where)
+    except PartitionSpecError as err:
+        raise BundleError(str(err)) from None
+    problems = axis_problems(spec, axes)
+    if problems:
+        raise BundleError(f"{where}: {format_spec(spec)} " + "; ".join(problems))
+    return spec
+
+
+def _arrays(value: Any, axes: tuple[str, ...], where: str, default: Spec | None) -> tuple[ArraySpec, ...]:
+    arrays = []
+    for i, raw in enumerate(_array(value, where)):
+        try:
+            array = ArraySpec.from_json(raw, f"{where}[{i}]", default)
+        except PartitionSpecError as err:
+            raise BundleError(str(err)) from None
+        problems = axis_problems(array.spec, axes)
+        if problems:
+            raise BundleError(
+                f"{where}[{i}] ({array.name!r}): {format_spec(array.spec)} " + "; ".join(problems)
             )
-            if not names:
-                raise BundleError(f"{where}[{i}]: an empty axis list; write null for a replicated dimension")
-        for name in names:
-            if name not in axes:
-                raise BundleError(f"{where}[{i}]: axis {name!r} is not a mesh axis {list(axes)}")
-            if name in used:
-                raise BundleError(f"{where}[{i}]: axis {name!r} shards more than one dimension")
-            used.add(name)
-        entries.append(names[0] if isinstance(entry, str) else names)
-    return tuple(entries)
+        arrays.append(array)
+    names = [a.name for a in arrays]
+    if len(set(names)) != len(names):
+        raise BundleError(f"{where}: array names must be distinct, got {names}")
+    return tuple(arrays)
 
 
-def _spec_to_json(spec: Spec) -> list[Any]:
-    return [list(entry) if isinstance(entry, tuple) else entry for entry in spec]
+def _validation(
+    value: Any, axes: tuple[str, ...], input_spec: Spec | None, output_spec: Spec | None
+) -> BundleValidation:
+    section = _object(value, "validation")
+    _no_extra(section, {"program", "seed", "inputs", "outputs"}, "validation")
+    program = _string(section.get("program"), "validation.program")
+    module, sep, attribute = program.partition(":")
+    if not all(p.isidentifier() for p in [*module.split("."), *([attribute] if sep else [])]):
+        raise BundleError(
+            f"validation.program: want a built-in name or 'package.module:function', got {program!r}"
+        )
+    seed = _count(section.get("seed", 0), "validation.seed")
+    inputs = _arrays(section.get("inputs"), axes, "validation.inputs", input_spec)
+    missing = [a.name for a in inputs if a.shape is None]
+    if not inputs or missing:
+        raise BundleError(f"validation.inputs: every input needs a sample shape (missing for {missing})")
+    outputs = _arrays(section.get("outputs"), axes, "validation.outputs", output_spec)
+    if not outputs:
+        raise BundleError("validation.outputs: name at least one output to check")
+    return BundleValidation(program=program, inputs=inputs, outputs=outputs, seed=seed)
 
 
 def _summary(value: Any, where: str) -> dict[str, float | int]:

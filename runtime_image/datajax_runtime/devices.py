@@ -14,19 +14,28 @@ records a v6e ``2x4`` host as x in 0..1, y in 0..3, z = 0, i.e. the bounding box
 ``(A, B, 1)``.
 
 The check itself is pure (records in, verdict out); ``records_from_jax`` and ``startup_check`` are the
-thin edges the vLLM plugin calls. The verdict's ``to_json()`` is what the plugin writes next to the plan
-status for the sidecar to export.
+thin edges the vLLM plugin calls. ``startup_check`` enumerates in a child process
+(``python -m datajax_runtime.devices``): a TPU chip is opened by one process at a time, so enumerating in
+the plugin's own process (vLLM's API server) would hold the chips the engine core needs; the child
+exits and releases them. The verdict's ``to_json()`` is what the plugin writes into the plan status
+(``devices`` key) for the sidecar to export as ``datajax_devices_match``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+#: Environment variable the operator sets on the vLLM container: the placement the plan paid for.
+EXPECTED_PLACEMENT_ENV = "DATAJAX_EXPECTED_PLACEMENT"
+#: JAX's TPU start-up takes seconds; a multi-host slice whose other hosts never join must not hang vLLM.
+ENUMERATION_TIMEOUT_SECONDS = 120.0
 
 #: ``device_kind`` strings per generation; the first is what real slices report.
 DEVICE_KINDS: Mapping[str, tuple[str, ...]] = {
@@ -76,10 +85,25 @@ class ExpectedSlice:
     chips: int
     hosts: int
 
+    @classmethod
+    def from_json(cls, raw: Any) -> ExpectedSlice:
+        """The ``DATAJAX_EXPECTED_PLACEMENT`` document: ``{generation, topology, chips, hosts}``."""
+        if not isinstance(raw, Mapping):
+            raise ValueError("expected placement must be a JSON object")
+        generation, topology, chips, hosts = (
+            raw.get(k) for k in ("generation", "topology", "chips", "hosts")
+        )
+        if not isinstance(generation, str) or not isinstance(topology, str):
+            raise ValueError("expected placement needs string generation and topology")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (chips, hosts)):
+            raise ValueError("expected placement needs positive integer chips and hosts")
+        assert isinstance(chips, int) and isinstance(hosts, int)  # narrowed above; for mypy
+        return cls(generation, topology, chips, hosts)
+
 
 @dataclass(frozen=True)
 class DeviceProblem:
-    check: str  # chips | hosts | generation | topology
+    check: str  # chips | hosts | generation | topology | enumeration
     message: str
 
 
@@ -93,12 +117,23 @@ class DeviceCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def message(self) -> str:
+        """One line for logs and the sidecar: the slice as planned, or every mismatch."""
+        e = self.expected
+        if self.ok:
+            return f"{e.generation} {e.topology}: {e.chips} chips on {e.hosts} host(s) as planned"
+        return f"{e.generation} {e.topology} mismatch: " + "; ".join(
+            f"{p.check}: {p.message}" for p in self.problems
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The documented outcome shape (docs/spmd-validation.md): camelCase, stable keys."""
 
         e = self.expected
         return {
             "ok": self.ok,
+            "message": self.message,
             "expected": {
                 "generation": e.generation,
                 "topology": e.topology,
@@ -212,15 +247,62 @@ def records_from_jax(devices: Iterable[Any]) -> list[DeviceRecord]:
     ]
 
 
-def startup_check(expected: ExpectedSlice, outcome_path: Path | None = None) -> DeviceCheck:
-    """Enumerate the slice with JAX, check it, and (when given a path) write the JSON outcome atomically."""
+def enumerate_in_child(timeout: float = ENUMERATION_TIMEOUT_SECONDS) -> list[DeviceRecord]:
+    """``jax.devices()`` as read by a child process that exits afterwards (releasing the chips).
+
+    Raises ``RuntimeError`` naming what went wrong (JAX missing, crash, timeout, unreadable output).
+    """
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "datajax_runtime.devices"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"jax.devices() did not answer within {timeout:g}s") from None
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"device enumeration exited {done.returncode}: {tail}")
+    try:
+        return [DeviceRecord.from_json(r) for r in json.loads(done.stdout)]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RuntimeError(f"device enumeration printed no device list: {err}") from None
+
+
+def startup_check(expected: ExpectedSlice, timeout: float = ENUMERATION_TIMEOUT_SECONDS) -> DeviceCheck:
+    """Enumerate the live slice (in a child process) and check it; a failed enumeration is a problem."""
+
+    try:
+        records = enumerate_in_child(timeout)
+    except RuntimeError as err:
+        return DeviceCheck(expected=expected, observed={}, problems=(DeviceProblem("enumeration", str(err)),))
+    return check_devices(records, expected)
+
+
+def _print_devices() -> None:
+    """The child of ``enumerate_in_child``: print this process's view of ``jax.devices()`` as JSON."""
 
     import jax
 
-    check = check_devices(records_from_jax(jax.devices()), expected)
-    if outcome_path is not None:
-        tmp = outcome_path.with_suffix(outcome_path.suffix + ".tmp")
-        tmp.write_text(json.dumps(check.to_json(), indent=2, sort_keys=True) + "\n")
-        tmp.chmod(0o644)  # the sidecar reads it as a non-root user
-        tmp.replace(outcome_path)
-    return check
+    records = records_from_jax(jax.devices())
+    print(
+        json.dumps(
+            [
+                {
+                    "id": r.id,
+                    "process_index": r.process_index,
+                    "device_kind": r.device_kind,
+                    "coords": list(r.coords),
+                    "core_on_chip": r.core_on_chip,
+                }
+                for r in records
+            ]
+        )
+    )
+
+
+if __name__ == "__main__":
+    _print_devices()

@@ -173,5 +173,15 @@ def render(state: ExportState) -> str:
                 "The plan the serving pod runs (value is always 1).",
                 [("{" + text + "}", 1.0)],
             )
+        match = plan.devices_match if plan is not None else None
+        if match is not None:
+            _family(
+                out,
+                "datajax_devices_match",
+                "gauge",
+                "1 if the TPU devices JAX enumerated at start-up match the planned slice (chips, hosts, "
+                "generation, topology), 0 on a mismatch; absent until the check has run.",
+                [("", 1.0 if match else 0.0)],
+            )
     out.append("")
     return "\n".join(out)

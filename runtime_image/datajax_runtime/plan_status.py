@@ -42,6 +42,16 @@ class PlanStatus:
     mesh: str = ""
     hash: str = ""
     bundle_version: int = 0
+    devices: dict[str, Any] | None = None
+    """The start-up device check (`DeviceCheck.to_json()`: ok, message, expected, observed, problems),
+    or None when the pod was given no expected placement."""
+
+    @property
+    def devices_match(self) -> bool | None:
+        """Whether JAX's devices match the planned slice; None when no check ran."""
+        if self.devices is None:
+            return None
+        return self.devices.get("ok") is True
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +61,8 @@ class PlanStatus:
         known = {f.name for f in fields(cls)}
         if not isinstance(data.get("registered"), bool) or not isinstance(data.get("reason"), str):
             raise ValueError("plan status needs a boolean 'registered' and a string 'reason'")
+        if data.get("devices") is not None and not isinstance(data["devices"], dict):
+            raise ValueError("plan status 'devices' must be an object")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -9,12 +9,21 @@ implementation (`package.module:Class`), the class is imported and handed to
 message names exactly what is missing, write the outcome to `DATAJAX_PLAN_STATUS` for the sidecar
 (`datajax_plan_registered`, `datajax_plan_info`), and then fail vLLM's start-up if the bundle asked
 for an architecture we could not register: serving without it would fail later and less clearly.
+
+When the operator sets `DATAJAX_EXPECTED_PLACEMENT` (the planned generation, topology, chips and
+hosts), the plugin also checks what JAX enumerates against it (`devices.startup_check`, in a child
+process so the chips stay free for the engine) and records the outcome under `devices` in the plan
+status. A mismatch is logged and exported by the sidecar (`datajax_devices_match`), not fatal: the
+operator surfaces it, and a person decides. vLLM calls `register()` in each process it starts; the
+first one checks and leaves the outcome in the environment, which later processes inherit and reuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import json
 import logging
 import os
 from typing import Any
@@ -26,14 +35,16 @@ from datajax_runtime.bundle import (
     build_model_definition,
     load_bundle,
 )
+from datajax_runtime.devices import EXPECTED_PLACEMENT_ENV, ExpectedSlice, startup_check
 from datajax_runtime.plan_status import PlanStatus, write_plan_status
 
-__all__ = ["PlanRegistrationError", "interface_problems", "register", "register_bundle"]
+__all__ = ["PlanRegistrationError", "device_outcome", "interface_problems", "register", "register_bundle"]
 
 log = logging.getLogger("datajax_runtime.plugin")
 
 BUNDLE_ENV = "DATAJAX_PLAN_BUNDLE"
 STATUS_ENV = "DATAJAX_PLAN_STATUS"
+DEVICE_OUTCOME_ENV = "DATAJAX_DEVICE_CHECK_OUTCOME"
 MODEL_LOADER = "tpu_inference.models.common.model_loader"
 CALL_ARGUMENTS = ("kv_caches", "input_ids", "attention_metadata")
 # Outcomes that mean "nothing was asked of us", as opposed to "asked and failed".
@@ -148,9 +159,41 @@ def register_bundle(bundle_path: str | None) -> PlanStatus:
     return _status("Registered", f"registered {implementation} as {arch} with tpu-inference", definition)
 
 
+def device_outcome() -> dict[str, Any] | None:
+    """The start-up device check against `DATAJAX_EXPECTED_PLACEMENT`, run once per pod start.
+
+    Returns None when no placement is expected. The first process runs the check and stores the
+    outcome in its environment, so vLLM's later processes (which inherit it) report the same outcome
+    instead of opening the chips again while the engine holds them.
+    """
+    raw = os.environ.get(EXPECTED_PLACEMENT_ENV)
+    if not raw:
+        return None
+    earlier = os.environ.get(DEVICE_OUTCOME_ENV)
+    if earlier:
+        inherited: dict[str, Any] = json.loads(earlier)
+        return inherited
+    try:
+        expected = ExpectedSlice.from_json(json.loads(raw))
+    except ValueError as err:
+        outcome: dict[str, Any] = {
+            "ok": False,
+            "message": f"{EXPECTED_PLACEMENT_ENV} is not a placement: {err}",
+            "problems": [{"check": "placement", "message": str(err)}],
+        }
+    else:
+        outcome = startup_check(expected).to_json()
+    if outcome["ok"]:
+        log.info("datajax devices: %s", outcome["message"])
+    else:
+        log.error("datajax devices: %s", outcome["message"])
+    os.environ[DEVICE_OUTCOME_ENV] = json.dumps(outcome, sort_keys=True)
+    return outcome
+
+
 def register() -> None:
     """The `vllm.general_plugins` entry point."""
-    status = register_bundle(os.environ.get(BUNDLE_ENV))
+    status = dataclasses.replace(register_bundle(os.environ.get(BUNDLE_ENV)), devices=device_outcome())
     status_path = os.environ.get(STATUS_ENV)
     if status_path:
         write_plan_status(status_path, status)

@@ -102,6 +102,11 @@ class Sidecar:
         except (OSError, ValueError, TypeError) as err:
             log.warning("cannot read plan status %s: %s", path, err)
             self._plan = None
+            return
+        devices = self._plan.devices if self._plan is not None else None
+        if devices is not None and devices.get("ok") is not True:
+            # Logged when the status file changes, not every scrape: the gauge carries it meanwhile.
+            log.error("TPU devices do not match the plan: %s", devices.get("message", ""))
 
     def _state(self) -> ExportState:
         return ExportState(

@@ -25,7 +25,8 @@ def test_plan_json_has_the_design_keys(capsys: pytest.CaptureFixture[str], path:
     code, out, err = _run(capsys, "plan", "-f", str(path), "-o", "json")
     assert (code, err) == (0, "")
     doc = json.loads(out)
-    assert list(doc) == ["placement", "mesh", "cost", "vllmArgs", "objects"]
+    # DESIGN §6 keys exactly, plus `decisions` (the wave-spec-informed flags with their reasons).
+    assert list(doc) == ["placement", "mesh", "cost", "vllmArgs", "decisions", "objects"]
     assert list(doc["placement"]) == [
         "generation", "accelerator", "topology", "chips", "hosts", "chipsPerHost", "machineType", "workload"
     ]  # fmt: skip
@@ -37,6 +38,7 @@ def test_plan_json_has_the_design_keys(capsys: pytest.CaptureFixture[str], path:
         "breakEvenTokensPerSecond",
     ]
     assert all(isinstance(a, str) for a in doc["vllmArgs"])
+    assert [list(d) for d in doc["decisions"]] == [["flag", "value", "source", "reason"]] * 5
     assert [o["kind"] for o in doc["objects"]][-1] == "Service"
 
 

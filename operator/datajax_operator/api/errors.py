@@ -9,20 +9,29 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
 from datajax_operator.api.resource import DataJaxModel
+
+Severity = Literal["error", "warning"]
+"""`error`: the spec cannot be served as written. `warning`: it serves, but some requests will suffer."""
 
 _EXPLAINED = frozenset({"string_pattern_mismatch", "string_too_long", "string_too_short"})
 
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One reason a spec cannot be served, naming the field (dotted path, e.g. spec.tpu.topology)."""
+    """One reason a spec cannot be served (or, as a warning, serves badly), naming the field.
+
+    The field is a dotted path such as spec.tpu.topology. Only errors stop a plan; warnings travel
+    with the plan so `plan` and the operator can show them.
+    """
 
     field: str
     message: str
+    severity: Severity = "error"
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"

@@ -85,6 +85,19 @@ class ModelSource(SpecModel):
         description="Number of key/value heads (GQA). Hint for the pre-flight check that the tensor-parallel "
         "degree divides it, or is a multiple of it (vLLM then replicates KV heads).",
     )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Number of decoder layers. With kvHeads, headDim, parametersBillions and dtype, sizes "
+        "the KV cache so a wave spec can suggest --kv-cache-dtype fp8 when KV memory is the bottleneck.",
+    )
+    head_dim: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Size of one attention head. Hint for sizing the KV cache (see numLayers).",
+    )
     parameters_billions: float | None = Field(
         default=None,
         gt=0,
@@ -181,9 +194,8 @@ class ChunkedPrefill(SpecModel):
         default=None,
         ge=16,
         le=1_048_576,
-        description="Tokens per scheduler step (vLLM --max-num-batched-tokens). Default 2048. Must be at "
-        "least "
-        "serving.maxNumSeqs.",
+        description="Tokens per scheduler step (vLLM --max-num-batched-tokens). Derived from the wave spec's "
+        "prompt lengths when plan.waveSpecRef is set, else 2048. Must be at least serving.maxNumSeqs.",
     )
 
 
@@ -236,9 +248,12 @@ class Serving(SpecModel):
         "image "
         "when a plan is given, else the pinned vllm/vllm-tpu image).",
     )
-    prefix_caching: bool = Field(
-        default=True,
-        description="Automatic prefix caching (--enable-prefix-caching / --no-enable-prefix-caching).",
+    # No schema default for prefixCaching and kvCacheDtype: the API server would store the default and
+    # the planner could no longer tell "left to the wave spec" from "set by the user".
+    prefix_caching: bool | None = Field(
+        default=None,
+        description="Automatic prefix caching (--enable-prefix-caching / --no-enable-prefix-caching). When "
+        "unset, the wave spec's prefix reuse decides; on without one.",
     )
     chunked_prefill: ChunkedPrefill = Field(
         default_factory=ChunkedPrefill,
@@ -251,8 +266,10 @@ class Serving(SpecModel):
     speculative_decoding: SpeculativeDecoding | None = Field(
         default=None, description="Speculative decoding (--speculative-config); off when unset."
     )
-    kv_cache_dtype: Literal["auto", "fp8"] = Field(
-        default="auto", description="KV cache storage type (--kv-cache-dtype): auto (model dtype) or fp8."
+    kv_cache_dtype: Literal["auto", "fp8"] | None = Field(
+        default=None,
+        description="KV cache storage type (--kv-cache-dtype): auto (model dtype) or fp8. When unset, a wave "
+        "spec with model shape hints may suggest fp8; auto otherwise.",
     )
     extra_args: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
         default_factory=list,

@@ -1,6 +1,13 @@
-"""make_plan: a DataJaxModel and the operator config in, placement + mesh + cost + vLLM args out."""
+"""make_plan: a DataJaxModel and the operator config in, placement + mesh + cost + vLLM args out.
 
-from dataclasses import dataclass
+The wave spec (the JSON `datajax-export-wavespec` writes, read from the ConfigMap named by
+`spec.plan.waveSpecRef` in the cluster or from `plan --wavespec FILE` offline) is an optional input:
+the caller fetches and decodes it, so planning stays pure.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.catalog import Placement, place
@@ -9,7 +16,9 @@ from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.cost import CostPlan, estimate_cost
 from datajax_operator.plan.mesh import MeshPlan, derive_mesh
 from datajax_operator.plan.problems import PlanError, Problem
+from datajax_operator.plan.serving import plan_serving, read_wave_spec
 from datajax_operator.plan.vllm import vllm_args
+from datajax_operator.plan.wavespec import Decision
 
 
 @dataclass(frozen=True)
@@ -21,20 +30,34 @@ class Plan:
     mesh: MeshPlan
     cost: CostPlan
     vllm_args: list[str]
+    decisions: tuple[Decision, ...] = ()
+    """Each wave-spec-informed vLLM flag with its value, source and one-line reason."""
+    warnings: tuple[Problem, ...] = field(default=())
+    """Problems that do not stop serving (severity warning), e.g. a context shorter than p99 requests."""
 
     def to_json(self, objects: list[dict[str, object]] | None = None) -> dict[str, object]:
-        """The document `datajax-operator plan -o json` prints, keys exactly as DESIGN §6."""
+        """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`."""
         return {
             "placement": self.placement.to_json(),
             "mesh": self.mesh.to_json(),
             "cost": self.cost.to_json(),
             "vllmArgs": list(self.vllm_args),
+            "decisions": [
+                {"flag": d.flag, "value": d.value, "source": d.source, "reason": d.reason}
+                for d in self.decisions
+            ],
             "objects": list(objects or []),
         }
 
 
-def make_plan(model: DataJaxModel, config: OperatorConfig) -> Plan:
-    """Validate and derive the plan, raising PlanError with every problem found (not just the first)."""
+def make_plan(
+    model: DataJaxModel, config: OperatorConfig, wave_spec: Mapping[str, Any] | None = None
+) -> Plan:
+    """Validate and derive the plan, raising PlanError with every problem found (not just the first).
+
+    `wave_spec` is the decoded exporter JSON (None when the spec names none or it is unavailable);
+    its derived values replace vLLM's defaults wherever the spec leaves a serving field unset.
+    """
     spec = model.spec
     problems: list[Problem] = rule_problems(spec)
     placement = place(spec.tpu.generation, spec.tpu.topology, spec.tpu.machine_type)
@@ -47,7 +70,16 @@ def make_plan(model: DataJaxModel, config: OperatorConfig) -> Plan:
     cost = estimate_cost(spec, placement.chips if placement else 0, config)
     if isinstance(cost, Problem):
         problems.append(cost)
-    if problems or placement is None or mesh is None or isinstance(cost, Problem):
+    parsed, wave_problems = read_wave_spec(wave_spec)
+    problems += wave_problems
+    serving = plan_serving(spec, placement, mesh, parsed) if placement and mesh else None
+    warnings: list[Problem] = []
+    for found in serving.problems if serving else ():
+        if found.severity == "warning":
+            warnings.append(found)
+        elif not problems_on(problems, found.field):  # the same rule may already have named the field
+            problems.append(found)
+    if problems or placement is None or mesh is None or serving is None or isinstance(cost, Problem):
         raise PlanError(problems)
     served_name = spec.model.served_name or model.metadata.name
     return Plan(
@@ -55,7 +87,9 @@ def make_plan(model: DataJaxModel, config: OperatorConfig) -> Plan:
         placement=placement,
         mesh=mesh,
         cost=cost,
-        vllm_args=vllm_args(spec, served_name, mesh, placement.hosts),
+        vllm_args=vllm_args(spec, served_name, mesh, placement.hosts, serving),
+        decisions=serving.decisions,
+        warnings=tuple(warnings),
     )
 
 

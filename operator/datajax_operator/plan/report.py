@@ -3,10 +3,11 @@
 import shlex
 
 from datajax_operator.plan.planner import Plan
+from datajax_operator.plan.wavespec import render_args
 
 
 def format_table(name: str, replicas: int, plan: Plan) -> str:
-    """Placement, mesh, cost and the vLLM command, aligned for a terminal."""
+    """Placement, mesh, cost, each serving decision with its reason and the vLLM command, for a terminal."""
     p, m, c = plan.placement, plan.mesh, plan.cost
     generation = f"{p.generation} (preview)" if p.preview else p.generation
     price_source = c.pricing if c.pricing is not None else "spec.cost.usdPerChipHour"
@@ -28,6 +29,18 @@ def format_table(name: str, replicas: int, plan: Plan) -> str:
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
+    if plan.decisions:
+        lines.append("")
+        lines.append("SERVING DECISIONS")
+        flags = [render_args([d])[0] for d in plan.decisions]
+        flag_width = max(len(f) for f in flags)
+        source_width = max(len(d.source) for d in plan.decisions) + 2
+        for flag, d in zip(flags, plan.decisions, strict=True):
+            lines.append(f"  {flag.ljust(flag_width)}  {f'[{d.source}]'.ljust(source_width)}  {d.reason}")
+    if plan.warnings:
+        lines.append("")
+        lines.append("WARNINGS")
+        lines.extend(f"  {w}" for w in plan.warnings)
     lines.append("")
     lines.append("vLLM COMMAND")
     lines.append("  vllm serve " + " \\\n    ".join(shlex.quote(a) for a in plan.vllm_args))

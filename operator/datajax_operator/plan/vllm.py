@@ -5,15 +5,32 @@ from typing import Final
 
 from datajax_operator.api.spec import DataJaxModelSpec
 from datajax_operator.plan.mesh import MeshPlan
+from datajax_operator.plan.serving import ServingPlan
+from datajax_operator.plan.wavespec import (
+    FLAG_CHUNKED_PREFILL,
+    FLAG_KV_CACHE_DTYPE,
+    FLAG_MAX_NUM_BATCHED_TOKENS,
+    FLAG_PREFIX_CACHING,
+    render_args,
+)
 
 VLLM_PORT: Final = 8000
-DEFAULT_MAX_NUM_BATCHED_TOKENS: Final = 2048
 
 
-def vllm_args(spec: DataJaxModelSpec, served_name: str, mesh: MeshPlan, hosts: int) -> list[str]:
-    """Arguments of `vllm serve`: the model first, then every flag the operator derives, then extraArgs."""
+def vllm_args(
+    spec: DataJaxModelSpec, served_name: str, mesh: MeshPlan, hosts: int, serving_plan: ServingPlan
+) -> list[str]:
+    """Arguments of `vllm serve`: the model first, then every flag the operator derives, then extraArgs.
+
+    Prefix caching, the chunk size and the KV-cache dtype come from the serving decisions (spec value,
+    else wave spec, else vLLM's default), so the rendered args are exactly what `plan` explains.
+    """
     serving = spec.serving
-    batched = serving.chunked_prefill.max_num_batched_tokens or DEFAULT_MAX_NUM_BATCHED_TOKENS
+
+    def decided(flag: str) -> str:
+        (arg,) = render_args([serving_plan.decision(flag)])
+        return arg
+
     args = [
         spec.model.name,
         f"--served-model-name={served_name}",
@@ -22,11 +39,11 @@ def vllm_args(spec: DataJaxModelSpec, served_name: str, mesh: MeshPlan, hosts: i
         f"--tensor-parallel-size={mesh.tensor_parallel}",
         f"--data-parallel-size={mesh.data_parallel}",
         f"--max-model-len={spec.model.max_model_len}",
-        f"--max-num-batched-tokens={batched}",
+        decided(FLAG_MAX_NUM_BATCHED_TOKENS),
         f"--max-num-seqs={serving.max_num_seqs}",
-        "--enable-prefix-caching" if serving.prefix_caching else "--no-enable-prefix-caching",
-        "--enable-chunked-prefill",
-        f"--kv-cache-dtype={serving.kv_cache_dtype}",
+        decided(FLAG_PREFIX_CACHING),
+        decided(FLAG_CHUNKED_PREFILL),
+        decided(FLAG_KV_CACHE_DTYPE),
     ]
     if serving.speculative_decoding is not None:
         config = {

@@ -30,9 +30,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from datajax_operator.plan.problems import Problem
+
 #: Where a serving value came from: the user's spec, the wave spec, or the built-in default.
 Source = Literal["spec", "wavespec", "default"]
-Severity = Literal["error", "warning"]
 
 HEX_DIGIT_BUCKETS = 16
 SUMMARY_KEYS = ("count", "mean", "std", "min", "max", "p25", "p50", "p75", "p90", "p99")
@@ -68,18 +69,9 @@ FIELD_KV_CACHE_DTYPE = "spec.serving.kvCacheDtype"
 class WaveSpecError(ValueError):
     """The document is not a usable wave spec; ``problems`` names every bad field."""
 
-    def __init__(self, problems: Sequence[Finding]) -> None:
+    def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
-        super().__init__("; ".join(f"{p.field}: {p.message}" for p in self.problems))
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A problem with the serving values: ``error`` stops vLLM from starting, ``warning`` loses requests."""
-
-    field: str
-    message: str
-    severity: Severity
+        super().__init__("; ".join(str(p) for p in self.problems))
 
 
 @dataclass(frozen=True)
@@ -180,10 +172,10 @@ class _Reader:
     """Collects every problem in one pass so the user fixes the export once, not field by field."""
 
     def __init__(self) -> None:
-        self.problems: list[Finding] = []
+        self.problems: list[Problem] = []
 
     def bad(self, field: str, message: str) -> None:
-        self.problems.append(Finding(field, message, "error"))
+        self.problems.append(Problem(field, message))
 
     def integer(self, value: Any, field: str, *, minimum: int = 0, optional: bool = False) -> int | None:
         if value is None and optional:
@@ -238,9 +230,9 @@ def parse_wavespec(document: Mapping[str, Any] | str | bytes) -> WaveSpec:
         try:
             document = json.loads(document)
         except json.JSONDecodeError as exc:
-            raise WaveSpecError([Finding("waveSpec", f"not JSON: {exc}", "error")]) from exc
+            raise WaveSpecError([Problem("waveSpec", f"not JSON: {exc}")]) from exc
     if not isinstance(document, Mapping):
-        raise WaveSpecError([Finding("waveSpec", "expected a JSON object", "error")])
+        raise WaveSpecError([Problem("waveSpec", "expected a JSON object")])
     r = _Reader()
     meta = document.get("meta")
     if not isinstance(meta, Mapping):
@@ -539,24 +531,23 @@ def _kv_cache_dtype(ws: WaveSpec | None, inputs: ServingInputs) -> Decision:
 # ----------------------------------------------------------------------------------- checks and args
 
 
-def serving_findings(wavespec: WaveSpec | None, inputs: ServingInputs) -> list[Finding]:
+def serving_findings(wavespec: WaveSpec | None, inputs: ServingInputs) -> list[Problem]:
     """Values vLLM would refuse (errors) or that would reject real traffic (warnings), naming the field."""
 
-    findings: list[Finding] = []
+    findings: list[Problem] = []
     chunk = inputs.max_num_batched_tokens
     if chunk is not None and chunk < inputs.max_num_seqs:
         findings.append(
-            Finding(
+            Problem(
                 FIELD_MAX_NUM_BATCHED_TOKENS,
                 f"{chunk} is below {FIELD_MAX_NUM_SEQS} {inputs.max_num_seqs}: vLLM refuses to start",
-                "error",
             )
         )
     need = _p99_request_tokens(wavespec)
     if need is not None and sum(need) > inputs.max_model_len:
         prompt, output = need
         findings.append(
-            Finding(
+            Problem(
                 FIELD_MAX_MODEL_LEN,
                 f"p99 prompt {prompt:,} + p99 output {output:,} = {prompt + output:,} tokens exceeds "
                 f"{inputs.max_model_len:,}: about 1% of requests would be rejected or truncated",

@@ -4,6 +4,7 @@ Everything here is a pure function of the spec, the plan and the config, so the 
 only when something a pod depends on changes (no timestamps, no operator version, no whole-spec hash).
 """
 
+import json
 import math
 from typing import Any, Final, Literal
 
@@ -62,7 +63,17 @@ def _has_bundle(model: DataJaxModel) -> bool:
     return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
 
 
-def _vllm_env(model: DataJaxModel, plan: Plan) -> list[dict[str, Any]]:
+def expected_placement(plan: Plan) -> str:
+    """The slice the plan paid for, as the runtime's device check reads it (DATAJAX_EXPECTED_PLACEMENT).
+
+    Compact, sorted JSON so the pod template only changes when the placement does.
+    """
+    p = plan.placement
+    document = {"generation": p.generation, "topology": p.topology, "chips": p.chips, "hosts": p.hosts}
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _vllm_env(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any]]:
     spec = model.spec
     env: list[dict[str, Any]] = []
     ref = spec.model.hf_token_secret_ref
@@ -71,6 +82,9 @@ def _vllm_env(model: DataJaxModel, plan: Plan) -> list[dict[str, Any]]:
     if _has_bundle(model):
         env.append({"name": "DATAJAX_PLAN_BUNDLE", "value": PLAN_BUNDLE})
         env.append({"name": "DATAJAX_PLAN_STATUS", "value": PLAN_STATUS})
+    if role == "leader":
+        # The runtime image's vLLM plugin checks jax.devices() against it at start-up.
+        env.append({"name": "DATAJAX_EXPECTED_PLACEMENT", "value": expected_placement(plan)})
     if plan.placement.hosts > 1:
         env.append({"name": "TPU_MULTIHOST_BACKEND", "value": "ray"})
     if spec.serving.xla_cache is not None:
@@ -114,7 +128,7 @@ def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role
         container["args"] = list(plan.vllm_args)
     if role == "leader":
         container["ports"] = [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}]
-    env = _vllm_env(model, plan)
+    env = _vllm_env(model, plan, role)
     if env:
         container["env"] = env
     container["resources"] = {"requests": {"google.com/tpu": chips}, "limits": {"google.com/tpu": chips}}

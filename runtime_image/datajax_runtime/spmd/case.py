@@ -4,7 +4,8 @@ This module is pure (no JAX) so the launcher can build, fingerprint and statical
 paying for a JAX start-up, and so hosts can compare fingerprints. A PartitionSpec is kept as JSON would
 carry it: one entry per array dimension, each ``null`` (replicated), an axis name, or a list of axis names.
 
-The case JSON (``--case FILE``; the plan bundle carries the same mesh and PartitionSpecs)::
+The case JSON (``--case FILE``; a plan bundle's ``mesh`` + ``validation`` section is the same thing, see
+``case_from_bundle``)::
 
     {"mesh": {"axes": ["data", "model"], "shape": [1, 4]},
      "program": "attention_projection" | "package.module:function",
@@ -18,40 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SpecEntry = str | tuple[str, ...] | None
+from datajax_runtime.bundle import PlanBundle
+from datajax_runtime.partition_spec import ArraySpec, array_problems
+
 DEFAULT_AXES = ("data", "model")
-SUPPORTED_DTYPES = ("float32", "bfloat16")
-
-
-@dataclass(frozen=True)
-class ArraySpec:
-    """A named input (shape and dtype known) or output (shape found by running) with its PartitionSpec."""
-
-    name: str
-    spec: tuple[SpecEntry, ...]
-    shape: tuple[int, ...] | None = None
-    dtype: str = "float32"
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "partitionSpec": [_entry_json(e) for e in self.spec]}
-        if self.shape is not None:
-            out["shape"] = list(self.shape)
-            out["dtype"] = self.dtype
-        return out
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> ArraySpec:
-        shape = raw.get("shape")
-        return cls(
-            name=str(raw["name"]),
-            spec=tuple(_entry(e) for e in raw.get("partitionSpec", [])),
-            shape=tuple(int(s) for s in shape) if shape is not None else None,
-            dtype=str(raw.get("dtype", "float32")),
-        )
 
 
 @dataclass(frozen=True)
@@ -83,8 +58,10 @@ class MeshCase:
             axes=tuple(str(a) for a in mesh["axes"]),
             shape=tuple(int(s) for s in mesh["shape"]),
             program=str(raw["program"]),
-            inputs=tuple(ArraySpec.from_json(a) for a in raw.get("inputs", [])),
-            outputs=tuple(ArraySpec.from_json(a) for a in raw.get("outputs", [])),
+            inputs=tuple(ArraySpec.from_json(a, f"inputs[{i}]") for i, a in enumerate(raw.get("inputs", []))),
+            outputs=tuple(
+                ArraySpec.from_json(a, f"outputs[{i}]") for i, a in enumerate(raw.get("outputs", []))
+            ),
             seed=int(raw.get("seed", 0)),
         )
 
@@ -92,33 +69,6 @@ class MeshCase:
         """SHA-256 of the canonical JSON: hosts that read different plans get different fingerprints."""
 
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).digest()
-
-
-def _entry(raw: Any) -> SpecEntry:
-    if raw is None or isinstance(raw, str):
-        return raw
-    return tuple(str(a) for a in raw)
-
-
-def _entry_json(entry: SpecEntry) -> Any:
-    return list(entry) if isinstance(entry, tuple) else entry
-
-
-def spec_axes(entry: SpecEntry) -> tuple[str, ...]:
-    if entry is None:
-        return ()
-    return (entry,) if isinstance(entry, str) else entry
-
-
-def format_spec(spec: Sequence[SpecEntry]) -> str:
-    """``P('data', None)`` - the form users see in JAX code and error messages."""
-
-    def one(e: SpecEntry) -> str:
-        if isinstance(e, tuple):
-            return "(" + ", ".join(repr(a) for a in e) + ")"
-        return repr(e)
-
-    return "P(" + ", ".join(one(e) for e in spec) + ")"
 
 
 def static_problems(case: MeshCase) -> list[str]:
@@ -133,39 +83,6 @@ def static_problems(case: MeshCase) -> list[str]:
     for kind, arrays in (("input", case.inputs), ("output", case.outputs)):
         for array in arrays:
             problems.extend(array_problems(kind, array, sizes))
-    return problems
-
-
-def array_problems(kind: str, array: ArraySpec, sizes: Mapping[str, int]) -> list[str]:
-    """One array's PartitionSpec against the mesh axis sizes (and its shape, when known)."""
-
-    problems: list[str] = []
-    mesh_text = "(" + ", ".join(repr(a) for a in sizes) + ")"
-    label = f"{kind} {array.name!r} PartitionSpec {format_spec(array.spec)}"
-    used: list[str] = []
-    for entry in array.spec:
-        for axis in spec_axes(entry):
-            if axis not in sizes:
-                problems.append(f"{label} names mesh axis {axis!r}, which the mesh {mesh_text} lacks")
-            elif axis in used:
-                problems.append(f"{label} uses mesh axis {axis!r} for two dimensions")
-            used.append(axis)
-    if array.shape is None:
-        return problems
-    if kind == "input" and array.dtype not in SUPPORTED_DTYPES:
-        problems.append(f"{kind} {array.name!r} dtype {array.dtype!r} is not one of {SUPPORTED_DTYPES}")
-    if len(array.spec) > len(array.shape):
-        problems.append(f"{label} has {len(array.spec)} entries for a rank-{len(array.shape)} array")
-        return problems
-    for dim, entry in enumerate(array.spec):
-        axes = [a for a in spec_axes(entry) if a in sizes]
-        split = math.prod(sizes[a] for a in axes)
-        if axes and array.shape[dim] % split:
-            over = " x ".join(f"{a!r} (size {sizes[a]})" for a in axes)
-            problems.append(
-                f"{kind} {array.name!r} dim {dim} (size {array.shape[dim]}) is not divisible by "
-                f"mesh axis {over}"
-            )
     return problems
 
 
@@ -190,3 +107,35 @@ def attention_projection_case(data_parallel: int, tensor_parallel: int, seed: in
         ),
         outputs=(ArraySpec("q", ("data", "model")), ArraySpec("out", ("data", None))),
     )
+
+
+class CaseError(ValueError):
+    """The bundle does not say enough to build a validation case; the message says what to add."""
+
+
+def case_from_bundle(bundle: PlanBundle) -> MeshCase:
+    """The validation case a plan bundle describes, on the bundle's own mesh.
+
+    With a ``validation`` section: its program, sample inputs and outputs (PartitionSpecs defaulting to
+    the bundle's ``partitionSpecs``). Without one, the built-in attention projection on a
+    ``('data', 'model')`` mesh, with the activations ``x`` sharded by ``partitionSpecs.input`` and the
+    result ``out`` checked against ``partitionSpecs.output`` - the specs the bundle states.
+    """
+
+    if bundle.validation is not None:
+        v = bundle.validation
+        return MeshCase(bundle.mesh_axes, bundle.mesh_shape, v.program, v.inputs, v.outputs, v.seed)
+    if sorted(bundle.mesh_axes) != sorted(DEFAULT_AXES):
+        raise CaseError(
+            f"the bundle has no validation section and its mesh axes {bundle.mesh_axes} are not "
+            f"tpu-inference's {DEFAULT_AXES}: add validation.program and validation.inputs to check it"
+        )
+    sizes = dict(zip(bundle.mesh_axes, bundle.mesh_shape, strict=True))
+    base = attention_projection_case(sizes["data"], sizes["model"])
+    x, *weights = base.inputs
+    if bundle.input_spec is not None:
+        x = ArraySpec(x.name, bundle.input_spec, x.shape, x.dtype)
+    out = base.outputs[-1]
+    if bundle.output_spec is not None:
+        out = ArraySpec(out.name, bundle.output_spec)
+    return MeshCase(bundle.mesh_axes, bundle.mesh_shape, base.program, (x, *weights), (out,), base.seed)

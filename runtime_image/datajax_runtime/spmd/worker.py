@@ -21,14 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from datajax_runtime.spmd.case import (
-    ArraySpec,
-    MeshCase,
-    array_problems,
-    format_spec,
-    spec_axes,
-    static_problems,
-)
+from datajax_runtime.partition_spec import ArraySpec, array_problems, format_spec, spec_axes
+from datajax_runtime.spmd.case import MeshCase, static_problems
 from datajax_runtime.spmd.programs import resolve
 
 TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2}

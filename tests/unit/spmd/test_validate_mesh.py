@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from datajax_runtime.partition_spec import ArraySpec
 from datajax_runtime.spmd.__main__ import main
-from datajax_runtime.spmd.case import ArraySpec, MeshCase, attention_projection_case, static_problems
+from datajax_runtime.spmd.case import MeshCase, attention_projection_case, static_problems
 from datajax_runtime.spmd.launcher import validate
 
 
