@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd cluster clean
+.PHONY: install tools lint test test-unit run crd docs cluster clean
 
 # A stamp so `make install` is a no-op until pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -29,10 +29,11 @@ cluster: install tools
 
 lint: install
 	@echo "==> ruff"
-	$(VENV)/bin/ruff check operator runtime_image tests
-	$(VENV)/bin/ruff format --check operator runtime_image tests
+	$(VENV)/bin/ruff check operator runtime_image tests tools
+	$(VENV)/bin/ruff format --check operator runtime_image tests tools
 	@echo "==> mypy"
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict tools
 	@echo "==> import-linter (layers of DESIGN §2)"
 	$(VENV)/bin/lint-imports
 
@@ -48,8 +49,13 @@ test-unit: install
 run: install
 	$(VENV)/bin/datajax-operator plan -f examples/llama3-8b-v6e.yaml -o table
 
+## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
+	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
+	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
+
+docs: crd
 
 clean:
 	rm -rf $(VENV) .cluster .pytest_cache .mypy_cache .ruff_cache

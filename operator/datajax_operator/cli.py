@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from datajax_operator import runner
 from datajax_operator.api.crd import build_crd
 from datajax_operator.api.errors import validation_problems
+from datajax_operator.api.reference import crd_reference
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig, load_config
 from datajax_operator.plan.planner import make_plan
@@ -95,12 +96,17 @@ def _add_plan(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]")
 
 
 def _cmd_crd(args: argparse.Namespace) -> int:
-    sys.stdout.write(dump_yaml(build_crd()))
+    sys.stdout.write(crd_reference() if args.reference else dump_yaml(build_crd()))
     return 0
 
 
 def _add_crd(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser("crd", help="print the DataJaxModel CustomResourceDefinition")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="print the Markdown API reference (docs/crd-reference.md) instead of the CRD YAML",
+    )
     parser.set_defaults(func=_cmd_crd)
 
 

@@ -84,7 +84,10 @@ def test_multi_host_is_a_leader_worker_set_with_ray() -> None:
 
 
 def test_sidecar_follows_the_contract_and_is_locked_down() -> None:
-    model = model_with(slo={"p95LatencySeconds": 2.5}, plan={"configMapRef": {"name": "bundle-v1"}})
+    model = model_with(
+        slo={"p95LatencySeconds": 2.5},
+        plan={"configMapRef": {"name": "bundle-v1"}},
+    )
     pod = _render(model)[0]["spec"]["template"]["spec"]
     sidecar = _container(pod, "datajax-sidecar")
     assert sidecar["command"] == ["datajax-sidecar"]
@@ -200,3 +203,9 @@ def test_names_are_valid_and_stable(name: str) -> None:
 def test_distinct_long_names_stay_distinct() -> None:
     assert base_name("a" * 60 + "1") != base_name("a" * 60 + "2")
     assert base_name("a.b") != base_name("a-b")
+
+
+def test_serving_pods_carry_the_tpu_labels_monitoring_groups_by() -> None:
+    labels = _render(model_with())[0]["spec"]["template"]["metadata"]["labels"]
+    assert labels["datajax.dev/tpu-generation"] == "v6e"
+    assert labels["datajax.dev/tpu-topology"] == "2x4"

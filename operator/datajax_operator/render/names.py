@@ -18,6 +18,9 @@ INSTANCE_LABEL: Final = "app.kubernetes.io/instance"
 MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 ROLE_LABEL: Final = "datajax.dev/role"
+# On serving pods, so monitoring can group figures by TPU (the chart relabels them onto every series).
+GENERATION_LABEL: Final = "datajax.dev/tpu-generation"
+TOPOLOGY_LABEL: Final = "datajax.dev/tpu-topology"
 APP_NAME: Final = "datajax-model"
 MANAGER: Final = "datajax-operator"
 

@@ -11,7 +11,7 @@ from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.vllm import VLLM_PORT
-from datajax_operator.render.names import ROLE_LABEL, common_labels
+from datajax_operator.render.names import GENERATION_LABEL, ROLE_LABEL, TOPOLOGY_LABEL, common_labels
 
 Role = Literal["leader", "worker"]
 """A single-host pod is the leader of a slice of one."""
@@ -242,7 +242,12 @@ def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: 
         containers.append(sidecar_container(model, plan, config))
     return {
         "metadata": {
-            "labels": {**common_labels(model.metadata.name), ROLE_LABEL: role},
+            "labels": {
+                **common_labels(model.metadata.name),
+                ROLE_LABEL: role,
+                GENERATION_LABEL: plan.placement.generation,
+                TOPOLOGY_LABEL: plan.placement.topology,
+            },
             "annotations": {"kubectl.kubernetes.io/default-container": VLLM_CONTAINER},
         },
         "spec": {

@@ -1,0 +1,169 @@
+"""The metrics sidecar: scrape vLLM, keep a ring of scrapes, serve `datajax_*` figures.
+
+It must never crash on its upstream: vLLM spends minutes compiling before it answers, restarts,
+and could one day send text we cannot read. Every failure is counted, logged once per scrape with
+what was wrong, and turns `datajax_upstream_up` to 0; the ring keeps expiring on the clock, so
+figures from a vLLM that went away age out of the window instead of being reported forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from datajax_runtime.exporter import ExportState, render
+from datajax_runtime.exposition import parse
+from datajax_runtime.plan_status import PlanStatus, read_plan_status
+from datajax_runtime.ring import ScrapeRing
+from datajax_runtime.window import Pricing, figures, snapshot
+
+__all__ = ["Sidecar", "SidecarConfig", "serve"]
+
+log = logging.getLogger("datajax_runtime.sidecar")
+
+
+@dataclass(frozen=True)
+class SidecarConfig:
+    upstream: str
+    pricing: Pricing
+    window_seconds: float = 600.0
+    interval_seconds: float = 5.0
+    port: int = 9400
+    host: str = "0.0.0.0"
+    slo_p95_seconds: float | None = None
+    plan_status_path: str | None = None
+    model: str = ""
+
+
+class Sidecar:
+    """State and one scrape step; `serve()` adds the timer and the HTTP endpoints around it.
+
+    `clock` is injectable so tests can age the window deterministically; it must be monotonic.
+    """
+
+    def __init__(self, config: SidecarConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._ring = ScrapeRing(config.window_seconds)
+        self._up = False
+        self._errors = 0
+        self._plan: PlanStatus | None = None
+        self._plan_mtime: float | None = None
+        self.scrapes = 0
+        self.exposition = render(self._state())
+
+    async def scrape_once(self, session: aiohttp.ClientSession) -> None:
+        """Fetch, parse and fold one scrape into the window; record failures, never raise them."""
+        now = self._clock()
+        try:
+            async with session.get(self.config.upstream) as response:
+                if response.status != 200:
+                    raise _ScrapeFailedError(f"HTTP {response.status} from {self.config.upstream}")
+                text = await response.text()
+            self._ring.add(snapshot(parse(text), now))
+            self._up = True
+        except _ScrapeFailedError as err:
+            self._fail(str(err))
+        except (aiohttp.ClientError, TimeoutError, OSError) as err:
+            self._fail(f"upstream {self.config.upstream} unreachable: {err!r}")
+        except ValueError as err:  # ExpositionError and friends: the text is not what vLLM sends
+            self._fail(f"malformed exposition from {self.config.upstream}: {err}")
+        self._ring.expire(now)
+        self._refresh_plan()
+        self.scrapes += 1
+        self.exposition = render(self._state())
+
+    def _fail(self, message: str) -> None:
+        self._up = False
+        self._errors += 1
+        log.warning("scrape failed: %s", message)
+
+    def _refresh_plan(self) -> None:
+        path = self.config.plan_status_path
+        if path is None:
+            return
+        try:
+            mtime = Path(path).stat().st_mtime
+        except FileNotFoundError:
+            self._plan, self._plan_mtime = None, None
+            return
+        if mtime == self._plan_mtime:
+            return
+        try:
+            self._plan = read_plan_status(path)
+            self._plan_mtime = mtime
+        except (OSError, ValueError, TypeError) as err:
+            log.warning("cannot read plan status %s: %s", path, err)
+            self._plan = None
+
+    def _state(self) -> ExportState:
+        return ExportState(
+            figures=figures(self._ring.window(), self.config.pricing),
+            pricing=self.config.pricing,
+            upstream_up=self._up,
+            scrape_errors=self._errors,
+            slo_p95_seconds=self.config.slo_p95_seconds,
+            plan_status_configured=self.config.plan_status_path is not None,
+            plan=self._plan,
+            model=self.config.model,
+        )
+
+    def app(self) -> web.Application:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=self.exposition.encode("utf-8"),
+                headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+            )
+
+        async def healthz(_: web.Request) -> web.Response:
+            # Healthy while the loop runs: vLLM being down is reported by datajax_upstream_up,
+            # not by restarting the sidecar.
+            return web.Response(text="ok\n")
+
+        application = web.Application()
+        application.router.add_get("/metrics", metrics)
+        application.router.add_get("/healthz", healthz)
+        return application
+
+
+class _ScrapeFailedError(Exception):
+    """A scrape that reached the upstream but got no exposition back."""
+
+
+async def serve(config: SidecarConfig, *, started: asyncio.Event | None = None) -> None:
+    """Run the sidecar until cancelled: HTTP endpoints plus a scrape every interval."""
+    sidecar = Sidecar(config)
+    runner = web.AppRunner(sidecar.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    log.info(
+        "serving on %s:%d, scraping %s every %gs",
+        config.host,
+        config.port,
+        config.upstream,
+        config.interval_seconds,
+    )
+    if started is not None:
+        started.set()
+    timeout = aiohttp.ClientTimeout(total=max(0.05, min(config.interval_seconds, 10.0)))
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            next_tick = time.monotonic()
+            while True:
+                await sidecar.scrape_once(session)
+                next_tick += config.interval_seconds
+                delay = next_tick - time.monotonic()
+                if delay < 0:  # a slow scrape: skip the missed ticks rather than bunching up
+                    next_tick = time.monotonic()
+                    delay = 0.0
+                await asyncio.sleep(delay)
+    finally:
+        await runner.cleanup()
