@@ -117,10 +117,14 @@ build_promtool() {
   log "promtool $PROMETHEUS_MODULE_VERSION: fetching and compiling"
   start_heartbeat promtool
   local t0=$SECONDS d; d=$(wrapper promtool)
+  # module v0.316.0 is Prometheus 3.16.0: what `promtool --version` should say
+  local minor=${PROMETHEUS_MODULE_VERSION#v0.}; minor=${minor%%.*}
+  local release="${minor:0:1}.$((10#${minor:1})).${PROMETHEUS_MODULE_VERSION##*.}"
   (cd "$d" && go mod init datajax.dev/tools/promtool >/dev/null 2>&1 \
     && go get "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" >/dev/null 2>&1 \
     && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "-s -w" -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
+    && go build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" \
+      -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv "$out.tmp" "$out"
   stop_heartbeat
   log "promtool built in $((SECONDS - t0)) s"

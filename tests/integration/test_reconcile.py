@@ -183,6 +183,8 @@ def test_deployment_available_makes_the_model_ready(
     wait_for(lambda: api.deployment(namespace, name), what="the Deployment")
     not_ready = wait_for(lambda: api.condition(namespace, name, "Ready"), what="a Ready condition")
     assert not_ready["status"] == "False"
+    spec_valid = api.condition(namespace, name, "SpecValid")
+    assert spec_valid is not None and spec_valid["status"] == "True"
 
     mark_available(api, namespace, name, replicas=1)
     kubectl = subprocess.run(
@@ -204,12 +206,12 @@ def test_deployment_available_makes_the_model_ready(
     assert kubectl.returncode == 0, kubectl.stderr
     status = api.model(namespace, name)["status"]
     assert status["phase"] == "Ready"
-    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
-    assert ready["reason"] == "Ready"
-    assert (
-        ready["lastTransitionTime"] != not_ready["lastTransitionTime"]
-        or ready["status"] != not_ready["status"]
-    )
+    by_type = {c["type"]: c for c in status["conditions"]}
+    assert by_type["Ready"]["reason"] == "Ready"
+    assert by_type["WorkloadAvailable"]["status"] == "True"
+    assert by_type["Ready"]["lastTransitionTime"] >= not_ready["lastTransitionTime"]
+    # a condition whose status did not change keeps its transition time
+    assert by_type["SpecValid"]["lastTransitionTime"] == spec_valid["lastTransitionTime"]
     reasons = {e.reason for e in api.events(namespace, name)}
     assert {"PlanValid", "ReplicasAvailable", "Ready"} <= reasons
 

@@ -371,4 +371,7 @@ class LocalCluster:
             status, body = self.get(f"/apis/{group}/{version}")
             if status != 200 or not any(r["name"] == plural for r in json.loads(body).get("resources") or []):
                 return False
+            # and listable: right after creation the watch cache answers 429 "storage is initializing"
+            if self.get(f"/apis/{group}/{version}/{plural}?limit=1")[0] != 200:
+                return False
         return True
