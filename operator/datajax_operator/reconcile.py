@@ -137,8 +137,14 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
     if not lws_served and any(o["kind"] == LEADER_WORKER_SET.kind for o in desired):
         waiting_for = f"{LEADER_WORKER_SET.api_version} {LEADER_WORKER_SET.kind}"
         desired = [o for o in desired if o["kind"] != LEADER_WORKER_SET.kind]
-    applied = [_ref(kube.apply(obj)) for obj in desired]
-    deleted = _delete_unwanted(kube, raw, desired, lws_served)
+    if evaluation.plan is None:
+        # An edit the planner rejects must not take a serving model down: what runs keeps running,
+        # untouched, and SpecValid=False says what to fix. A new model simply gets no workload.
+        applied: list[str] = []
+        deleted: list[str] = []
+    else:
+        applied = [_ref(kube.apply(obj)) for obj in desired]
+        deleted = _delete_unwanted(kube, raw, desired, lws_served)
 
     # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)

@@ -240,6 +240,28 @@ def test_spec_the_planner_rejects_is_reported_without_a_workload(
     assert any(e.reason == "WeightsExceedHBM" for e in warnings)
 
 
+def test_an_invalid_edit_keeps_the_running_workload(
+    api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DataJaxModel",
+        "metadata": {"name": "edited", "namespace": namespace},
+        "spec": {"model": {"name": "org/m"}, "tpu": {"generation": "v5e", "topology": "2x4"}},
+    }
+    api.create_model(doc)
+    before = wait_for(lambda: api.deployment(namespace, "edited"), what="the Deployment")
+    # Accepted by the API server, refused by the planner: 70B bf16 weights do not fit 8 v5e chips.
+    api.patch_spec(namespace, "edited", {"model": {"parametersBillions": 70, "dtype": "bfloat16"}})
+    wait_for(
+        lambda: (api.condition(namespace, "edited", "SpecValid") or {}).get("status") == "False",
+        what="SpecValid=False",
+    )
+    after = api.deployment(namespace, "edited")
+    assert after is not None, "an invalid edit deleted the serving workload"
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
 def test_topology_change_replaces_the_workload_kind(
     api: Api, namespace: str, operator: RunningOperator
 ) -> None:
