@@ -125,6 +125,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--log-format", choices=("json", "text"), default="text")
     parser.add_argument("--liveness-port", type=int, default=8080, help="serves /healthz")
     parser.add_argument("--metrics-port", type=int, default=9090, help="serves /metrics")
+    parser.add_argument("--bind-address", default="0.0.0.0", help="address of /healthz and /metrics")
     parser.add_argument("--peering", metavar="NAME", help="coordinate replicas through kopf peering NAME")
     parser.add_argument(
         "--resync-seconds", type=float, default=60.0, help="re-observe every model this often"
@@ -143,6 +144,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             peering=args.peering,
             resync_seconds=args.resync_seconds,
+            bind_address=args.bind_address,
         )
     )
     return 0
