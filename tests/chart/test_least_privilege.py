@@ -7,8 +7,8 @@ renders them). It must reconcile models end to end (children, status, Events) wi
 request, and SelfSubjectAccessReviews asked with the same token show what it cannot do: read Secrets,
 touch kinds it does not manage, escalate, bind, impersonate, or write outside its namespaces.
 
-Both RBAC shapes run: cluster mode (ClusterRole, standalone) and namespaced mode (a Role per watched
-namespace, with kopf peering on, so the peering verbs are exercised too).
+Both RBAC shapes run: cluster mode (ClusterRole), standalone and with kopf peering
+(ClusterKopfPeering), and namespaced mode (a Role per watched namespace) with peering (KopfPeering).
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class Mode:
 
 MODES = [
     Mode("cluster", [], peering=False),
+    Mode("cluster-peering", ["leaderElection.enabled=true"], peering=True),
     # watch.namespaces is filled in per test (unique names).
     Mode("namespaced", ["watch.allNamespaces=false", "leaderElection.enabled=true"], peering=True),
 ]
@@ -300,8 +301,12 @@ def test_operator_reconciles_with_only_its_service_account(
     for refused in ("Forbidden", "forbidden"):
         assert refused not in log, f"a request was refused:\n{log[-3000:]}"
     if setup.mode.peering:  # the keep-alive landed in the chart's KopfPeering object
-        peering = custom.get_namespaced_custom_object(
-            "kopf.dev", "v1", setup.watched, "kopfpeerings", "datajax-operator"
+        peering = (
+            custom.get_namespaced_custom_object(
+                "kopf.dev", "v1", setup.watched, "kopfpeerings", "datajax-operator"
+            )
+            if namespaced
+            else custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "datajax-operator")
         )
         assert peering.get("status"), f"no keep-alive in the peering object: {peering}"
 
