@@ -154,7 +154,12 @@ def _watch(options: Options, kube: Kube, namespace: str | None, out: TextIO) -> 
             except _FAILURES as failure:
                 code, text = EXIT_ERROR, f"error: {_describe(failure)}\n"
             stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
-            header = f"Every {options.watch:g}s: datajax-operator status   {stamp}\n\n"
+            # JSON stays a plain stream of documents, one per redraw, for jq
+            header = (
+                f"Every {options.watch:g}s: datajax-operator status   {stamp}\n\n"
+                if options.output == "text"
+                else ""
+            )
             out.write((_CLEAR if clear else "") + header + text + ("" if clear else "\n"))
             out.flush()
             time.sleep(options.watch)
