@@ -83,6 +83,7 @@ class Slice:
 
     def __init__(self, template: str, args: list[str], settings: Path, log: Path) -> None:
         self.number = loopback_address()
+        self.traffic_since = time.monotonic()
         self.source = VllmSource(template).start()
         argv = list(args)
         argv[argv.index("--upstream") + 1] = self.source.url
@@ -120,6 +121,7 @@ class Slice:
 
     def traffic(self, traffic: Traffic) -> None:
         self.source.set_traffic(traffic)
+        self.traffic_since = time.monotonic()
 
     def figures(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return read_metrics(self.metrics_url)
@@ -258,6 +260,14 @@ class Served:
         )
 
     def close(self) -> None:
+        """Stop the pods' stand-ins and delete the model and its EndpointSlices, so no later operator
+        (without the dial map) is left scraping stand-in addresses."""
         self.kubelet.stopped.set()
         for s in self.slices:
             s.stop()
+        selector = f"kubernetes.io/service-name={self.name}"
+        for item in self.discovery.list_namespaced_endpoint_slice(
+            self.namespace, label_selector=selector
+        ).items:
+            self.discovery.delete_namespaced_endpoint_slice(item.metadata.name, self.namespace)
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
