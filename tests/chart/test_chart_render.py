@@ -39,6 +39,7 @@ NAMESPACED_GRANTS = {
     ("apps", "deployments"): _APPLIED,
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): _APPLIED,
     ("", "services"): {"list", "create", "patch", "delete"},
+    ("", "configmaps"): {"list", "create", "patch", "delete"},
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
     ("", "events"): {"create"},
 }

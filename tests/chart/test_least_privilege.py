@@ -44,7 +44,6 @@ EXAMPLES = {
 # Resources the operator never manages: no verb on them may be allowed anywhere.
 UNMANAGED = [
     ("", "secrets"),
-    ("", "configmaps"),
     ("", "pods"),
     ("", "serviceaccounts"),
     ("", "persistentvolumeclaims"),
@@ -333,6 +332,12 @@ def test_service_account_cannot_do_what_it_must_not(setup: Setup) -> None:
             allowed += [
                 (v, resource, ns) for v in EVERY_VERB if can_i(authz, v, resource, group=group, namespace=ns)
             ]
+        # ConfigMaps: it applies its own settings ConfigMaps, but reads none (users' data stays unread).
+        allowed += [
+            (v, "configmaps", ns)
+            for v in ("get", "watch", "update")
+            if can_i(authz, v, "configmaps", namespace=ns)
+        ]
         # Its own kind: read and annotate, never create or delete users' models.
         allowed += [
             (v, PLURAL, ns)
