@@ -1,7 +1,9 @@
 """kopf handlers, kept thin: every trigger ends in the same reconcile() of one model.
 
-Triggers: the model's create/update/resume; an event on a workload the model controls (its controller
-wrote new availability); a periodic resync that re-observes every known model. A per-model lock
+Triggers: the model's create/update/resume; an event on a child the model controls (the workload's
+controller wrote new availability, or someone else changed a field we own: the reconcile applies it
+back); a periodic resync that re-observes every known model, paused with the operator when kopf
+peering pauses it. A per-model lock
 serialises them, so two triggers never reconcile the same model at once. No handler needs a finalizer:
 every child carries a controller owner reference, so Kubernetes' garbage collector removes them.
 """
@@ -19,8 +21,9 @@ from typing import Any
 import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
-from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, Kube
+from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube
 from datajax_operator.metrics import ModelKey, OperatorMetrics
+from datajax_operator.peering import Peering, paused_by_peers
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
 from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER
@@ -45,6 +48,8 @@ class Context:
     metrics: OperatorMetrics
     resync_seconds: float
     clock: Callable[[], datetime] = utc_now
+    peering: Peering | None = None
+    """None: standalone, never paused."""
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
 
     async def reconcile(self, namespace: str, name: str) -> Outcome | None:
@@ -77,10 +82,29 @@ class Context:
         self.locks.pop(key, None)
         self.metrics.forget(key)
 
+    async def paused(self) -> bool:
+        """Whether kopf peering pauses this replica now (its watches are closed meanwhile)."""
+        peering = self.peering
+        if peering is None:
+            return False
+        scopes: tuple[str | None, ...] = peering.namespaces or (None,)
+        for namespace in scopes:
+            found = await asyncio.to_thread(self.kube.peering, peering.name, namespace)
+            if paused_by_peers(found, peering, datetime.now(UTC)):
+                return True
+        return False
+
     async def resync(self) -> None:
-        """Re-observe every known model forever: catches what no watch event reports."""
+        """Re-observe every known model forever: catches what no watch event reports. A replica
+        paused by peering skips its passes, so a standby never acts beside the active replica."""
         while True:
             await asyncio.sleep(self.resync_seconds)
+            try:
+                if await self.paused():
+                    continue
+            except Exception:
+                log.exception("peering state unknown; resync pass skipped")
+                continue
             for namespace, name in list(self.locks):
                 try:
                     await self.reconcile(namespace, name)
@@ -132,11 +156,11 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         if type == "DELETED" and namespace is not None:
             ctx.forget((namespace, name))
 
-    for workload in (DEPLOYMENT, LEADER_WORKER_SET):
-        group, _, version = workload.api_version.rpartition("/")
+    for child in (DEPLOYMENT, LEADER_WORKER_SET, SERVICE):
+        group, _, version = child.api_version.rpartition("/")
 
-        @kopf.on.event(group, version, workload.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-        async def workload_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        @kopf.on.event(group, version, child.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
+        async def child_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
             model = _controller_model(body)
             if model is not None and namespace is not None:
                 await ctx.reconcile(namespace, model)

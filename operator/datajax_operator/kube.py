@@ -28,6 +28,11 @@ FIELD_MANAGER: Final = "datajax-operator"
 
 REPORTING_CONTROLLER: Final = "datajax.dev/operator"
 
+REQUEST_TIMEOUT: Final = (5.0, 30.0)
+"""Connect and read timeouts (seconds) of every request. Without them a request to an API server that
+accepted the connection and then went away (a restart, a lost etcd) blocks the reconcile thread, and
+with it the model's lock, forever; with them the request fails and the next trigger retries."""
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -52,6 +57,7 @@ DEPLOYMENT: Final = Kind("apps/v1", "Deployment", "deployments")
 SERVICE: Final = Kind("v1", "Service", "services")
 LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 EVENT: Final = Kind("v1", "Event", "events")
+PEERING_API: Final = "/apis/kopf.dev/v1"
 
 CHILD_KINDS: Final = (DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
 """Every kind a model can own; children of these kinds the plan no longer wants are deleted."""
@@ -147,7 +153,9 @@ class Kube:
         _, url, headers, body, _ = self._api.param_serialize(
             method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = self._api.call_api(method, url, header_params=headers, body=body)
+        response = self._api.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=REQUEST_TIMEOUT
+        )
         response.read()  # type: ignore[no-untyped-call]
         try:
             data = json.loads(response.data) if response.data else None
@@ -183,6 +191,19 @@ class Kube:
         status, data = self._request("GET", kind.path(namespace), query=[("labelSelector", label_selector)])
         items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
         return items
+
+    def peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object: the ClusterKopfPeering ``name``, or the KopfPeering in ``namespace``."""
+        path = (
+            f"{PEERING_API}/clusterkopfpeerings/{quote(name)}"
+            if namespace is None
+            else f"{PEERING_API}/namespaces/{quote(namespace)}/kopfpeerings/{quote(name)}"
+        )
+        status, data = self._request("GET", path)
+        if status == 404:
+            return None
+        result: dict[str, Any] = self._expect(status, data, 200)
+        return result
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as the operator's field manager, forcing conflicts: the operator is the

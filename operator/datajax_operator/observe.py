@@ -27,9 +27,14 @@ def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
     )
 
 
-def gather(workload: dict[str, Any] | None, missing_api: str | None) -> Observations:
+def gather(
+    workload: dict[str, Any] | None, missing_api: str | None, not_owned: tuple[str, ...] = ()
+) -> Observations:
     """Observations from the workload as read back from the server after apply (None: it does not
-    exist) and the API the plan needs when the cluster does not serve it."""
+    exist), the API the plan needs when the cluster does not serve it, and the children whose names
+    are taken by objects the model does not control."""
     if missing_api is not None:
-        return Observations(workload=None, missing_api=missing_api)
-    return Observations(workload=workload_observation(workload) if workload is not None else None)
+        return Observations(workload=None, missing_api=missing_api, not_owned=not_owned)
+    return Observations(
+        workload=workload_observation(workload) if workload is not None else None, not_owned=not_owned
+    )

@@ -29,3 +29,6 @@ class Observations:
     """None when no workload exists (not created yet, or the spec is invalid)."""
     missing_api: str | None = None
     """The API the plan needs but the cluster does not serve, e.g. the LeaderWorkerSet CRD."""
+    not_owned: tuple[str, ...] = ()
+    """Children (``Kind/name``) whose name is taken by an object this model does not control; the
+    operator leaves those objects untouched."""
