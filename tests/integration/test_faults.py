@@ -10,14 +10,12 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from cluster_state import ClusterState, converged, model_doc
-from kubehelpers import Operators, wait_for
+from kubehelpers import wait_for
 from operator_process import OperatorProcess
 
 from datajax_operator.localcluster import LocalCluster
@@ -25,18 +23,6 @@ from datajax_operator.localcluster import LocalCluster
 pytestmark = pytest.mark.integration
 
 CONVERGE_SECONDS = 60.0
-
-
-@pytest.fixture
-def state(admin_client: Any) -> ClusterState:
-    return ClusterState(admin_client)
-
-
-@pytest.fixture
-def solo(operators: Operators) -> Iterator[None]:
-    """No in-process operator while the test's own processes run (the next test restarts it)."""
-    operators.stop()
-    yield
 
 
 def _kubeconfig_for_token(cluster: LocalCluster, token: str, path: Path) -> Path:
