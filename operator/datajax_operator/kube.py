@@ -71,6 +71,15 @@ def kind_of(obj: dict[str, Any]) -> Kind:
     raise ValueError(f"the operator does not manage {obj['apiVersion']} {obj['kind']}")
 
 
+def _is_typed_patch_error(data: Any) -> bool:
+    """Server-side apply answers 500 "failed to create typed patch object" for content that does not
+    fit the object's schema (e.g. an unknown field in an env valueFrom). It is the content that is
+    wrong, not the server: it is reported as the 422 it would be for any other invalid object."""
+    return isinstance(data, dict) and str(data.get("message", "")).startswith(
+        "failed to create typed patch object"
+    )
+
+
 class KubeError(RuntimeError):
     """A request the API server refused; ``status`` is the HTTP status code."""
 
@@ -217,6 +226,8 @@ class Kube:
             body=obj,
             content_type="application/apply-patch+yaml",
         )
+        if status == 500 and _is_typed_patch_error(data):
+            raise KubeError(422, data["message"])
         result: dict[str, Any] = self._expect(status, data, 200, 201)
         return result
 
