@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -69,6 +70,21 @@ def kind_of(obj: dict[str, Any]) -> Kind:
         if kind.api_version == obj["apiVersion"] and kind.kind == obj["kind"]:
             return kind
     raise ValueError(f"the operator does not manage {obj['apiVersion']} {obj['kind']}")
+
+
+_NOT_YAML_PRINTABLE = re.compile("[\u007f-\u009f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """An apply-patch body: JSON, which the server reads as YAML, written so that YAML reads it back
+    exactly. The client library's ``json.dumps`` escapes a character beyond the BMP (an emoji in a
+    user's string) as a UTF-16 surrogate pair, which is invalid in YAML: the server refuses the whole
+    patch. Here every character is written as itself, except those YAML does not allow or would
+    fold as line breaks, which get a (BMP) escape valid in both."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode(
+        "utf-8", "surrogatepass"
+    )
 
 
 def _is_typed_patch_error(data: Any) -> bool:
@@ -223,7 +239,7 @@ class Kube:
             "PATCH",
             path,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=obj,
+            body=apply_body(obj),
             content_type="application/apply-patch+yaml",
         )
         if status == 500 and _is_typed_patch_error(data):
@@ -243,7 +259,7 @@ class Kube:
             "PATCH",
             kind.path(namespace, name, "status"),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=body,
+            body=apply_body(body),
             content_type="application/apply-patch+yaml",
         )
         result: dict[str, Any] = self._expect(code, data, 200)
