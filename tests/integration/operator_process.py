@@ -75,9 +75,13 @@ class OperatorProcess:
             time.sleep(0.2)
         raise AssertionError(f"operator not live within {timeout:.0f} s:\n{self.logs()[-3000:]}")
 
+    def metrics_text(self) -> str:
+        """The whole /metrics exposition ('' when the process does not answer)."""
+        return self._get(self.metrics_port, "/metrics") or ""
+
     def metric(self, name: str, **labels: str) -> float:
         """One sample of the operator's /metrics (0 when absent or the process does not answer)."""
-        text = self._get(self.metrics_port, "/metrics") or ""
+        text = self.metrics_text()
         wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
         for line in text.splitlines():
             if line.split(" ")[0] == wanted:
