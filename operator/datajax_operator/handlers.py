@@ -99,13 +99,15 @@ class Context:
         paused by peering skips its passes, so a standby never acts beside the active replica."""
         while True:
             await asyncio.sleep(self.resync_seconds)
-            try:
-                if await self.paused():
-                    continue
-            except Exception:
-                log.exception("peering state unknown; resync pass skipped")
-                continue
             for namespace, name in list(self.locks):
+                # Asked before every model: a pass over many models outlasts a pause that starts
+                # while it runs.
+                try:
+                    if await self.paused():
+                        break
+                except Exception:
+                    log.exception("peering state unknown; resync pass skipped")
+                    break
                 try:
                     await self.reconcile(namespace, name)
                 except Exception:

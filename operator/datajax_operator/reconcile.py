@@ -8,7 +8,7 @@ whatever happened before (an operator restart, a missed event, a person deleting
    except one whose name is taken by an object this model does not control: that object is left
    exactly as it is (never adopted, never deleted) and the status says so; a child the API server
    refuses as invalid (a 400/422 for content the CRD could not check, e.g. an env ``valueFrom``) makes
-   the spec invalid, like a planner rejection, instead of failing every reconcile;
+   the spec invalid, like a planner rejection, instead of failing every reconcile, and deletes nothing;
 3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
 4. gather what the controllers report, evaluate the status (pure), and write it once, only when it
@@ -173,12 +173,15 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
         waiting_for = f"{LEADER_WORKER_SET.api_version} {LEADER_WORKER_SET.kind}"
         desired = [o for o in desired if o["kind"] != LEADER_WORKER_SET.kind]
     applied, foreign, refused = _apply_children(kube, desired, raw["metadata"]["uid"])
+    deleted: list[str] = []
     if refused is not None:
-        # The same as a spec the planner rejects: no children serve a spec that cannot be deployed.
+        # Flagged like a spec the planner rejects, but what already serves is left running: the
+        # refusal may come from a later child than the workload, and an edit must not take a model down.
         log.warning("%s/%s: %s", namespace, name, refused)
         evaluation = Evaluation(plan=None, problems=[Problem("spec", refused)])
         desired = []
-    deleted = _delete_unwanted(kube, raw, desired, lws_served)
+    else:
+        deleted = _delete_unwanted(kube, raw, desired, lws_served)
 
     # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)

@@ -38,6 +38,19 @@ def _events_by_reason(state: ClusterState, ns: str) -> Counter[tuple[str, str]]:
     )
 
 
+def _settled(proc: OperatorProcess) -> float:
+    """The process's reconcile count once it stopped moving for a second."""
+    counts = [proc.reconciles()]
+
+    def still() -> bool:
+        time.sleep(1.0)
+        counts.append(proc.reconciles())
+        return counts[-1] == counts[-2]
+
+    wait_for(still, 30, "the paused standby to finish what it had started")
+    return counts[-1]
+
+
 def test_one_replica_acts_and_the_standby_takes_over(
     state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
 ) -> None:
@@ -116,8 +129,7 @@ def test_one_replica_acts_and_the_standby_takes_over(
         survivors.append(back)
         back.wait_ready()
         wait_for(lambda: "Pausing operations in favour of" in standby.logs(), 3 * LIFETIME, "standby paused")
-        time.sleep(RESYNC)  # a pass that had started before the pause ends
-        paused_at = standby.reconciles()
+        paused_at = _settled(standby)  # a reconcile already in flight at the pause may finish
         seen = back.reconciles()
         wait_for(lambda: back.reconciles() >= seen + 2 * len(names), 30, "the returned replica's resyncs")
         assert standby.reconciles() == paused_at, "a paused standby kept reconciling (its resync)"
