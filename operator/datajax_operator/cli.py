@@ -27,6 +27,7 @@ from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.report import format_table
 from datajax_operator.render.objects import render_objects
+from datajax_operator.yamlload import load_bounded
 
 EXIT_INVALID = 2
 EXIT_UNREADABLE = 1
@@ -40,7 +41,7 @@ def dump_yaml(document: Any) -> str:
 
 def _load_document(path: str) -> object:
     text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return load_bounded(text)
 
 
 def _print_problems(problems: list[Problem]) -> None:

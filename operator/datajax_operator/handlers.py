@@ -1,9 +1,11 @@
 """kopf handlers, kept thin: every trigger ends in the same reconcile() of one model.
 
-Triggers: the model's create/update/resume; an event on a workload the model controls (its controller
-wrote new availability); a per-model observation timer (``observe interval``, default 30 s) that
-reads the sidecars back into status; a periodic resync that re-observes every known model. A
-per-model lock serialises them, so two triggers never reconcile the same model at once.
+Triggers: the model's create/update/resume; an event on a child the model controls (the workload's
+controller wrote new availability, or someone else changed a field we own: the reconcile applies it
+back); a per-model observation timer (``observe interval``, default 30 s) that reads the sidecars back
+into status; a periodic resync that re-observes every known model. The timer and the resync pause with
+the operator when kopf peering pauses it. A per-model lock serialises them, so two triggers never
+reconcile the same model at once.
 
 Every pass scrapes the model's sidecars first (EndpointSlices through ``kube``, HTTP through
 ``observe``, concurrently and with a timeout, in the event loop), then reconciles in a worker thread.
@@ -27,9 +29,10 @@ import aiohttp
 import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
-from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, Kube
+from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube
 from datajax_operator.metrics import ModelKey, OperatorMetrics
 from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
+from datajax_operator.peering import Peering, paused_by_peers
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
 from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name
@@ -57,6 +60,8 @@ class Context:
     clock: Callable[[], datetime] = utc_now
     dial: Mapping[str, str] = field(default_factory=dict)
     """Sidecar address -> address to connect to; empty in a cluster (see ``observe.scrape_sidecars``)."""
+    peering: Peering | None = None
+    """None: standalone, never paused."""
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
     observers: dict[ModelKey, asyncio.Task[None]] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
@@ -119,6 +124,8 @@ class Context:
             await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
             next_tick = max(next_tick + interval, time.monotonic())
             try:
+                if await self.paused():  # a standby never scrapes or acts beside the active replica
+                    continue
                 if await self.reconcile(*key) is None:
                     return
             except Exception:
@@ -132,11 +139,32 @@ class Context:
             await self.session.close()
             self.session = None
 
+    async def paused(self) -> bool:
+        """Whether kopf peering pauses this replica now (its watches are closed meanwhile)."""
+        peering = self.peering
+        if peering is None:
+            return False
+        scopes: tuple[str | None, ...] = peering.namespaces or (None,)
+        for namespace in scopes:
+            found = await asyncio.to_thread(self.kube.peering, peering.name, namespace)
+            if paused_by_peers(found, peering, datetime.now(UTC)):
+                return True
+        return False
+
     async def resync(self) -> None:
-        """Re-observe every known model forever: catches what no watch event reports."""
+        """Re-observe every known model forever: catches what no watch event reports. A replica
+        paused by peering skips its passes, so a standby never acts beside the active replica."""
         while True:
             await asyncio.sleep(self.resync_seconds)
             for namespace, name in list(self.locks):
+                # Asked before every model: a pass over many models outlasts a pause that starts
+                # while it runs.
+                try:
+                    if await self.paused():
+                        break
+                except Exception:
+                    log.exception("peering state unknown; resync pass skipped")
+                    break
                 try:
                     await self.reconcile(namespace, name)
                 except Exception:
@@ -191,11 +219,11 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         else:
             ctx.observe((namespace, name))
 
-    for workload in (DEPLOYMENT, LEADER_WORKER_SET):
-        group, _, version = workload.api_version.rpartition("/")
+    for child in (DEPLOYMENT, LEADER_WORKER_SET, SERVICE):
+        group, _, version = child.api_version.rpartition("/")
 
-        @kopf.on.event(group, version, workload.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-        async def workload_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        @kopf.on.event(group, version, child.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
+        async def child_event(body: kopf.Body, namespace: str | None, **_: Any) -> None:
             model = _controller_model(body)
             if model is not None and namespace is not None:
                 await ctx.reconcile(namespace, model)

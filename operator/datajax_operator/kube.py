@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,10 @@ FIELD_MANAGER: Final = "datajax-operator"
 REPORTING_CONTROLLER: Final = "datajax.dev/operator"
 
 SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+REQUEST_TIMEOUT: Final = (5.0, 30.0)
+"""Connect and read timeouts (seconds) of every request. Without them a request to an API server that
+accepted the connection and then went away (a restart, a lost etcd) blocks the reconcile thread, and
+with it the model's lock, forever; with them the request fails and the next trigger retries."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ CONFIG_MAP: Final = Kind("v1", "ConfigMap", "configmaps")
 ENDPOINT_SLICE: Final = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 EVENT: Final = Kind("v1", "Event", "events")
+PEERING_API: Final = "/apis/kopf.dev/v1"
 
 CHILD_KINDS: Final = (CONFIG_MAP, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
 """Every kind a model can own; children of these kinds the plan no longer wants are deleted."""
@@ -68,6 +74,30 @@ def kind_of(obj: dict[str, Any]) -> Kind:
         if kind.api_version == obj["apiVersion"] and kind.kind == obj["kind"]:
             return kind
     raise ValueError(f"the operator does not manage {obj['apiVersion']} {obj['kind']}")
+
+
+_NOT_YAML_PRINTABLE = re.compile("[\u007f-\u009f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+
+
+def apply_body(obj: dict[str, Any]) -> bytes:
+    """An apply-patch body: JSON, which the server reads as YAML, written so that YAML reads it back
+    exactly. The client library's ``json.dumps`` escapes a character beyond the BMP (an emoji in a
+    user's string) as a UTF-16 surrogate pair, which is invalid in YAML: the server refuses the whole
+    patch. Here every character is written as itself, except those YAML does not allow or would
+    fold as line breaks, which get a (BMP) escape valid in both."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _NOT_YAML_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _is_typed_patch_error(data: Any) -> bool:
+    """Server-side apply answers 500 "failed to create typed patch object" for content that does not
+    fit the object's schema (e.g. an unknown field in an env valueFrom). It is the content that is
+    wrong, not the server: it is reported as the 422 it would be for any other invalid object."""
+    return isinstance(data, dict) and str(data.get("message", "")).startswith(
+        "failed to create typed patch object"
+    )
 
 
 class KubeError(RuntimeError):
@@ -167,7 +197,9 @@ class Kube:
         _, url, headers, body, _ = self._api.param_serialize(
             method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
-        response = self._api.call_api(method, url, header_params=headers, body=body)
+        response = self._api.call_api(
+            method, url, header_params=headers, body=body, _request_timeout=REQUEST_TIMEOUT
+        )
         response.read()  # type: ignore[no-untyped-call]
         try:
             data = json.loads(response.data) if response.data else None
@@ -229,6 +261,19 @@ class Kube:
         items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
         return items
 
+    def peering(self, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """kopf's peering object: the ClusterKopfPeering ``name``, or the KopfPeering in ``namespace``."""
+        path = (
+            f"{PEERING_API}/clusterkopfpeerings/{quote(name)}"
+            if namespace is None
+            else f"{PEERING_API}/namespaces/{quote(namespace)}/kopfpeerings/{quote(name)}"
+        )
+        status, data = self._request("GET", path)
+        if status == 404:
+            return None
+        result: dict[str, Any] = self._expect(status, data, 200)
+        return result
+
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply as the operator's field manager, forcing conflicts: the operator is the
         authority on the fields it renders (a person's ``kubectl edit`` of them is reverted)."""
@@ -238,9 +283,11 @@ class Kube:
             "PATCH",
             path,
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=obj,
+            body=apply_body(obj),
             content_type="application/apply-patch+yaml",
         )
+        if status == 500 and _is_typed_patch_error(data):
+            raise KubeError(422, data["message"])
         result: dict[str, Any] = self._expect(status, data, 200, 201)
         return result
 
@@ -256,7 +303,7 @@ class Kube:
             "PATCH",
             kind.path(namespace, name, "status"),
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=body,
+            body=apply_body(body),
             content_type="application/apply-patch+yaml",
         )
         result: dict[str, Any] = self._expect(code, data, 200)

@@ -46,13 +46,19 @@ def gather(
     workload: dict[str, Any] | None,
     missing_api: str | None,
     sidecars: Sequence[SidecarScrape] = (),
+    not_owned: tuple[str, ...] = (),
 ) -> Observations:
     """Observations from the workload as read back from the server after apply (None: it does not
-    exist), the API the plan needs when the cluster does not serve it, and this pass's scrapes."""
+    exist), the API the plan needs when the cluster does not serve it, this pass's scrapes, and the
+    children whose names are taken by objects the model does not control."""
     if missing_api is not None:
-        return Observations(workload=None, missing_api=missing_api, sidecars=tuple(sidecars))
+        return Observations(
+            workload=None, missing_api=missing_api, sidecars=tuple(sidecars), not_owned=not_owned
+        )
     return Observations(
-        workload=workload_observation(workload) if workload is not None else None, sidecars=tuple(sidecars)
+        workload=workload_observation(workload) if workload is not None else None,
+        sidecars=tuple(sidecars),
+        not_owned=not_owned,
     )
 
 

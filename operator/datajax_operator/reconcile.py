@@ -4,7 +4,11 @@ Level-triggered: every call reads the model afresh and drives the cluster to wha
 whatever happened before (an operator restart, a missed event, a person deleting a child). The steps:
 
 1. plan the spec (pure); a spec the planner rejects wants no children at all;
-2. render and server-side apply every wanted child (a no-op apply changes nothing on the server);
+2. render and server-side apply every wanted child (a no-op apply changes nothing on the server),
+   except one whose name is taken by an object this model does not control: that object is left
+   exactly as it is (never adopted, never deleted) and the status says so; a child the API server
+   refuses as invalid (a 400/422 for content the CRD could not check, e.g. an env ``valueFrom``) makes
+   the spec invalid, like a planner rejection, instead of failing every reconcile, and deletes nothing;
 3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
 4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
@@ -44,7 +48,7 @@ from datajax_operator.kube import (
 from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
-from datajax_operator.plan.problems import PlanError
+from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.names import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, base_name
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.conditions import transitions
@@ -108,6 +112,37 @@ def _controlled_by(obj: dict[str, Any], uid: str) -> bool:
     )
 
 
+def _not_controlled(kube: Kube, obj: dict[str, Any], uid: str) -> bool:
+    """Whether the name of this child is taken by an object the model does not control."""
+    meta = obj["metadata"]
+    found = kube.get(kind_of(obj), meta["namespace"], meta["name"])
+    return found is not None and not _controlled_by(found, uid)
+
+
+REJECTED_STATUSES = (400, 422)
+"""The API server refuses the content itself: retrying the same object can never succeed."""
+
+
+def _apply_children(
+    kube: Kube, desired: list[dict[str, Any]], uid: str
+) -> tuple[list[str], list[str], str | None]:
+    """Apply every child whose name is free or already ours. Returns what was applied, what was left
+    alone because another owner holds the name, and the refusal that stopped the applies, if any."""
+    applied: list[str] = []
+    foreign: list[str] = []
+    for obj in desired:
+        if _not_controlled(kube, obj, uid):
+            foreign.append(_ref(obj))
+            continue
+        try:
+            applied.append(_ref(kube.apply(obj)))
+        except KubeError as err:
+            if err.status not in REJECTED_STATUSES:
+                raise
+            return applied, foreign, f"the API server refused {_ref(obj)}: {err}"
+    return applied, foreign, None
+
+
 def _delete_unwanted(
     kube: Kube, model: dict[str, Any], wanted: list[dict[str, Any]], lws_served: bool
 ) -> list[str]:
@@ -162,19 +197,30 @@ def reconcile(
     if not lws_served and any(o["kind"] == LEADER_WORKER_SET.kind for o in desired):
         waiting_for = f"{LEADER_WORKER_SET.api_version} {LEADER_WORKER_SET.kind}"
         desired = [o for o in desired if o["kind"] != LEADER_WORKER_SET.kind]
-    if evaluation.plan is None:
-        # An edit the planner rejects must not take a serving model down: what runs keeps running,
-        # untouched, and SpecValid=False says what to fix. A new model simply gets no workload.
-        applied: list[str] = []
-        deleted: list[str] = []
-    else:
-        applied = [_ref(kube.apply(obj)) for obj in desired]
-        deleted = _delete_unwanted(kube, raw, desired, lws_served)
+    applied: list[str] = []
+    deleted: list[str] = []
+    foreign: list[str] = []
+    # An edit the planner rejects must not take a serving model down: what runs keeps running,
+    # untouched, and SpecValid=False says what to fix. A new model simply gets no workload.
+    if evaluation.plan is not None:
+        applied, foreign, refused = _apply_children(kube, desired, raw["metadata"]["uid"])
+        if refused is not None:
+            # Flagged like a spec the planner rejects, and likewise nothing is deleted: the refusal
+            # may come from a later child than the workload.
+            log.warning("%s/%s: %s", namespace, name, refused)
+            evaluation = Evaluation(plan=None, problems=[Problem("spec", refused)])
+            desired = []
+        else:
+            deleted = _delete_unwanted(kube, raw, desired, lws_served)
 
     # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
-    found = kube.get(kind_of(workload), namespace, workload["metadata"]["name"]) if workload else None
-    observations = gather(found, waiting_for, sidecars)
+    found = (
+        kube.get(kind_of(workload), namespace, workload["metadata"]["name"])
+        if workload is not None and _ref(workload) not in foreign
+        else None
+    )
+    observations = gather(found, waiting_for, sidecars, tuple(foreign))
     generation = raw["metadata"].get("generation")
     status = evaluate(evaluation, observations, generation, previous, now, judgement=judgement)
 

@@ -1,20 +1,26 @@
 """`datajax-operator run`: the operator process (kopf), its liveness and metrics endpoints, its logs.
 
 Standalone by default (no peering objects needed: one replica, Recreate rollout in the chart); with
-``--peering NAME`` kopf's peering CRDs coordinate several replicas. kopf's own bookkeeping goes to
-annotations under our group, never into the model's status, which only the reconcile writes.
+``--peering NAME`` kopf's peering CRDs coordinate several replicas. kopf peering is not an election:
+replicas of equal priority pause each other, so a standby gets a lower ``--priority`` than the
+active replica and takes over once the active one's record is older than ``--peering-lifetime``.
+kopf's own bookkeeping goes to annotations under our group, never into the model's status, which only
+the reconcile writes.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 import kopf
 
@@ -22,6 +28,7 @@ from datajax_operator.api.constants import GROUP
 from datajax_operator.handlers import Context, register
 from datajax_operator.kube import Kube
 from datajax_operator.metrics import OperatorMetrics
+from datajax_operator.peering import Peering
 from datajax_operator.plan.config import OperatorConfig, load_config
 
 LogFormat = Literal["json", "text"]
@@ -41,6 +48,10 @@ class Options:
     liveness_port: int | None = 8080
     metrics_port: int | None = 9090
     peering: str | None = None
+    priority: int = 0
+    """kopf peering priority: the highest live one acts, the others stand by."""
+    peering_lifetime: int = 60
+    """Seconds a replica's peering record stays valid: how long a standby waits for a dead replica."""
     resync_seconds: float = 60.0
     bind_address: str = "0.0.0.0"
     """Where liveness and metrics listen: every interface in a pod (the kubelet and Prometheus call
@@ -58,6 +69,8 @@ def settings(options: Options) -> kopf.OperatorSettings:
     result.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    result.peering.priority = options.priority
+    result.peering.lifetime = options.peering_lifetime
     # Events of our own mark condition transitions; kopf's "handler succeeded" ones would drown them.
     result.posting.level = logging.WARNING
     return result
@@ -86,6 +99,7 @@ def run(
         if options.metrics_port is not None
         else None
     )
+    identity = f"{os.environ.get('POD_NAME') or socket.gethostname()}/{secrets.token_hex(4)}"
     registry = kopf.OperatorRegistry()
     register(
         registry,
@@ -95,6 +109,11 @@ def run(
             metrics=metrics,
             resync_seconds=options.resync_seconds,
             dial=dict(options.sidecar_dial),
+            peering=(
+                Peering(options.peering, identity, options.priority, options.namespaces)
+                if options.peering is not None
+                else None
+            ),
         ),
     )
     try:
@@ -103,6 +122,7 @@ def run(
             settings=settings(options),
             standalone=options.peering is None,
             peering_name=options.peering,
+            identity=cast(Any, identity),  # kopf.Identity: a NewType of str kopf does not export
             clusterwide=not options.namespaces,
             namespaces=options.namespaces,
             liveness_endpoint=(
@@ -140,6 +160,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--bind-address", default="0.0.0.0", help="address of /healthz and /metrics")
     parser.add_argument("--peering", metavar="NAME", help="coordinate replicas through kopf peering NAME")
     parser.add_argument(
+        "--priority", type=int, default=0, help="peering priority: the highest live replica acts"
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="how long a replica's peering record lasts (a standby takes over after it expires)",
+    )
+    parser.add_argument(
         "--resync-seconds", type=float, default=60.0, help="re-observe every model this often"
     )
     parser.add_argument(
@@ -168,6 +198,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             liveness_port=args.liveness_port,
             metrics_port=args.metrics_port,
             peering=args.peering,
+            priority=args.priority,
+            peering_lifetime=args.peering_lifetime,
             resync_seconds=args.resync_seconds,
             bind_address=args.bind_address,
             observe_interval=args.observe_interval,

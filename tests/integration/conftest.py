@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster_state import ClusterState
 from kubehelpers import Operators, RunningOperator
 
 
@@ -37,3 +38,17 @@ def namespace(admin_client: Any) -> str:
     name = f"t-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(admin_client).create_namespace({"metadata": {"name": name}})
     return name
+
+
+@pytest.fixture
+def state(admin_client: Any) -> ClusterState:
+    """Raw reads and writes as cluster admin (resourceVersions, Events, dry-run requests)."""
+    return ClusterState(admin_client)
+
+
+@pytest.fixture
+def solo(operators: Operators) -> Iterator[None]:
+    """No in-process operator while a test runs its own `datajax-operator run` processes (the next
+    test that asks for ``operator`` starts it again)."""
+    operators.stop()
+    yield

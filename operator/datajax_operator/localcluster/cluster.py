@@ -86,10 +86,11 @@ def _crd_documents(paths: Iterable[Path]) -> list[dict[str, Any]]:
 class _Process:
     """One server process with its log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, append: bool = False) -> None:
         self.name = name
+        self.argv = argv
         self.log_path = log_path
-        self._log: IO[bytes] = log_path.open("wb")
+        self._log: IO[bytes] = log_path.open("ab" if append else "wb")
         self.popen = subprocess.Popen(
             argv,
             stdout=self._log,
@@ -104,9 +105,9 @@ class _Process:
         if code is not None:
             raise ControlPlaneError(f"{self.name} exited with {code}:\n{_tail(self.log_path)}")
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 15.0, kill: bool = False) -> None:
         if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+            self.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -213,6 +214,23 @@ class LocalCluster:
         """Raise if a server died (``make cluster`` polls this to exit instead of serving nothing)."""
         for proc in self._processes:
             proc.check_alive()
+
+    def restart(self, etcd: bool = True, kill: bool = False) -> float:
+        """Stop kube-apiserver (and etcd, when asked) and start them again with the same ports,
+        certificates, tokens and etcd data: what clients see of a control-plane upgrade, or with
+        ``kill`` (SIGKILL, no graceful shutdown) of a crash. Returns the seconds until the API server
+        was ready again."""
+        t0 = time.monotonic()
+        names = {"kube-apiserver", "etcd"} if etcd else {"kube-apiserver"}
+        stopped = [proc for proc in self._processes if proc.name in names]
+        for proc in reversed(stopped):
+            proc.stop(kill=kill)
+        self._processes = [
+            proc if proc.name not in names else _Process(proc.name, proc.argv, proc.log_path, append=True)
+            for proc in self._processes
+        ]
+        self._wait_ready()
+        return time.monotonic() - t0
 
     def _stop_servers(self) -> None:
         for proc in reversed(self._processes):

@@ -4,6 +4,7 @@ Everything here is a pure function of the spec, the plan and the config, so the 
 only when something a pod depends on changes (no timestamps, no operator version, no whole-spec hash).
 """
 
+import copy
 import json
 import math
 from typing import Any, Final, Literal
@@ -56,6 +57,18 @@ until ray start --address="${{LWS_LEADER_ADDRESS}}:{RAY_PORT}" --disable-usage-s
   sleep 5
 done
 """
+
+
+VLLM_SECURITY_CONTEXT: Final = {
+    "privileged": False,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+"""The least privilege of the TPU runtime (docs/security.md): the TPU chips reach the container as
+``google.com/tpu`` device-plugin resources, so no privileged mode, no capability, no escalation. It
+keeps the image's user (root in the vLLM TPU image, whose caches live under its home) and a writable
+root filesystem (XLA and Hugging Face caches): the Pod Security "baseline" profile, not "restricted"."""
 
 
 def vllm_image(model: DataJaxModel, config: OperatorConfig) -> str:
@@ -142,6 +155,7 @@ def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role
         container["env"] = env
     container["resources"] = {"requests": {"google.com/tpu": chips}, "limits": {"google.com/tpu": chips}}
     container["volumeMounts"] = _vllm_mounts(model, role)
+    container["securityContext"] = copy.deepcopy(VLLM_SECURITY_CONTEXT)
     if role == "leader":
         startup = math.ceil(model.spec.serving.startup_timeout_seconds / STARTUP_PERIOD_SECONDS)
         container["startupProbe"] = _health_probe(STARTUP_PERIOD_SECONDS, 5, startup)

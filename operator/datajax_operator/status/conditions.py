@@ -7,6 +7,9 @@ from datetime import datetime
 from datajax_operator.api.constants import COST_CEILING_BREACHED, LATENCY_SLO_BREACHED, SPEC_VALID
 from datajax_operator.api.status import Condition, ConditionStatus
 
+_WARNING_REASONS = frozenset({"LeaderWorkerSetCRDMissing", "ChildNotOwned"})
+"""False conditions that need a person even when nothing was True before."""
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -59,7 +62,7 @@ class Transition:
             return "Normal"
         if self.previous_status == "True" or self.condition.type == SPEC_VALID:
             return "Warning"
-        return "Warning" if self.condition.reason == "LeaderWorkerSetCRDMissing" else "Normal"
+        return "Warning" if self.condition.reason in _WARNING_REASONS else "Normal"
 
 
 def transitions(previous: list[Condition], current: list[Condition]) -> list[Transition]:

@@ -21,6 +21,9 @@ from datajax_operator.status.conditions import Verdict, settle
 from datajax_operator.status.judge import Judgement
 from datajax_operator.status.observations import Observations
 
+CHILD_NOT_OWNED = "ChildNotOwned"
+"""WorkloadAvailable=False: a child's name is taken by an object the model does not control."""
+
 # SpecValid=False reasons name the failing check, from the field the planner blames.
 _CHECK_BY_FIELD = (
     ("spec.model.parametersBillions", "WeightsExceedHBM"),
@@ -83,6 +86,15 @@ def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Ver
             f"a {evaluation.plan.placement.hosts}-host slice needs {observations.missing_api}, which this "
             "cluster does not serve: install LeaderWorkerSet",
         )
+    if observations.not_owned:
+        taken = ", ".join(observations.not_owned)
+        return Verdict(
+            WORKLOAD_AVAILABLE,
+            "False",
+            CHILD_NOT_OWNED,
+            f"{taken} already exists and is not controlled by this DataJaxModel: the operator neither "
+            "adopts nor deletes it; delete or rename it, or rename the model",
+        )
     workload = observations.workload
     if workload is None:
         return Verdict(
@@ -110,7 +122,7 @@ def _phase(evaluation: Evaluation, observations: Observations, judgement: Judgem
     if judgement is not None and judgement.suspended:
         return "Suspended"
     workload = observations.workload
-    if observations.missing_api is not None or workload is None:
+    if observations.missing_api is not None or observations.not_owned or workload is None:
         return "Pending"
     if workload.available == 0:
         return "Progressing"

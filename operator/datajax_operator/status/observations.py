@@ -58,3 +58,6 @@ class Observations:
     """The API the plan needs but the cluster does not serve, e.g. the LeaderWorkerSet CRD."""
     sidecars: tuple[SidecarScrape, ...] = ()
     """Every sidecar endpoint found in the Service's EndpointSlices, scraped in this pass."""
+    not_owned: tuple[str, ...] = ()
+    """Children (``Kind/name``) whose name is taken by an object this model does not control; the
+    operator leaves those objects untouched."""

@@ -1,0 +1,255 @@
+"""Faults the operator must survive and lose nothing: SIGKILL mid-reconcile, a control-plane restart,
+another writer changing the children.
+
+Each test runs `datajax-operator run` as a real process (so it can be SIGKILLed) and stops the
+session's in-process operator first: two operators must never watch the same cluster.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from cluster_state import ClusterState, converged, model_doc
+from kubehelpers import wait_for
+from operator_process import OperatorProcess
+
+from datajax_operator.localcluster import LocalCluster
+
+pytestmark = pytest.mark.integration
+
+CONVERGE_SECONDS = 60.0
+
+
+def _kubeconfig_for_token(cluster: LocalCluster, token: str, path: Path) -> Path:
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    config["users"] = [{"name": "admin", "user": {"token": token}}]
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _operator_without_delete(state: ClusterState, cluster: LocalCluster, tmp_path: Path) -> Path:
+    """A kubeconfig of a ServiceAccount that may do everything the operator does except delete
+    Deployments: its reconcile of a switch to a LeaderWorkerSet stops after the LWS is applied and
+    before the Deployment is deleted and the status written, every time — mid-reconcile, on demand."""
+    suffix = uuid.uuid4().hex[:6]
+    ns, name = "default", f"no-delete-{suffix}"
+    rules = [
+        {
+            "apiGroups": ["datajax.dev"],
+            "resources": ["datajaxmodels"],
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {"apiGroups": ["datajax.dev"], "resources": ["datajaxmodels/status"], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["deployments"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["services"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        },
+        {
+            "apiGroups": ["leaderworkerset.x-k8s.io"],
+            "resources": ["leaderworkersets"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        },
+    ]
+    for path, body in (
+        (f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}}),
+        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {"metadata": {"name": name}, "rules": rules}),
+        (
+            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            {
+                "metadata": {"name": name},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+            },
+        ),
+    ):
+        status, data = state.call("POST", path, body)
+        assert status == 201, data
+    status, data = state.call(
+        "POST",
+        f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    assert status == 201, data
+    return _kubeconfig_for_token(cluster, data["status"]["token"], tmp_path / f"{name}.kubeconfig")
+
+
+def test_sigkill_mid_reconcile_then_restart_converges(
+    state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
+) -> None:
+    log = tmp_path / "operator.log"
+    admin = OperatorProcess(local_cluster.kubeconfig, log)
+    admin.wait_ready()
+    uid = state.create_model(namespace, model_doc("resize", namespace))["metadata"]["uid"]
+    wait_for(lambda: converged(state, namespace, "resize", "Deployment"), CONVERGE_SECONDS, "Deployment")
+    admin.stop()
+
+    # Deterministic: stopped between the LeaderWorkerSet's apply and the Deployment's deletion.
+    limited = OperatorProcess(_operator_without_delete(state, local_cluster, tmp_path), log)
+    limited.wait_ready()
+    state.patch_model_spec(namespace, "resize", {"tpu": {"topology": "4x4"}})
+    wait_for(lambda: state.child(namespace, "LeaderWorkerSet", "resize"), CONVERGE_SECONDS, "the LWS")
+    wait_for(lambda: "forbidden" in limited.logs().lower(), CONVERGE_SECONDS, "the refused delete")
+    limited.kill()
+    half = {(c.kind, c.name): c for c in state.children(namespace)}
+    assert set(half) == {("Deployment", "resize"), ("LeaderWorkerSet", "resize"), ("Service", "resize")}
+    assert (state.model(namespace, "resize") or {})["status"]["placement"]["workload"] == "Deployment"
+
+    restarted = OperatorProcess(local_cluster.kubeconfig, log)
+    restarted.wait_ready()
+    wait_for(lambda: converged(state, namespace, "resize", "LeaderWorkerSet"), CONVERGE_SECONDS, "LWS only")
+    after = {(c.kind, c.name): c for c in state.children(namespace)}
+    for key in (("LeaderWorkerSet", "resize"), ("Service", "resize")):
+        assert after[key].resource_version == half[key].resource_version, f"{key} rewritten needlessly"
+        assert after[key].owners == (uid,)
+
+    # Random: SIGKILL at any moment of switches back and forth, then one survivor converges.
+    rng = random.Random(20251)
+    kills = 6
+    topology = "4x4"
+    for _ in range(kills):
+        topology = "2x4" if topology == "4x4" else "4x4"
+        state.patch_model_spec(namespace, "resize", {"tpu": {"topology": topology}})
+        time.sleep(rng.uniform(0.0, 1.5))
+        restarted.kill()
+        restarted = OperatorProcess(local_cluster.kubeconfig, log)
+        restarted.wait_ready()
+    final = "Deployment" if topology == "2x4" else "LeaderWorkerSet"
+    wait_for(lambda: converged(state, namespace, "resize", final), CONVERGE_SECONDS, f"{final} after kills")
+    settled = state.versions(namespace)
+    restarted.kill()
+    again = OperatorProcess(local_cluster.kubeconfig, log)
+    try:
+        again.wait_ready()
+        wait_for(
+            lambda: again.metric("datajax_operator_reconciles_total", result="unchanged") >= 1, 30, "resume"
+        )
+        assert again.metric("datajax_operator_reconciles_total", result="changed") == 0
+        assert state.versions(namespace) == settled, "a restart after convergence rewrote objects"
+    finally:
+        again.stop()
+
+
+def test_control_plane_restart_while_running(
+    state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
+) -> None:
+    proc = OperatorProcess(local_cluster.kubeconfig, tmp_path / "operator.log")
+    try:
+        proc.wait_ready()
+        state.create_model(namespace, model_doc("survivor", namespace))
+        wait_for(
+            lambda: converged(state, namespace, "survivor", "Deployment"), CONVERGE_SECONDS, "first pass"
+        )
+
+        # A change, then the API server and etcd go away before (or while) the operator handles it.
+        state.patch_model_spec(namespace, "survivor", {"tpu": {"topology": "4x4"}})
+        down = local_cluster.restart(etcd=True, kill=True)
+        t0 = time.monotonic()
+        wait_for(
+            lambda: converged(state, namespace, "survivor", "LeaderWorkerSet"),
+            CONVERGE_SECONDS,
+            "after restart",
+        )
+        # And a change made after the restart, handled by the same process through its new watches.
+        state.patch_model_spec(namespace, "survivor", {"tpu": {"topology": "2x4"}})
+        wait_for(
+            lambda: converged(state, namespace, "survivor", "Deployment"), CONVERGE_SECONDS, "after change"
+        )
+        print(f"control plane down/up {down:.1f} s, operator converged {time.monotonic() - t0:.1f} s later")
+        assert proc.popen.poll() is None, "the operator exited instead of reconnecting"
+    finally:
+        proc.stop()
+
+
+def test_other_writers_get_our_fields_back_and_keep_theirs(
+    state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
+) -> None:
+    # A resync far beyond the test: only the watches on the children can notice the edits.
+    proc = OperatorProcess(local_cluster.kubeconfig, tmp_path / "operator.log", resync_seconds=3600)
+    try:
+        proc.wait_ready()
+        state.create_model(namespace, model_doc("contested", namespace))
+        wait_for(lambda: converged(state, namespace, "contested", "Deployment"), CONVERGE_SECONDS, "children")
+        deployment = state.child(namespace, "Deployment", "contested") or {}
+        ours = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        service = state.child(namespace, "Service", "contested") or {}
+        our_selector = service["spec"]["selector"]
+
+        # A plain update (kubectl edit) of the Service alone: our selector value, and a label of theirs.
+        status, data = state.call(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/services/contested",
+            {
+                "metadata": {"labels": {"example.com/team": "a"}},
+                "spec": {"selector": {"app.kubernetes.io/instance": "someone-else"}},
+            },
+            query=[("fieldManager", "kubectl-edit")],
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200, data
+        wait_for(
+            lambda: (
+                (state.child(namespace, "Service", "contested") or {})["spec"]["selector"] == our_selector
+            ),
+            30,
+            "the Service's selector re-applied (a Service event, no resync)",
+        )
+
+        # Another field manager takes our container args with a forced apply, and adds an annotation.
+        intruder = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "contested", "annotations": {"example.com/owner": "team-a"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "vllm", "args": ["--foo", "bar"]}]}}},
+        }
+        status, data = state.call(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/contested",
+            intruder,
+            query=[("fieldManager", "intruder"), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        assert status == 200, data
+        wait_for(
+            lambda: (
+                (state.child(namespace, "Deployment", "contested") or {})["spec"]["template"]["spec"][
+                    "containers"
+                ][0].get("args")
+                == ours
+            ),
+            30,
+            "the container args re-applied (a Deployment event, no resync)",
+        )
+        dep = state.child(namespace, "Deployment", "contested") or {}
+        svc = state.child(namespace, "Service", "contested") or {}
+        assert dep["metadata"]["annotations"]["example.com/owner"] == "team-a"
+        assert svc["metadata"]["labels"]["example.com/team"] == "a"
+        managers = {m["manager"] for m in dep["metadata"]["managedFields"]}
+        assert "datajax-operator" in managers
+        # No tug of war: once restored, nothing changes any more.
+        before = state.versions(namespace)
+        time.sleep(3)
+        assert state.versions(namespace) == before
+    finally:
+        proc.stop()
