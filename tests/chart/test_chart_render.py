@@ -38,8 +38,8 @@ NAMESPACED_GRANTS = {
     ("datajax.dev", "datajaxmodels/status"): {"patch"},
     ("apps", "deployments"): _APPLIED,
     ("leaderworkerset.x-k8s.io", "leaderworkersets"): _APPLIED,
-    ("", "services"): {"list", "create", "patch", "delete"},
-    ("", "configmaps"): {"list", "create", "patch", "delete"},
+    ("", "services"): _APPLIED,
+    ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
     ("", "events"): {"create"},
 }
@@ -184,6 +184,7 @@ def test_peering_adds_peering_objects_and_their_verbs(renderer: Renderer) -> Non
     peering = one(docs, "ClusterKopfPeering")
     assert peering["metadata"]["name"] == "datajax"
     assert _grants(one(docs, "ClusterRole")["rules"])[("kopf.dev", "clusterkopfpeerings")] == {
+        "get",
         "list",
         "watch",
         "patch",
@@ -195,7 +196,12 @@ def test_peering_adds_peering_objects_and_their_verbs(renderer: Renderer) -> Non
     docs = renderer.render([CHART / "ci" / "peering-namespaced-values.yaml"])
     (peering,) = by_kind(docs, "KopfPeering")
     assert peering["metadata"]["namespace"] == "serving"
-    assert _grants(one(docs, "Role")["rules"])[("kopf.dev", "kopfpeerings")] == {"list", "watch", "patch"}
+    assert _grants(one(docs, "Role")["rules"])[("kopf.dev", "kopfpeerings")] == {
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }
     assert not by_kind(docs, "ClusterKopfPeering")
 
     assert not by_kind(renderer.render(), "ClusterKopfPeering")

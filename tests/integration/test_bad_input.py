@@ -44,6 +44,7 @@ CHILD_PATHS = {
     "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
     "LeaderWorkerSet": "/apis/leaderworkerset.x-k8s.io/v1/namespaces/{ns}/leaderworkersets/{name}",
     "Service": "/api/v1/namespaces/{ns}/services/{name}",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps/{name}",
 }
 
 

@@ -52,7 +52,7 @@ def _operator_without_delete(state: ClusterState, cluster: LocalCluster, tmp_pat
         },
         {
             "apiGroups": [""],
-            "resources": ["services"],
+            "resources": ["services", "configmaps"],
             "verbs": ["get", "list", "watch", "create", "patch", "delete"],
         },
         {
@@ -113,14 +113,19 @@ def test_sigkill_mid_reconcile_then_restart_converges(
     wait_for(lambda: "forbidden" in limited.logs().lower(), CONVERGE_SECONDS, "the refused delete")
     limited.kill()
     half = {(c.kind, c.name): c for c in state.children(namespace)}
-    assert set(half) == {("Deployment", "resize"), ("LeaderWorkerSet", "resize"), ("Service", "resize")}
+    assert set(half) == {
+        ("ConfigMap", "resize-sidecar"),
+        ("Deployment", "resize"),
+        ("LeaderWorkerSet", "resize"),
+        ("Service", "resize"),
+    }
     assert (state.model(namespace, "resize") or {})["status"]["placement"]["workload"] == "Deployment"
 
     restarted = OperatorProcess(local_cluster.kubeconfig, log)
     restarted.wait_ready()
     wait_for(lambda: converged(state, namespace, "resize", "LeaderWorkerSet"), CONVERGE_SECONDS, "LWS only")
     after = {(c.kind, c.name): c for c in state.children(namespace)}
-    for key in (("LeaderWorkerSet", "resize"), ("Service", "resize")):
+    for key in (("LeaderWorkerSet", "resize"), ("Service", "resize"), ("ConfigMap", "resize-sidecar")):
         assert after[key].resource_version == half[key].resource_version, f"{key} rewritten needlessly"
         assert after[key].owners == (uid,)
 
