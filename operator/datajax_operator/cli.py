@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from datajax_operator import runner
+from datajax_operator import runner, status_command
 from datajax_operator.api.crd import build_crd
 from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.reference import crd_reference
@@ -202,11 +202,23 @@ def _add_validate_mesh(subparsers: "argparse._SubParsersAction[argparse.Argument
     parser.set_defaults(func=_cmd_validate_mesh)
 
 
+def _add_status(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="one model's placement, figures against its ceiling, conditions and Events; or --all",
+        epilog=status_command.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status_command.add_arguments(parser)
+    parser.set_defaults(func=lambda args: status_command.run(status_command.options_from(args, parser.error)))
+
+
 SUBCOMMANDS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]] = [
     _add_plan,
     _add_crd,
     runner.add_parser,
     _add_validate_mesh,
+    _add_status,
 ]
 
 

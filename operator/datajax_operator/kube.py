@@ -16,6 +16,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -27,6 +28,8 @@ FIELD_MANAGER: Final = "datajax-operator"
 """The one field manager of every write, so server-side apply knows which fields are ours."""
 
 REPORTING_CONTROLLER: Final = "datajax.dev/operator"
+
+SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,21 @@ def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
             config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
         )
     return configuration
+
+
+def default_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace a command means when it names none, as kubectl decides it: the service account's
+    namespace in a pod, else the current kubeconfig context's, else ``default``."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            return Path(SERVICE_ACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip() or "default"
+        except OSError:
+            return "default"
+    _, current = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig or os.environ.get("KUBECONFIG")
+    )
+    namespace = (current or {}).get("context", {}).get("namespace")
+    return str(namespace) if namespace else "default"
 
 
 class Kube:
@@ -178,6 +196,27 @@ class Kube:
             return None
         result: dict[str, Any] = self._expect(status, data, 200)
         return result
+
+    def list_all(self, kind: Kind, namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of a kind in one namespace, or in every namespace when ``namespace`` is None."""
+        if namespace is None:
+            prefix = "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}"
+            status, data = self._request("GET", f"{prefix}/{kind.plural}")
+        else:
+            status, data = self._request("GET", kind.path(namespace))
+        items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
+        return items
+
+    def events_about(self, obj: dict[str, Any]) -> list[dict[str, Any]]:
+        """The Events whose involvedObject is exactly this object (its uid), in core/v1 shape. Events
+        written through events.k8s.io/v1 (``regarding``) are the same stored resource and come too."""
+        meta = obj["metadata"]
+        selector = f"involvedObject.name={meta['name']},involvedObject.uid={meta['uid']}"
+        status, data = self._request(
+            "GET", EVENT.path(meta["namespace"]), query=[("fieldSelector", selector)]
+        )
+        items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
+        return items
 
     def list(self, kind: Kind, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         status, data = self._request("GET", kind.path(namespace), query=[("labelSelector", label_selector)])
