@@ -73,7 +73,10 @@ def test_demo_breaches_and_recovers(tmp_path: Path) -> None:
     scale_down = output.index("ScaleDown: Deployment llama3-8b 2 -> 1 replicas")
     recovered = output.index("CostCeilingBreached=False reason=")
     assert filled.start() < breach < scale_down < recovered
-    assert re.search(r"event: Warning\s+CostCeilingBreached", output), "no Warning Event for the breach"
+    reason = re.search(r"CostCeilingBreached=True reason=(\w+)", output)
+    assert reason and f"event: Warning {reason.group(1)} DataJaxModel/llama3-8b" in output, (
+        "no Event for the breach"
+    )
     summary = output[output.index("\nSummary") :]
     assert re.search(
         r"quiet .*CostCeilingBreached=True \d+ s after the drop; ScaleDown 2 -> 1 slices", summary

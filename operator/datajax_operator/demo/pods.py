@@ -166,8 +166,13 @@ class SimulatedControllers:
         template = deployment["spec"]["template"]
         template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
         desired = int(deployment["spec"].get("replicas", 1))
-        for pod in [p for p in self.pods if p.template_hash != template_hash]:
-            self._stop(pod)  # a new template replaces every pod (maxSurge 0, as rendered)
+        # a new template replaces every pod (maxSurge 0, as rendered); extra pods go newest first
+        current = [p for p in self.pods if p.template_hash == template_hash]
+        leaving = [p for p in self.pods if p not in current] + current[desired:]
+        if leaving:  # out of the EndpointSlice before the processes stop, as for a terminating pod
+            self._write_endpoints([p for p in self.pods if p not in leaving and self._ready(p)])
+            for pod in leaving:
+                self._stop(pod)
         self._scale_to(desired, template_hash, template)
         for pod in self.pods:
             self._refresh_config_maps(pod)

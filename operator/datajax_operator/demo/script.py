@@ -227,14 +227,12 @@ class Demo:
 
     def show_model(self, header: bool = False) -> None:
         header = header or not self._shown_row
-        text = self.kubectl(
-            "get", "djm", self.name, "-n", self.namespace, *([] if header else ["--no-headers"])
-        )
-        row = text.rstrip().splitlines()[-1]
+        text = self.kubectl("get", "djm", self.name, "-n", self.namespace)
+        row = text.rstrip().splitlines()[-1]  # printed under the header shown once, mostly aligned
         key = " ".join(row.split()[:-1])  # without the Age column
         if header or key != self._shown_row:
             self._shown_row = key
-            self.say.live(text)
+            self.say.live(text if header else row)
 
     def show_deployment(self) -> None:
         text = self.kubectl("get", "deployment", self.name, "-n", self.namespace, "--no-headers", check=False)
@@ -246,9 +244,8 @@ class Demo:
     def show_events(self) -> None:
         text = self.kubectl("events", "-n", self.namespace, "--for", f"datajaxmodel/{self.name}", check=False)
         for line in text.splitlines()[1:]:
-            fields = line.split(None, 1)
-            key = fields[1] if len(fields) > 1 else line  # without the LAST SEEN column
-            if key not in self._shown_events:
+            key = " ".join(line.split()[1:])  # without LAST SEEN; the columns re-align as rows come
+            if key and key not in self._shown_events:
                 self._shown_events.add(key)
                 self.record.events.append(key)
                 self.say.live("event: " + key)
@@ -544,6 +541,7 @@ class Demo:
     # -- summary and cleanup ----------------------------------------------------------------------
 
     def summary(self) -> None:
+        """What happened, with the figures the model's status showed at each turn of the story."""
         rec, say = self.record, self.say
         model = self.model_object() or {}
         ceiling = float(model["spec"]["cost"].get("ceilingUSDPerMillionTokens", 3.0))
@@ -551,45 +549,41 @@ class Demo:
         def span(start: str, end: str) -> str:
             return f"{rec.marks[end] - rec.marks[start]:.0f} s"
 
-        def figures(samples: list[Sample]) -> str:
-            costs = [s.cost for s in samples if s.cost is not None]
-            p95s = [s.p95 for s in samples if s.p95 is not None]
-            hits = [s.prefix_hit for s in samples if s.prefix_hit is not None]
-            parts = []
-            if costs:
-                parts.append(f"$/Mtok {min(costs):.2f}-{max(costs):.2f}")
-            if p95s:
-                parts.append(f"P95 {min(p95s):.2f}-{max(p95s):.2f} s")
-            if hits:
-                parts.append(f"PrefixHit {min(hits):.2f}-{max(hits):.2f}")
-            return ", ".join(parts) or "no figures"
+        def last(start: str, end: str) -> Sample:
+            samples = [s for s in rec.between(start, end) if s.cost is not None]
+            return samples[-1] if samples else rec.samples[-1]
 
-        low = rec.between("breached", "return")
-        replicas_low = min(
-            (s.deployment_replicas for s in low if s.deployment_replicas is not None), default=REPLICAS
+        def peak(start: str, end: str, figure: Callable[[Sample], float | None]) -> float:
+            return max((v for s in rec.between(start, end) if (v := figure(s)) is not None), default=math.nan)
+
+        def shown(sample: Sample) -> str:
+            return f"${sample.cost}/Mtok, P95 {sample.p95} s, PrefixHit {sample.prefix_hit}"
+
+        low = min(
+            (s.deployment_replicas for s in rec.between("breached", "return") if s.deployment_replicas),
+            default=REPLICAS,
         )
         say.say(
             f"\nSummary ({say.clock()} in all; ceiling ${ceiling:g}/Mtok, cost.window {self.timing.window}, "
             f"cost.action {ACTION})"
         )
+        busy = shown(last("busy", "quiet"))
+        say.say(f"  busy    {BUSY_RPS:g} req/s on {REPLICAS} slices: {busy}; {COST_CONDITION}=False")
         say.say(
-            f"  busy    {BUSY_RPS:g} req/s on {REPLICAS} slices: {figures(rec.between('busy', 'quiet'))}; "
-            f"{COST_CONDITION}=False"
+            f"  quiet   {QUIET_RPS:g} req/s: $/Mtok rose to {peak('quiet', 'breached', lambda s: s.cost):.2f}; "
+            f"{COST_CONDITION}=True {span('quiet', 'breached')} after the drop; "
+            f"ScaleDown {REPLICAS} -> {low} slices"
         )
         say.say(
-            f"  quiet   {QUIET_RPS:g} req/s: {figures(rec.between('quiet', 'breached'))}; "
-            f"{COST_CONDITION}=True "
-            f"{span('quiet', 'breached')} after the drop; ScaleDown {REPLICAS} -> {replicas_low} slices"
+            f"  return  {BUSY_RPS:g} req/s: on {low} slice(s) P95 rose to "
+            f"{peak('return', 'recovered', lambda s: s.p95):g} s; {COST_CONDITION}=False "
+            f"{span('return', 'recovered')} after traffic returned; back to {REPLICAS} slices"
         )
-        say.say(f"          on {replicas_low} slice(s): {figures(low)}")
-        say.say(
-            f"  return  {BUSY_RPS:g} req/s: {figures(rec.between('return', 'recovered'))}; "
-            f"{COST_CONDITION}=False "
-            f"{span('return', 'recovered')} after traffic returned; Deployment back to {REPLICAS} slices"
-        )
-        say.say(f"  events  {len(rec.events)} on datajaxmodel/{self.name}:")
-        for event in rec.events:
-            say.say(f"          {' '.join(event.split())}")
+        say.say(f"  end     {shown(last('recovered', 'end'))}")
+        cost_events = [e for e in rec.events if "$" in e and "ceiling" in e]
+        say.say(f"  events  {len(rec.events)} on datajaxmodel/{self.name}; about the cost:")
+        for event in cost_events:
+            say.say(f"          {event if len(event) <= 150 else event[:147] + '...'}")
         say.say(
             "  real: API server, etcd, operator, sidecars, kubectl; "
             "simulated: vLLM traffic, kubelet status, EndpointSlices"

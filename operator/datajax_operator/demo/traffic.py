@@ -38,7 +38,7 @@ class RequestMix:
     prompt_tokens_median: float = 600.0
     prompt_tokens_sigma: float = 0.6
     output_tokens_median: float = 100.0
-    output_tokens_sigma: float = 0.5
+    output_tokens_sigma: float = 0.45
     shared_prefix_tokens: int = 512
     """A system prompt (e.g. instructions and tools) that some requests start with."""
     prefix_share: float = 0.7
@@ -65,7 +65,7 @@ class SliceModel:
     capacity_tokens_per_second: float = 20_000.0
     """Prompt + output tokens per second the slice sustains at full batch."""
     prefill_tokens_per_second: float = 40_000.0
-    inter_token_seconds: float = 0.008
+    inter_token_seconds: float = 0.0055
     """Time per output token of an unloaded slice."""
     queue_seconds: float = 0.02
     """Mean wait for a batch slot at half load."""
