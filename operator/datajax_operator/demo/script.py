@@ -568,9 +568,10 @@ class Demo:
             f"cost.action {ACTION})"
         )
         busy = shown(last("busy", "quiet"))
+        quiet_peak = peak("quiet", "breached", lambda s: s.cost)
         say.say(f"  busy    {BUSY_RPS:g} req/s on {REPLICAS} slices: {busy}; {COST_CONDITION}=False")
         say.say(
-            f"  quiet   {QUIET_RPS:g} req/s: $/Mtok rose to {peak('quiet', 'breached', lambda s: s.cost):.2f}; "
+            f"  quiet   {QUIET_RPS:g} req/s: $/Mtok rose to {quiet_peak:.2f}; "
             f"{COST_CONDITION}=True {span('quiet', 'breached')} after the drop; "
             f"ScaleDown {REPLICAS} -> {low} slices"
         )
