@@ -1,9 +1,16 @@
 """kopf handlers, kept thin: every trigger ends in the same reconcile() of one model.
 
 Triggers: the model's create/update/resume; an event on a workload the model controls (its controller
-wrote new availability); a periodic resync that re-observes every known model. A per-model lock
-serialises them, so two triggers never reconcile the same model at once. No handler needs a finalizer:
-every child carries a controller owner reference, so Kubernetes' garbage collector removes them.
+wrote new availability); a per-model observation timer (``observe interval``, default 30 s) that
+reads the sidecars back into status; a periodic resync that re-observes every known model. A
+per-model lock serialises them, so two triggers never reconcile the same model at once.
+
+Every pass scrapes the model's sidecars first (EndpointSlices through ``kube``, HTTP through
+``observe``, concurrently and with a timeout, in the event loop), then reconciles in a worker thread.
+The timer is a task per model rather than ``kopf.timer``: kopf puts a finalizer on every object that
+has a timer, and a finalizer means a model cannot be deleted (nor its namespace) while the operator
+is down or uninstalled. No handler needs one: every child carries a controller owner reference, so
+Kubernetes' garbage collector removes them.
 """
 
 from __future__ import annotations
@@ -11,19 +18,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
 from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, Kube
 from datajax_operator.metrics import ModelKey, OperatorMetrics
+from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
-from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER
+from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name
+from datajax_operator.status.observations import SidecarScrape
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +55,30 @@ class Context:
     metrics: OperatorMetrics
     resync_seconds: float
     clock: Callable[[], datetime] = utc_now
+    dial: Mapping[str, str] = field(default_factory=dict)
+    """Sidecar address -> address to connect to; empty in a cluster (see ``observe.scrape_sidecars``)."""
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
+    observers: dict[ModelKey, asyncio.Task[None]] = field(default_factory=dict)
+    session: aiohttp.ClientSession | None = None
+
+    async def _scrape(self, namespace: str, name: str) -> tuple[SidecarScrape, ...]:
+        slices = await asyncio.to_thread(self.kube.endpoint_slices, namespace, base_name(name))
+        if self.session is None:
+            self.session = aiohttp.ClientSession()
+        return await scrape_sidecars(
+            self.session, sidecar_endpoints(slices), self.config.scrape_timeout_seconds, self.dial
+        )
 
     async def reconcile(self, namespace: str, name: str) -> Outcome | None:
-        """One reconcile pass in a worker thread (the client is blocking), under the model's lock."""
+        """Scrape the model's sidecars, then one reconcile pass in a worker thread (the client is
+        blocking), all under the model's lock."""
         key = (namespace, name)
         async with self.locks.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
             try:
+                sidecars = await self._scrape(namespace, name)
                 outcome = await asyncio.to_thread(
-                    reconcile, self.kube, namespace, name, self.config, self.clock()
+                    reconcile, self.kube, namespace, name, self.config, self.clock(), sidecars=sidecars
                 )
             except Exception:
                 self.metrics.errors.inc()
@@ -76,6 +100,37 @@ class Context:
     def forget(self, key: ModelKey) -> None:
         self.locks.pop(key, None)
         self.metrics.forget(key)
+        task = self.observers.pop(key, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def observe(self, key: ModelKey) -> None:
+        """Start the model's observation timer unless it runs."""
+        task = self.observers.get(key)
+        if task is None or task.done():
+            self.observers[key] = asyncio.create_task(self._observe(key), name=f"observe {key[0]}/{key[1]}")
+
+    async def _observe(self, key: ModelKey) -> None:
+        """Reconcile (and so scrape) the model every observe interval, on a fixed cadence, until it
+        is gone. Each model has its own task: a slow model delays only itself."""
+        interval = self.config.observe_interval_seconds
+        next_tick = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            next_tick = max(next_tick + interval, time.monotonic())
+            try:
+                if await self.reconcile(*key) is None:
+                    return
+            except Exception:
+                log.exception("observation of %s/%s failed", *key)
+
+    async def close(self) -> None:
+        for task in self.observers.values():
+            task.cancel()
+        self.observers.clear()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
 
     async def resync(self) -> None:
         """Re-observe every known model forever: catches what no watch event reports."""
@@ -129,8 +184,12 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def model_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
-        if type == "DELETED" and namespace is not None:
+        if namespace is None:
+            return
+        if type == "DELETED":
             ctx.forget((namespace, name))
+        else:
+            ctx.observe((namespace, name))
 
     for workload in (DEPLOYMENT, LEADER_WORKER_SET):
         group, _, version = workload.api_version.rpartition("/")
@@ -150,3 +209,4 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         task: asyncio.Task[None] | None = memo.get("resync")
         if task is not None:
             task.cancel()
+        await ctx.close()

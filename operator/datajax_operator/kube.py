@@ -53,10 +53,12 @@ class Kind:
 DATAJAX_MODEL: Final = Kind(API_VERSION, KIND, PLURAL)
 DEPLOYMENT: Final = Kind("apps/v1", "Deployment", "deployments")
 SERVICE: Final = Kind("v1", "Service", "services")
+CONFIG_MAP: Final = Kind("v1", "ConfigMap", "configmaps")
+ENDPOINT_SLICE: Final = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 EVENT: Final = Kind("v1", "Event", "events")
 
-CHILD_KINDS: Final = (DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
+CHILD_KINDS: Final = (CONFIG_MAP, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
 """Every kind a model can own; children of these kinds the plan no longer wants are deleted."""
 
 
@@ -217,6 +219,10 @@ class Kube:
         )
         items: list[dict[str, Any]] = self._expect(status, data, 200)["items"]
         return items
+
+    def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The EndpointSlices of a Service (how the endpoints controller labels them)."""
+        return self.list(ENDPOINT_SLICE, namespace, f"kubernetes.io/service-name={service}")
 
     def list(self, kind: Kind, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         status, data = self._request("GET", kind.path(namespace), query=[("labelSelector", label_selector)])

@@ -1,14 +1,29 @@
-"""Turns what the cluster reports about a model's children into :class:`Observations`.
+"""Turns what the cluster reports about a model into :class:`Observations`.
 
-Today that is the workload's availability, as its controller (the Deployment controller or the
-LeaderWorkerSet controller) wrote it in the workload's status; ``reconcile`` reads the objects through
-``kube`` and hands them over. The sidecars' cost and latency figures (issue 5) are gathered here
-too, into a further field of ``Observations``.
+Two sources: the workload's availability, as its controller (Deployment or LeaderWorkerSet) wrote it
+in the workload's status, read through ``kube``; and the serving sidecars' figures, fetched here over
+HTTP from the endpoints the Service's EndpointSlices list (port ``metrics``). Scrapes of one model run
+concurrently, each with a timeout, in the event loop, so a slow or dead sidecar costs its own
+timeout and holds up neither the model's other sidecars nor any other model. The exposition is read
+with the sidecar's own parser (``datajax_runtime.exposition``): one parser in the project.
 """
 
-from typing import Any
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
-from datajax_operator.status.observations import Observations, WorkloadObservation
+import aiohttp
+
+from datajax_operator.status.observations import (
+    Observations,
+    SidecarFigures,
+    SidecarScrape,
+    WorkloadObservation,
+)
+from datajax_runtime.exposition import Exposition, parse
+
+SIDECAR_PORT_NAME: Final = "metrics"
 
 
 def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
@@ -27,9 +42,102 @@ def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
     )
 
 
-def gather(workload: dict[str, Any] | None, missing_api: str | None) -> Observations:
+def gather(
+    workload: dict[str, Any] | None,
+    missing_api: str | None,
+    sidecars: Sequence[SidecarScrape] = (),
+) -> Observations:
     """Observations from the workload as read back from the server after apply (None: it does not
-    exist) and the API the plan needs when the cluster does not serve it."""
+    exist), the API the plan needs when the cluster does not serve it, and this pass's scrapes."""
     if missing_api is not None:
-        return Observations(workload=None, missing_api=missing_api)
-    return Observations(workload=workload_observation(workload) if workload is not None else None)
+        return Observations(workload=None, missing_api=missing_api, sidecars=tuple(sidecars))
+    return Observations(
+        workload=workload_observation(workload) if workload is not None else None, sidecars=tuple(sidecars)
+    )
+
+
+def sidecar_endpoints(slices: Sequence[dict[str, Any]]) -> list[str]:
+    """``host:port`` of every endpoint not reported unready, on the port named ``metrics``, in the
+    EndpointSlices of the model's Service (one per serving pod, i.e. per slice)."""
+    found: set[str] = set()
+    for item in slices:
+        ports = [
+            p["port"] for p in item.get("ports") or [] if p.get("name") == SIDECAR_PORT_NAME and p.get("port")
+        ]
+        for endpoint in item.get("endpoints") or []:
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for address in endpoint.get("addresses") or []:
+                host = f"[{address}]" if ":" in address else address
+                found.update(f"{host}:{port}" for port in ports)
+    return sorted(found)
+
+
+def _one(exposition: Exposition, name: str, **labels: str) -> float:
+    for sample_labels, value in exposition.labelled(name):
+        if all(sample_labels.get(k) == v for k, v in labels.items()):
+            return value
+    raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
+
+
+def sidecar_figures(text: str) -> SidecarFigures:
+    """A sidecar's ``/metrics`` text as figures (ValueError when it is not a sidecar's exposition)."""
+    exposition = parse(text)
+    registered = exposition.series("datajax_plan_registered")
+    info = exposition.labelled("datajax_plan_info")
+    return SidecarFigures(
+        usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
+        prompt_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="prompt"),
+        generation_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="generation"),
+        prefix_cache_hit_ratio=_one(exposition, "datajax_prefix_cache_hit_ratio"),
+        p95_e2e_latency_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="e2e"),
+        p95_ttft_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="ttft"),
+        window_seconds=_one(exposition, "datajax_window_seconds"),
+        upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
+        plan_registered=registered[0][1] == 1.0 if registered else None,
+        plan_reason=info[0][0].get("reason") if info else None,
+    )
+
+
+async def _scrape(session: aiohttp.ClientSession, endpoint: str, dial: Mapping[str, str]) -> SidecarScrape:
+    host, _, port = endpoint.rpartition(":")
+    url = f"http://{dial.get(host, host)}:{port}/metrics"
+    try:
+        async with session.get(url) as response:
+            if response.status != 200:
+                return SidecarScrape(endpoint, None, f"HTTP {response.status}")
+            text = await response.text()
+        figures = sidecar_figures(text)
+    except TimeoutError:
+        return SidecarScrape(endpoint, None, "timed out")
+    except (aiohttp.ClientError, OSError) as err:
+        return SidecarScrape(endpoint, None, f"unreachable: {err}")
+    except ValueError as err:
+        return SidecarScrape(endpoint, None, f"unreadable /metrics: {err}")
+    if math.isnan(figures.usd_per_hour):
+        return SidecarScrape(endpoint, None, "the sidecar exports no price")
+    return SidecarScrape(endpoint, figures)
+
+
+async def scrape_sidecars(
+    session: aiohttp.ClientSession,
+    endpoints: Sequence[str],
+    timeout: float,
+    dial: Mapping[str, str] | None = None,
+) -> tuple[SidecarScrape, ...]:
+    """Scrape every endpoint at once, each given at most ``timeout`` seconds.
+
+    ``dial`` maps an endpoint address to the address actually connected to; empty in a cluster. It
+    exists for an operator embedded in a test: the API server refuses loopback addresses in
+    EndpointSlices, so a test lists stand-in addresses there and dials the loopback sidecars.
+    """
+    routes = dial or {}
+
+    async def one(endpoint: str) -> SidecarScrape:
+        try:
+            async with asyncio.timeout(timeout):
+                return await _scrape(session, endpoint, routes)
+        except TimeoutError:
+            return SidecarScrape(endpoint, None, f"no answer within {timeout:g} s")
+
+    return tuple(await asyncio.gather(*(one(e) for e in endpoints)))

@@ -7,8 +7,13 @@ whatever happened before (an operator restart, a missed event, a person deleting
 2. render and server-side apply every wanted child (a no-op apply changes nothing on the server);
 3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
-4. gather what the controllers report, evaluate the status (pure), and write it once, only when it
-   differs from the stored one; post an Event for each condition that changed.
+4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
+   ``observe``), evaluate the status (pure), and write it once, only when it differs from the stored
+   one; post an Event for each condition that changed and for each cost action taken.
+
+The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
+(fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
+user's, and the count is derived from it and ``status.costEvaluation`` alone.
 
 A spec that cannot be planned removes the workload rather than leaving an older spec serving under a
 generation, price and ceiling the user has since replaced; the status says why.
@@ -17,6 +22,7 @@ generation, price and ceiling the user has since replaced; the status says why.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +49,8 @@ from datajax_operator.render.names import INSTANCE_LABEL, MANAGED_BY_LABEL, MANA
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.conditions import transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
+from datajax_operator.status.judge import Judgement, judge
+from datajax_operator.status.observations import SidecarScrape
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +73,24 @@ def _ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
-def _plan(raw: dict[str, Any], config: OperatorConfig) -> tuple[Evaluation, list[dict[str, Any]]]:
-    """The plan and the rendered children, or the problems that prevent them."""
+def _plan(
+    raw: dict[str, Any],
+    config: OperatorConfig,
+    previous: DataJaxModelStatus | None,
+    sidecars: Sequence[SidecarScrape],
+    now: datetime,
+) -> tuple[Evaluation, Judgement | None, list[dict[str, Any]]]:
+    """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
     try:
         model = DataJaxModel.model_validate(raw)
         plan = make_plan(model, config)
     except ValidationError as err:
-        return Evaluation(plan=None, problems=validation_problems(err)), []
+        return Evaluation(plan=None, problems=validation_problems(err)), None, []
     except PlanError as err:
-        return Evaluation(plan=None, problems=err.problems), []
-    objects = render_objects(model, plan, config)
-    return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), objects
+        return Evaluation(plan=None, problems=err.problems), None, []
+    judgement = judge(model.spec, raw["metadata"].get("generation") or 0, previous, sidecars, now)
+    objects = render_objects(model, plan, config, replicas=judgement.replicas)
+    return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
 
 
 def _endpoint(objects: list[dict[str, Any]]) -> str | None:
@@ -123,15 +138,25 @@ def _status_document(status: DataJaxModelStatus | None) -> dict[str, Any] | None
     return None if status is None else status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now: datetime) -> Outcome | None:
+def reconcile(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    config: OperatorConfig,
+    now: datetime,
+    *,
+    sidecars: Sequence[SidecarScrape] = (),
+) -> Outcome | None:
     """Drive one model's children and status to its spec. None when the model is gone or going.
 
-    ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition.
+    ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition;
+    ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty).
     """
     raw = kube.get(DATAJAX_MODEL, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
-    evaluation, desired = _plan(raw, config)
+    previous = _previous_status(raw)
+    evaluation, judgement, desired = _plan(raw, config, previous, sidecars, now)
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
     if not lws_served and any(o["kind"] == LEADER_WORKER_SET.kind for o in desired):
@@ -149,9 +174,9 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
     # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
     found = kube.get(kind_of(workload), namespace, workload["metadata"]["name"]) if workload else None
-    observations = gather(found, waiting_for)
-    previous = _previous_status(raw)
-    status = evaluate(evaluation, observations, raw["metadata"].get("generation"), previous, now)
+    observations = gather(found, waiting_for, sidecars)
+    generation = raw["metadata"].get("generation")
+    status = evaluate(evaluation, observations, generation, previous, now, judgement=judgement)
 
     document = _status_document(status)
     written = document != _status_document(previous)
@@ -169,6 +194,18 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
                 )
             except KubeError as err:  # an Event is a courtesy; never fail a reconcile over one
                 log.warning("event for %s/%s not posted: %s", namespace, name, err)
+    for action in judgement.actions if judgement is not None else ():
+        log.info("%s/%s: %s: %s", namespace, name, action.reason, action.message)
+        try:
+            kube.event(
+                raw,
+                event_type="Warning" if action.warning else "Normal",
+                reason=action.reason,
+                message=action.message,
+                now=now,
+            )
+        except KubeError as err:
+            log.warning("event for %s/%s not posted: %s", namespace, name, err)
     return Outcome(
         status=status,
         status_written=written,

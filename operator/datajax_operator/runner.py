@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +22,7 @@ from datajax_operator.api.constants import GROUP
 from datajax_operator.handlers import Context, register
 from datajax_operator.kube import Kube
 from datajax_operator.metrics import OperatorMetrics
-from datajax_operator.plan.config import load_config
+from datajax_operator.plan.config import OperatorConfig, load_config
 
 LogFormat = Literal["json", "text"]
 
@@ -43,6 +45,11 @@ class Options:
     bind_address: str = "0.0.0.0"
     """Where liveness and metrics listen: every interface in a pod (the kubelet and Prometheus call
     in), loopback in tests."""
+    observe_interval: str | None = None
+    """How often each model's sidecars are read back (e.g. 30s); None keeps the config's."""
+    sidecar_dial: Mapping[str, str] = field(default_factory=dict)
+    """Not a flag: for an operator embedded in a test, sidecar address -> address to connect to (the API
+    server refuses loopback addresses in EndpointSlices)."""
 
 
 def settings(options: Options) -> kopf.OperatorSettings:
@@ -68,6 +75,10 @@ def run(
             log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL
         )
     config = load_config(options.config_path)
+    if options.observe_interval is not None:
+        config = OperatorConfig.model_validate(
+            {**config.model_dump(by_alias=True), "observeInterval": options.observe_interval}
+        )
     kube = Kube.connect(str(options.kubeconfig) if options.kubeconfig else None)
     metrics = OperatorMetrics()
     server = (
@@ -83,6 +94,7 @@ def run(
             config=config,
             metrics=metrics,
             resync_seconds=options.resync_seconds,
+            dial=dict(options.sidecar_dial),
         ),
     )
     try:
@@ -130,7 +142,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--resync-seconds", type=float, default=60.0, help="re-observe every model this often"
     )
+    parser.add_argument(
+        "--observe-interval",
+        type=_interval,
+        metavar="DURATION",
+        help="read every model's sidecars back into its status this often, e.g. 30s (default: the "
+        "config's observeInterval, 30s)",
+    )
     parser.set_defaults(func=_cmd_run)
+
+
+def _interval(text: str) -> str:
+    if re.fullmatch(r"[1-9][0-9]{0,4}(s|m)", text) is None:
+        raise argparse.ArgumentTypeError(f"not an interval: {text!r} (a number and s or m, e.g. 30s)")
+    return text
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -145,6 +170,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             peering=args.peering,
             resync_seconds=args.resync_seconds,
             bind_address=args.bind_address,
+            observe_interval=args.observe_interval,
         )
     )
     return 0

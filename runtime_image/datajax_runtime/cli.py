@@ -10,11 +10,11 @@ import argparse
 import asyncio
 import json
 import logging
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from datajax_runtime import settings
 from datajax_runtime.exposition import ExpositionError, parse
 from datajax_runtime.ring import ScrapeRing
 from datajax_runtime.sidecar import SidecarConfig, serve
@@ -22,19 +22,13 @@ from datajax_runtime.window import Figures, Pricing, figures, snapshot
 
 __all__ = ["analyze", "main", "parse_duration"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
 
 def parse_duration(text: str) -> float:
     """`10m`, `5s`, `1h`, `250ms` or plain seconds -> seconds (positive)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 5s, 10m, 1h, 250ms)")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
-    return seconds
+    try:
+        return settings.parse_duration(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive(kind: type[int] | type[float]) -> Callable[[str], float]:
@@ -60,17 +54,19 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _add_pricing(parser: argparse.ArgumentParser, *, ceiling_required: bool) -> None:
-    parser.add_argument("--chips", type=_positive(int), required=True, help="chips in the slice")
+def _add_pricing(parser: argparse.ArgumentParser, *, offline: bool) -> None:
+    """`analyze` needs chips and price on the command line; `serve` may take them (and the ceiling)
+    from its --settings file instead, so there they are checked after the file is read."""
+    parser.add_argument("--chips", type=_positive(int), required=offline, help="chips in the slice")
     parser.add_argument(
-        "--usd-per-chip-hour", type=_non_negative, required=True, help="price of one chip-hour"
+        "--usd-per-chip-hour", type=_non_negative, required=offline, help="price of one chip-hour"
     )
     parser.add_argument(
         "--ceiling",
         type=_positive(float),
-        required=ceiling_required,
-        default=3.0,
-        help="cost ceiling in USD per million tokens (default 3.0)",
+        default=3.0 if offline else None,
+        help="cost ceiling in USD per million tokens (default 3.0 for analyze; serve needs it here or "
+        "in --settings)",
     )
     parser.add_argument(
         "--basis",
@@ -104,12 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--upstream", required=True, help="vLLM metrics URL, e.g. http://127.0.0.1:8000/metrics")
     run.add_argument("--port", type=int, default=9400)
     run.add_argument("--host", default="0.0.0.0")
-    _add_pricing(run, ceiling_required=True)
+    _add_pricing(run, offline=False)
     run.add_argument("--window", type=parse_duration, default=600.0, help="evaluation window (default 10m)")
     run.add_argument("--interval", type=parse_duration, default=5.0, help="scrape interval (default 5s)")
     run.add_argument("--slo-p95", type=_positive(float), default=None, help="p95 latency objective, seconds")
     run.add_argument("--plan-status", default=None, help="JSON written by the vLLM plugin")
     run.add_argument("--model", default="", help="model name for datajax_plan_info")
+    run.add_argument(
+        "--settings",
+        default=None,
+        metavar="FILE",
+        help="JSON cost settings re-read every interval; its keys override the flags above",
+    )
 
     offline = sub.add_parser("analyze", help="the figures serve would export for two saved scrapes")
     offline.add_argument("before", type=Path)
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument(
         "--seconds", type=_positive(float), required=True, help="seconds between the scrapes"
     )
-    _add_pricing(offline, ceiling_required=False)
+    _add_pricing(offline, offline=True)
     offline.add_argument("-o", "--output", choices=("json",), default="json")
     return parser
 
@@ -150,16 +152,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flags = {
+        "chips": args.chips,
+        "usdPerChipHour": args.usd_per_chip_hour,
+        "ceilingUSDPerMillionTokens": args.ceiling,
+        "basis": args.basis,
+        "window": args.window,
+        "minTokensPerSecond": args.min_tokens_per_second,
+        "sloP95Seconds": args.slo_p95,
+    }
+    try:
+        file = settings.read_settings(args.settings) if args.settings else None
+        initial = settings.resolve(flags, file)
+    except settings.SettingsError as err:
+        print(f"datajax-sidecar serve: {err}", file=sys.stderr)
+        return 2
     config = SidecarConfig(
         upstream=args.upstream,
-        pricing=_pricing(args),
-        window_seconds=args.window,
+        pricing=initial.pricing,
+        window_seconds=initial.window_seconds,
         interval_seconds=args.interval,
         port=args.port,
         host=args.host,
-        slo_p95_seconds=args.slo_p95,
+        slo_p95_seconds=initial.slo_p95_seconds,
         plan_status_path=args.plan_status,
         model=args.model,
+        settings_path=args.settings,
+        flag_settings=flags,
     )
     try:
         asyncio.run(serve(config))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +23,7 @@ from datajax_runtime.exporter import ExportState, render
 from datajax_runtime.exposition import parse
 from datajax_runtime.plan_status import PlanStatus, read_plan_status
 from datajax_runtime.ring import ScrapeRing
+from datajax_runtime.settings import SettingsError, read_settings, resolve
 from datajax_runtime.window import Pricing, figures, snapshot
 
 __all__ = ["Sidecar", "SidecarConfig", "serve"]
@@ -40,6 +42,10 @@ class SidecarConfig:
     slo_p95_seconds: float | None = None
     plan_status_path: str | None = None
     model: str = ""
+    settings_path: str | None = None
+    """A JSON settings file re-read every interval; its keys override ``flag_settings``."""
+    flag_settings: Mapping[str, Any] = field(default_factory=dict)
+    """The command-line values behind pricing/window/SLO, keyed as in the settings file."""
 
 
 class Sidecar:
@@ -56,12 +62,16 @@ class Sidecar:
         self._errors = 0
         self._plan: PlanStatus | None = None
         self._plan_mtime: float | None = None
+        self.pricing = config.pricing
+        self.slo_p95_seconds = config.slo_p95_seconds
+        self._settings_text: str | None = None
         self.scrapes = 0
         self.exposition = render(self._state())
 
     async def scrape_once(self, session: aiohttp.ClientSession) -> None:
         """Fetch, parse and fold one scrape into the window; record failures, never raise them."""
         now = self._clock()
+        self._refresh_settings()
         try:
             async with session.get(self.config.upstream) as response:
                 if response.status != 200:
@@ -84,6 +94,34 @@ class Sidecar:
         self._up = False
         self._errors += 1
         log.warning("scrape failed: %s", message)
+
+    def _refresh_settings(self) -> None:
+        """Apply the settings file when its text changed; a bad file is logged and the settings in
+        force are kept (the kubelet replaces a mounted ConfigMap atomically, so a bad file is a bad
+        ConfigMap, not a half-written one)."""
+        path = self.config.settings_path
+        if path is None:
+            return
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            if self._settings_text is not None:
+                log.warning("cannot read settings %s: %s; keeping the settings in force", path, err)
+            self._settings_text = None
+            return
+        if text == self._settings_text:
+            return
+        self._settings_text = text
+        try:
+            current = resolve(self.config.flag_settings, read_settings(path))
+        except SettingsError as err:
+            log.warning("settings %s not applied: %s", path, err)
+            return
+        self._ring.window_seconds = current.window_seconds
+        if (current.pricing, current.slo_p95_seconds) != (self.pricing, self.slo_p95_seconds):
+            log.info("settings %s applied: %s", path, current)
+        self.pricing = current.pricing
+        self.slo_p95_seconds = current.slo_p95_seconds
 
     def _refresh_plan(self) -> None:
         path = self.config.plan_status_path
@@ -110,11 +148,11 @@ class Sidecar:
 
     def _state(self) -> ExportState:
         return ExportState(
-            figures=figures(self._ring.window(), self.config.pricing),
-            pricing=self.config.pricing,
+            figures=figures(self._ring.window(), self.pricing),
+            pricing=self.pricing,
             upstream_up=self._up,
             scrape_errors=self._errors,
-            slo_p95_seconds=self.config.slo_p95_seconds,
+            slo_p95_seconds=self.slo_p95_seconds,
             plan_status_configured=self.config.plan_status_path is not None,
             plan=self._plan,
             model=self.config.model,

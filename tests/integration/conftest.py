@@ -18,7 +18,7 @@ from kubehelpers import Operators, RunningOperator
 
 @pytest.fixture(scope="session")
 def operators(kubeconfig: Path) -> Iterator[Operators]:
-    pool = Operators(kubeconfig)
+    pool = Operators.shared(kubeconfig)
     yield pool
     pool.stop()
 

@@ -65,20 +65,35 @@ def load_example(path: Path, namespace: str) -> dict[str, Any]:
 
 
 class Operators:
-    """The one operator of the session: started on demand, restartable, stopped at the end."""
+    """The one operator of the session: started on demand, restartable, stopped at the end.
+
+    Shared by the integration and e2e tiers (``Operators.shared``): two operators watching every
+    namespace would fight over the same models. A tier that needs other options (the e2e tier's
+    short observe interval) passes them as overrides; the operator restarts when they differ.
+    """
+
+    _shared: Operators | None = None
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
         self.current: RunningOperator | None = None
+        self.overrides: dict[str, Any] = {}
 
-    def ensure(self) -> RunningOperator:
-        if self.current is None or not self.current.thread.is_alive():
-            self.current = self._start()
+    @classmethod
+    def shared(cls, kubeconfig: Path) -> Operators:
+        if cls._shared is None or cls._shared.kubeconfig != kubeconfig:
+            cls._shared = cls(kubeconfig)
+        return cls._shared
+
+    def ensure(self, **overrides: Any) -> RunningOperator:
+        if self.current is None or not self.current.thread.is_alive() or overrides != self.overrides:
+            self.stop()
+            self.current = self._start(overrides)
         return self.current
 
-    def restart(self) -> RunningOperator:
+    def restart(self, **overrides: Any) -> RunningOperator:
         self.stop()
-        self.current = self._start()
+        self.current = self._start(overrides)
         return self.current
 
     def stop(self) -> None:
@@ -86,14 +101,16 @@ class Operators:
             self.current.stop()
         self.current = None
 
-    def _start(self) -> RunningOperator:
+    def _start(self, overrides: dict[str, Any]) -> RunningOperator:
+        self.overrides = dict(overrides)
+        settings: dict[str, Any] = {"resync_seconds": 5.0, **overrides}
         options = runner.Options(
             kubeconfig=self.kubeconfig,
             log_format=None,
             liveness_port=free_port(),
             metrics_port=free_port(),
             bind_address="127.0.0.1",
-            resync_seconds=5.0,
+            **settings,
         )
         ready, stop_flag = threading.Event(), threading.Event()
         thread = threading.Thread(

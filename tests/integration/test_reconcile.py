@@ -74,6 +74,16 @@ class Api:
                 return None
             raise
 
+    def config_map(self, ns: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.core.api_client.sanitize_for_serialization(
+                self.core.read_namespaced_config_map(name, ns)
+            )  # type: ignore[no-any-return]
+        except client.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+
     def events(self, ns: str, name: str) -> list[Any]:
         items = self.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
         return list(items)
@@ -147,12 +157,15 @@ def test_example_gets_its_children_and_status(
     for obj in expected:
         kind, child_name = obj["kind"], obj["metadata"]["name"]
         stored = (
-            workload_of(api, namespace, kind, child_name)
-            if kind != "Service"
-            else api.service(namespace, child_name)
+            api.service(namespace, child_name)
+            if kind == "Service"
+            else api.config_map(namespace, child_name)
+            if kind == "ConfigMap"
+            else workload_of(api, namespace, kind, child_name)
         )
         assert stored is not None, f"{kind}/{child_name} not created"
-        assert_subset(obj["spec"], stored["spec"], f"{kind}.spec")
+        field = "data" if kind == "ConfigMap" else "spec"
+        assert_subset(obj[field], stored[field], f"{kind}.{field}")
         assert_subset(obj["metadata"]["labels"], stored["metadata"]["labels"], f"{kind}.labels")
         [owner] = stored["metadata"]["ownerReferences"]
         assert owner["uid"] == uid and owner["controller"] is True and owner["kind"] == "DataJaxModel"
@@ -171,7 +184,20 @@ def test_example_gets_its_children_and_status(
     # kopf's bookkeeping lives in annotations under our group, never in status
     annotations = api.model(namespace, name)["metadata"].get("annotations", {})
     assert not any(k.startswith("kopf.zalando.org") for k in annotations)
-    assert set(status) <= {"phase", "observedGeneration", "placement", "mesh", "endpoint", "conditions"}
+    assert set(status) <= {
+        "phase",
+        "observedGeneration",
+        "placement",
+        "mesh",
+        "endpoint",
+        "conditions",
+        "costEvaluation",
+        "latencyEvaluation",  # the 70B example sets an SLO
+    }
+    # no sidecar endpoint exists (no kubelet runs the pods): nothing to judge, and said so
+    assert conditions["MetricsAvailable"]["reason"] == "NoEndpoints"
+    assert conditions["CostCeilingBreached"]["status"] == "Unknown"
+    assert conditions["CostCeilingBreached"]["reason"] == "NoMetrics"
 
 
 def test_deployment_available_makes_the_model_ready(
@@ -309,10 +335,14 @@ def test_children_of_a_deleted_model_are_all_owner_referenced(
     wait_for(lambda: not any(m["metadata"]["name"] == name for m in _models(api, namespace)), what="deletion")
 
     dependents = _dependents_of(api, namespace, uid)
-    assert sorted(dependents) == sorted([("LeaderWorkerSet", name), ("Service", name)])
+    assert sorted(dependents) == sorted(
+        [("ConfigMap", f"{name}-sidecar"), ("LeaderWorkerSet", name), ("Service", name)]
+    )
     for kind, child in dependents:  # the garbage collector's part
         if kind == "Service":
             api.core.delete_namespaced_service(child, namespace)
+        elif kind == "ConfigMap":
+            api.core.delete_namespaced_config_map(child, namespace)
         else:
             api.custom.delete_namespaced_custom_object(*LWS[:2], namespace, LWS[2], child)
     assert _dependents_of(api, namespace, uid) == []
@@ -335,6 +365,10 @@ def _dependents_of(api: Api, ns: str, uid: str) -> list[tuple[str, str]]:
             api.apps.api_client.sanitize_for_serialization(api.apps.list_namespaced_deployment(ns)),
         ),
         ("Service", api.core.api_client.sanitize_for_serialization(api.core.list_namespaced_service(ns))),
+        (
+            "ConfigMap",
+            api.core.api_client.sanitize_for_serialization(api.core.list_namespaced_config_map(ns)),
+        ),
         ("LeaderWorkerSet", api.custom.list_namespaced_custom_object(*LWS[:2], ns, LWS[2])),
     ]
     for kind, listing in objects:

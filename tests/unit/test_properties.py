@@ -96,11 +96,11 @@ def documents(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def _check_objects(objects: list[dict[str, Any]], chips_per_host: int) -> None:
-    assert [o["kind"] for o in objects][-1] == "Service"
+    assert [o["kind"] for o in objects][::2] == ["ConfigMap", "Service"]
     for obj in objects:
         assert DNS_1123.match(obj["metadata"]["name"]) and len(obj["metadata"]["name"]) <= 63
         assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
-    workload = objects[0]
+    workload = objects[1]
     templates = (
         [workload["spec"]["template"]]
         if workload["kind"] == "Deployment"

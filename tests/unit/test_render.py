@@ -1,5 +1,6 @@
 """The renderer: golden manifests of every example, and the properties a cluster operator relies on."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,16 @@ from datajax_operator.api import DataJaxModel
 from datajax_operator.cli import dump_yaml
 from datajax_operator.plan import OperatorConfig, make_plan
 from datajax_operator.render import SPEC_HASH_ANNOTATION, base_name, render_objects
+from datajax_runtime.settings import resolve
 
 CONFIG = OperatorConfig()
 
 
-def _render(model: DataJaxModel) -> list[dict[str, Any]]:
-    return render_objects(model, make_plan(model, CONFIG), CONFIG)
+def _render(model: DataJaxModel, replicas: int | None = None) -> list[dict[str, Any]]:
+    """The workload and the Service (the settings ConfigMap, always first, has tests of its own)."""
+    objects = render_objects(model, make_plan(model, CONFIG), CONFIG, replicas=replicas)
+    assert objects[0]["kind"] == "ConfigMap"
+    return objects[1:]
 
 
 def _pod_specs(workload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -31,7 +36,9 @@ def _container(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_golden_manifests(path: Path) -> None:
-    check_golden(f"{path.stem}.objects.yaml", "---\n".join(dump_yaml(o) for o in _render(load_example(path))))
+    model = load_example(path)
+    objects = render_objects(model, make_plan(model, CONFIG), CONFIG)
+    check_golden(f"{path.stem}.objects.yaml", "---\n".join(dump_yaml(o) for o in objects))
 
 
 def test_rendering_is_deterministic() -> None:
@@ -92,11 +99,14 @@ def test_sidecar_follows_the_contract_and_is_locked_down() -> None:
     sidecar = _container(pod, "datajax-sidecar")
     assert sidecar["command"] == ["datajax-sidecar"]
     assert sidecar["args"] == [
-        "serve", "--upstream", "http://127.0.0.1:8000/metrics", "--port", "9400", "--chips", "8",
-        "--usd-per-chip-hour", "2.7", "--ceiling", "3", "--basis", "total", "--window", "10m",
-        "--interval", "5s", "--slo-p95", "2.5", "--plan-status", "/var/run/datajax/plan-status.json",
-        "--model", "m",
+        "serve", "--upstream", "http://127.0.0.1:8000/metrics", "--port", "9400",
+        "--settings", "/etc/datajax/sidecar/settings.json", "--interval", "5s",
+        "--plan-status", "/var/run/datajax/plan-status.json", "--model", "m",
     ]  # fmt: skip
+    assert {"name": "sidecar-settings", "mountPath": "/etc/datajax/sidecar", "readOnly": True} in sidecar[
+        "volumeMounts"
+    ]
+    assert {"name": "sidecar-settings", "configMap": {"name": "m-sidecar"}} in pod["volumes"]
     ctx = sidecar["securityContext"]
     assert ctx["runAsNonRoot"] and ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
     assert ctx["capabilities"] == {"drop": ["ALL"]} and ctx["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -109,7 +119,7 @@ def test_plan_bundle_is_mounted_from_the_users_configmap() -> None:
         plan={"configMapRef": {"name": "plan-v2", "key": "p.json"}, "waveSpecRef": {"name": "ws"}}
     )
     objects = _render(model)
-    assert [o["kind"] for o in objects] == ["Deployment", "Service"]
+    assert [o["kind"] for o in objects] == ["Deployment", "Service"]  # the bundle is not copied
     pod = objects[0]["spec"]["template"]["spec"]
     vllm = _container(pod, "vllm")
     assert vllm["image"] == CONFIG.runtime_image  # the plugin that registers plans lives there
@@ -179,7 +189,15 @@ def test_spec_changes_outside_the_pod_do_not_touch_the_template() -> None:
         return workload["spec"]["template"], workload["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
 
     base_template, base_hash = template()
-    for changes in ({"replicas": 3}, {"cost": {"action": "Suspend", "minTokensPerSecond": 5}}):
+    cost_changes = {
+        "ceilingUSDPerMillionTokens": 1.5,
+        "basis": "output",
+        "usdPerChipHour": 2.0,
+        "window": "5m",
+        "action": "Suspend",
+        "minTokensPerSecond": 5,
+    }
+    for changes in ({"replicas": 3}, {"cost": cost_changes}, {"slo": {"p95LatencySeconds": 2}}):
         changed_template, changed_hash = template(**changes)
         assert changed_template == base_template and changed_hash != base_hash
     changed_template, _ = template(model={"name": "org/model", "maxModelLen": 2048})
@@ -209,3 +227,39 @@ def test_serving_pods_carry_the_tpu_labels_monitoring_groups_by() -> None:
     labels = _render(model_with())[0]["spec"]["template"]["metadata"]["labels"]
     assert labels["datajax.dev/tpu-generation"] == "v6e"
     assert labels["datajax.dev/tpu-topology"] == "2x4"
+
+
+def test_sidecar_settings_configmap_carries_every_cost_setting() -> None:
+    doc = doc_with(
+        cost={"ceilingUSDPerMillionTokens": 2.5, "basis": "output", "window": "6s", "minTokensPerSecond": 40},
+        slo={"p95LatencySeconds": 1.5},
+    )
+    doc["metadata"]["uid"] = "u-1"
+    model = DataJaxModel.model_validate(doc)
+    objects = render_objects(model, make_plan(model, CONFIG), CONFIG)
+    [config_map] = [o for o in objects if o["kind"] == "ConfigMap"]
+    assert config_map["metadata"]["name"] == "m-sidecar"
+    assert config_map["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert json.loads(config_map["data"]["settings.json"]) == {
+        "chips": 8,
+        "usdPerChipHour": 2.7,
+        "ceilingUSDPerMillionTokens": 2.5,
+        "basis": "output",
+        "window": "6s",
+        "minTokensPerSecond": 40.0,
+        "sloP95Seconds": 1.5,
+    }
+    # what the sidecar makes of it: the same figures it would take from flags
+    settings = resolve({}, json.loads(config_map["data"]["settings.json"]))
+    assert settings.pricing.usd_per_hour == pytest.approx(21.6)
+    assert settings.window_seconds == 6.0 and settings.slo_p95_seconds == 1.5
+    assert settings.pricing.min_tokens_per_second == 40.0
+
+
+@pytest.mark.parametrize("topology", ["2x4", "4x4"])
+def test_replicas_follow_the_enforcement_not_only_the_spec(topology: str) -> None:
+    model = model_with(tpu={"generation": "v6e", "topology": topology}, replicas=3)
+    assert _render(model)[0]["spec"]["replicas"] == 3
+    assert _render(model, replicas=1)[0]["spec"]["replicas"] == 1
+    assert _render(model, replicas=0)[0]["spec"]["replicas"] == 0
+    assert _render(model, replicas=1) == _render(model, replicas=1)

@@ -342,6 +342,14 @@ class PlanRefs(SpecModel):
     )
 
 
+_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a validated duration such as `10m` (a number and a unit s, m or h)."""
+    return int(text[:-1]) * _SECONDS_PER_UNIT[text[-1]]
+
+
 class Cost(SpecModel):
     """The cost ceiling and how cost is measured."""
 
@@ -383,8 +391,13 @@ class Cost(SpecModel):
     action: Literal["Alert", "ScaleDown", "Suspend"] = Field(
         default="Alert",
         description="What happens when the ceiling is breached: Alert (condition and Event), ScaleDown "
-        "(one replica fewer) or Suspend (replicas to 0).",
+        "(one replica fewer per window, never below 1, back to spec.replicas once the cost is under the "
+        "ceiling for a window) or Suspend (replicas to 0 until the spec changes).",
     )
+
+    @property
+    def window_seconds(self) -> int:
+        return duration_seconds(self.window)
 
 
 class SLO(SpecModel):

@@ -111,6 +111,51 @@ class MetricsStatus(StatusModel):
         return _round(value, 3)
 
 
+CostSample = Literal["Above", "Below", "InsufficientTraffic", "NoMetrics"]
+LatencySample = Literal["Above", "Below", "NoRequests", "NoMetrics"]
+
+
+class CostEvaluation(StatusModel):
+    """What the cost judgement carries from one pass to the next, kept here rather than in the
+    operator's memory so a restarted operator resumes the same window and the same actions."""
+
+    generation: int = Field(
+        ge=0,
+        description="metadata.generation these actions belong to; any spec change starts afresh (it lifts "
+        "a suspension and a scale-down).",
+    )
+    sample: CostSample = Field(
+        description="How the recent samples judged the cost: Above or Below the ceiling, "
+        "InsufficientTraffic (below cost.minTokensPerSecond) or NoMetrics (no sidecar figures).",
+    )
+    since: datetime = Field(
+        description="First sample of the current run of the same judgement; the run decides the "
+        "CostCeilingBreached condition once it lasts a whole cost.window.",
+    )
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Slices the workload runs while a ScaleDown is in effect (absent: spec.replicas).",
+    )
+    scaled_down_at: datetime | None = Field(
+        default=None, description="When ScaleDown last removed a slice (at most one per window)."
+    )
+    suspended: bool | None = Field(
+        default=None,
+        description="True while Suspend holds the workload at 0 slices, until the spec changes.",
+    )
+
+
+class LatencyEvaluation(StatusModel):
+    """The run of p95 judgements behind LatencySLOBreached (set only with an SLO)."""
+
+    sample: LatencySample = Field(
+        description="Above or Below slo.p95LatencySeconds, NoRequests (no finished request in the "
+        "window) or NoMetrics.",
+    )
+    since: datetime = Field(description="First sample of the current run of the same judgement.")
+
+
 class DataJaxModelStatus(StatusModel):
     """Observed state of a DataJaxModel."""
 
@@ -125,6 +170,12 @@ class DataJaxModelStatus(StatusModel):
     mesh: MeshStatus | None = Field(default=None, description="Derived JAX mesh.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     metrics: MetricsStatus | None = Field(default=None, description="Cost, latency and cache figures.")
+    cost_evaluation: CostEvaluation | None = Field(
+        default=None, description="State of the cost-ceiling judgement and its actions."
+    )
+    latency_evaluation: LatencyEvaluation | None = Field(
+        default=None, description="State of the latency-objective judgement."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Conditions keyed by type: SpecValid, WorkloadAvailable, MetricsAvailable, "

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from datajax_operator.api.spec import Pricing
+from datajax_operator.api.spec import Pricing, duration_seconds
 
 VLLM_TPU_IMAGE: Final = "vllm/vllm-tpu:v0.29.0"
 """Pinned vLLM TPU release (tpu-inference backend); also the base of the runtime image."""
@@ -45,6 +45,22 @@ class OperatorConfig(BaseModel):
     sidecar_interval: str = Field(
         default="5s", pattern=r"^[1-9][0-9]{0,4}(s|m)$", description="How often the sidecar scrapes vLLM."
     )
+    observe_interval: str = Field(
+        default="30s",
+        pattern=r"^[1-9][0-9]{0,4}(s|m)$",
+        description="How often the operator reads every model's sidecars back into its status "
+        "(`datajax-operator run --observe-interval` overrides it).",
+    )
+
+    @property
+    def observe_interval_seconds(self) -> float:
+        return float(duration_seconds(self.observe_interval))
+
+    @property
+    def scrape_timeout_seconds(self) -> float:
+        """A sidecar that has not answered within this is counted as failed for the pass: at most one
+        interval, so one slow endpoint can never hold a model's observation past its next turn."""
+        return min(5.0, self.observe_interval_seconds)
 
 
 def load_config(path: Path | None) -> OperatorConfig:

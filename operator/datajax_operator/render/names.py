@@ -37,6 +37,11 @@ def base_name(model_name: str) -> str:
     return f"{stem}-{digest}"
 
 
+def sidecar_settings_name(model_name: str) -> str:
+    """The ConfigMap holding the sidecar's cost settings (`<model>-sidecar`)."""
+    return f"{base_name(model_name)}-sidecar"
+
+
 def selector_labels(model_name: str) -> dict[str, str]:
     """Labels that select the model's serving pods; never changed, so selectors stay immutable-safe."""
     return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: base_name(model_name)}

@@ -1,9 +1,11 @@
-"""render_objects: the child manifests of one DataJaxModel, a pure function of (model, plan, config).
+"""render_objects: the child manifests of one DataJaxModel, a pure function of (model, plan, config)
+and the replica count the cost enforcement allows.
 
-Children: the workload (a Deployment for a single-host slice, a LeaderWorkerSet of size = hosts for a
-multi-host slice) and a Service in front of the serving (leader) pods. A plan bundle is not copied into
-a ConfigMap of ours: the user's ConfigMap is mounted directly (see `pod._volumes`), so the operator
-needs no read access to ConfigMap data and a new bundle name rolls the pods.
+Children: the sidecar settings ConfigMap, the workload (a Deployment for a single-host slice, a
+LeaderWorkerSet of size = hosts for a multi-host slice) and a Service in front of the serving (leader)
+pods. A plan bundle is not copied into a ConfigMap of ours: the user's ConfigMap is mounted directly
+(see `pod._volumes`), so the operator needs no read access to ConfigMap data and a new bundle name
+rolls the pods.
 """
 
 import hashlib
@@ -15,8 +17,14 @@ from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.vllm import VLLM_PORT
-from datajax_operator.render.names import ROLE_LABEL, base_name, common_labels, selector_labels
-from datajax_operator.render.pod import pod_template
+from datajax_operator.render.names import (
+    ROLE_LABEL,
+    base_name,
+    common_labels,
+    selector_labels,
+    sidecar_settings_name,
+)
+from datajax_operator.render.pod import SIDECAR_SETTINGS_KEY, pod_template, sidecar_settings
 
 SPEC_HASH_ANNOTATION: Final = "datajax.dev/spec-hash"
 LWS_API_VERSION: Final = "leaderworkerset.x-k8s.io/v1"
@@ -56,7 +64,7 @@ def _metadata(model: DataJaxModel, name: str, annotations: dict[str, str] | None
     return meta
 
 
-def deployment(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[str, Any]:
+def deployment(model: DataJaxModel, plan: Plan, config: OperatorConfig, replicas: int) -> dict[str, Any]:
     """A Deployment of single-host slices.
 
     Updates replace pods one at a time without surge: a surge pod would need a spare TPU slice, which a
@@ -69,7 +77,7 @@ def deployment(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[
             model, base_name(model.metadata.name), {SPEC_HASH_ANNOTATION: spec_hash(model)}
         ),
         "spec": {
-            "replicas": model.spec.replicas,
+            "replicas": replicas,
             "selector": {"matchLabels": selector_labels(model.metadata.name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": pod_template(model, plan, config, "leader"),
@@ -77,7 +85,9 @@ def deployment(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[
     }
 
 
-def leader_worker_set(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[str, Any]:
+def leader_worker_set(
+    model: DataJaxModel, plan: Plan, config: OperatorConfig, replicas: int
+) -> dict[str, Any]:
     """A LeaderWorkerSet whose every group is one multi-host slice (size = hosts).
 
     The exclusive-topology annotation keeps each group on one node pool, i.e. one physical slice; a
@@ -92,7 +102,7 @@ def leader_worker_set(model: DataJaxModel, plan: Plan, config: OperatorConfig) -
         "kind": "LeaderWorkerSet",
         "metadata": _metadata(model, base_name(model.metadata.name), annotations),
         "spec": {
-            "replicas": model.spec.replicas,
+            "replicas": replicas,
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {
                 "type": "RollingUpdate",
@@ -125,11 +135,27 @@ def service(model: DataJaxModel, config: OperatorConfig) -> dict[str, Any]:
     }
 
 
-def render_objects(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> list[dict[str, Any]]:
-    """Every child manifest of the model, in apply order (workload, then Service)."""
+def sidecar_config_map(model: DataJaxModel, plan: Plan) -> dict[str, Any]:
+    """The settings the sidecar re-reads every interval, mounted at /etc/datajax/sidecar."""
+    text = json.dumps(sidecar_settings(model, plan), sort_keys=True, indent=2) + "\n"
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(model, sidecar_settings_name(model.metadata.name)),
+        "data": {SIDECAR_SETTINGS_KEY: text},
+    }
+
+
+def render_objects(
+    model: DataJaxModel, plan: Plan, config: OperatorConfig, *, replicas: int | None = None
+) -> list[dict[str, Any]]:
+    """Every child manifest of the model, in apply order: the settings ConfigMap before the pods
+    that mount it, then the workload and its Service. ``replicas`` is the slice count the cost
+    enforcement allows (a ScaleDown or Suspend in effect); None means ``spec.replicas``."""
+    count = model.spec.replicas if replicas is None else replicas
     workload = (
-        deployment(model, plan, config)
+        deployment(model, plan, config, count)
         if plan.placement.workload == "Deployment"
-        else leader_worker_set(model, plan, config)
+        else leader_worker_set(model, plan, config, count)
     )
-    return [workload, service(model, config)]
+    return [sidecar_config_map(model, plan), workload, service(model, config)]

@@ -12,7 +12,13 @@ from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.vllm import VLLM_PORT
-from datajax_operator.render.names import GENERATION_LABEL, ROLE_LABEL, TOPOLOGY_LABEL, common_labels
+from datajax_operator.render.names import (
+    GENERATION_LABEL,
+    ROLE_LABEL,
+    TOPOLOGY_LABEL,
+    common_labels,
+    sidecar_settings_name,
+)
 
 Role = Literal["leader", "worker"]
 """A single-host pod is the leader of a slice of one."""
@@ -24,6 +30,9 @@ PLAN_DIR: Final = "/etc/datajax/plan"
 PLAN_BUNDLE: Final = f"{PLAN_DIR}/bundle.json"
 WAVE_SPEC: Final = f"{PLAN_DIR}/wavespec.json"
 PLAN_STATUS: Final = f"{RUN_DIR}/plan-status.json"
+SIDECAR_SETTINGS_DIR: Final = "/etc/datajax/sidecar"
+SIDECAR_SETTINGS_KEY: Final = "settings.json"
+SIDECAR_SETTINGS: Final = f"{SIDECAR_SETTINGS_DIR}/{SIDECAR_SETTINGS_KEY}"
 XLA_CACHE_DIR: Final = "/var/cache/vllm-xla"
 RAY_PORT: Final = 6379
 STARTUP_PERIOD_SECONDS: Final = 10
@@ -141,30 +150,36 @@ def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role
     return container
 
 
-def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> list[str]:
-    """`datajax-sidecar serve ...` exactly as the serving-pod contract (HELPERS.md) spells it."""
+def sidecar_settings(model: DataJaxModel, plan: Plan) -> dict[str, Any]:
+    """The sidecar's cost settings (`datajax-sidecar serve --settings`), rendered into the
+    `<model>-sidecar` ConfigMap rather than onto the command line: a new ceiling, price, window or SLO
+    then reaches the running sidecar through the mounted file and never restarts vLLM."""
     cost = model.spec.cost
+    return {
+        "chips": plan.placement.chips,
+        "usdPerChipHour": plan.cost.usd_per_chip_hour,
+        "ceilingUSDPerMillionTokens": cost.ceiling_usd_per_million_tokens,
+        "basis": cost.basis,
+        "window": cost.window,
+        "minTokensPerSecond": cost.min_tokens_per_second,
+        "sloP95Seconds": model.spec.slo.p95_latency_seconds if model.spec.slo is not None else None,
+    }
+
+
+def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> list[str]:
+    """`datajax-sidecar serve ...`: only what the pod itself fixes (ports, interval, plan status file,
+    model name); the cost settings come from the mounted settings file."""
     args = [
         "serve",
         "--upstream",
         f"http://127.0.0.1:{VLLM_PORT}/metrics",
         "--port",
         str(config.sidecar_port),
-        "--chips",
-        str(plan.placement.chips),
-        "--usd-per-chip-hour",
-        f"{plan.cost.usd_per_chip_hour:g}",
-        "--ceiling",
-        f"{cost.ceiling_usd_per_million_tokens:g}",
-        "--basis",
-        cost.basis,
-        "--window",
-        cost.window,
+        "--settings",
+        SIDECAR_SETTINGS,
         "--interval",
         config.sidecar_interval,
     ]
-    if model.spec.slo is not None:
-        args += ["--slo-p95", f"{model.spec.slo.p95_latency_seconds:g}"]
     if _has_bundle(model):
         args += ["--plan-status", PLAN_STATUS]
     args += ["--model", plan.served_name]
@@ -193,6 +208,7 @@ def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -
         },
         "volumeMounts": [
             {"name": "datajax-run", "mountPath": RUN_DIR, "readOnly": True},
+            {"name": "sidecar-settings", "mountPath": SIDECAR_SETTINGS_DIR, "readOnly": True},
             {"name": "sidecar-tmp", "mountPath": "/tmp"},
         ],
     }
@@ -229,6 +245,9 @@ def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
     if role == "leader":
         volumes.append({"name": "datajax-run", "emptyDir": {}})
         volumes.append({"name": "sidecar-tmp", "emptyDir": {"sizeLimit": "64Mi"}})
+        volumes.append(
+            {"name": "sidecar-settings", "configMap": {"name": sidecar_settings_name(model.metadata.name)}}
+        )
         sources = []
         if spec.plan is not None and spec.plan.config_map_ref is not None:
             ref = spec.plan.config_map_ref

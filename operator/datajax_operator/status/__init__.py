@@ -1,17 +1,31 @@
 """Pure status evaluation: observations + plan + now -> conditions and status (no I/O here)."""
 
+from datajax_operator.status.aggregate import ModelFigures, aggregate
 from datajax_operator.status.conditions import Transition, Verdict, settle, transitions
 from datajax_operator.status.evaluate import Evaluation, check_reason, evaluate
-from datajax_operator.status.observations import Observations, WorkloadObservation
+from datajax_operator.status.judge import Action, Judgement, judge
+from datajax_operator.status.observations import (
+    Observations,
+    SidecarFigures,
+    SidecarScrape,
+    WorkloadObservation,
+)
 
 __all__ = [
+    "Action",
     "Evaluation",
+    "Judgement",
+    "ModelFigures",
     "Observations",
+    "SidecarFigures",
+    "SidecarScrape",
     "Transition",
     "Verdict",
     "WorkloadObservation",
+    "aggregate",
     "check_reason",
     "evaluate",
+    "judge",
     "settle",
     "transitions",
 ]

@@ -4,7 +4,7 @@ moves only when the status does (a changed message alone is not a transition).""
 from dataclasses import dataclass
 from datetime import datetime
 
-from datajax_operator.api.constants import SPEC_VALID
+from datajax_operator.api.constants import COST_CEILING_BREACHED, LATENCY_SLO_BREACHED, SPEC_VALID
 from datajax_operator.api.status import Condition, ConditionStatus
 
 
@@ -51,7 +51,10 @@ class Transition:
     @property
     def event_type(self) -> str:
         """Warning when something broke (a True condition went False), when the spec is rejected, or
-        when the cluster lacks an API the model needs; Normal for progress."""
+        when the cluster lacks an API the model needs; Normal for progress. A breach condition is the
+        other way round: True is the Warning."""
+        if self.condition.type in (COST_CEILING_BREACHED, LATENCY_SLO_BREACHED):
+            return "Warning" if self.condition.status == "True" else "Normal"
         if self.condition.status != "False":
             return "Normal"
         if self.previous_status == "True" or self.condition.type == SPEC_VALID:

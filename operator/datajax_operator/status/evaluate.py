@@ -18,6 +18,7 @@ from datajax_operator.api.status import (
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
 from datajax_operator.status.conditions import Verdict, settle
+from datajax_operator.status.judge import Judgement
 from datajax_operator.status.observations import Observations
 
 # SpecValid=False reasons name the failing check, from the field the planner blames.
@@ -103,9 +104,11 @@ def _ready_verdict(spec: Verdict, workload: Verdict) -> Verdict:
     return Verdict(READY, "True", "Ready", workload.message)
 
 
-def _phase(evaluation: Evaluation, observations: Observations) -> Phase:
+def _phase(evaluation: Evaluation, observations: Observations, judgement: Judgement | None) -> Phase:
     if evaluation.plan is None:
         return "Invalid"
+    if judgement is not None and judgement.suspended:
+        return "Suspended"
     workload = observations.workload
     if observations.missing_api is not None or workload is None:
         return "Pending"
@@ -120,19 +123,27 @@ def evaluate(
     generation: int | None,
     previous: DataJaxModelStatus | None,
     now: datetime,
+    *,
+    judgement: Judgement | None = None,
 ) -> DataJaxModelStatus:
     """The complete status of one model. ``now`` must be UTC with whole seconds (metav1.Time's
-    precision), so a stored time compares equal to the one computed."""
+    precision), so a stored time compares equal to the one computed. ``judgement`` is what the
+    sidecars' figures decided in this pass (``status.judge``); None for a spec that has no plan."""
     spec = _spec_verdict(evaluation)
     workload = _workload_verdict(evaluation, observations)
-    verdicts = [spec, workload, _ready_verdict(spec, workload)]
-    previous_conditions: list[Condition] = previous.conditions if previous is not None else []
     plan = evaluation.plan
+    judged = list(judgement.verdicts) if judgement is not None and plan is not None else []
+    verdicts = [spec, workload, *judged, _ready_verdict(spec, workload)]
+    previous_conditions: list[Condition] = previous.conditions if previous is not None else []
+    kept = judgement if plan is not None else None
     return DataJaxModelStatus(
-        phase=_phase(evaluation, observations),
+        phase=_phase(evaluation, observations, kept),
         observed_generation=generation,
         placement=PlacementStatus.model_validate(plan.placement.to_json()) if plan else None,
         mesh=MeshStatus.model_validate(plan.mesh.to_json()) if plan else None,
         endpoint=evaluation.endpoint if plan else None,
+        metrics=kept.metrics if kept is not None else None,
+        cost_evaluation=kept.cost if kept is not None else None,
+        latency_evaluation=kept.latency if kept is not None else None,
         conditions=settle(verdicts, previous_conditions, generation, now),
     )

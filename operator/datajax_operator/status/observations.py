@@ -1,7 +1,7 @@
 """What the operator saw in the cluster, as plain data: the input of the pure status evaluation.
 
-``observe.py`` fills these from the API server; tests build them by hand. Sidecar metrics (issue 5)
-join here as another field, so evaluation stays a pure function of (spec, plan, observations, now).
+``observe.py`` fills these from the API server and the sidecars; tests build them by hand, so
+evaluation stays a pure function of (spec, plan, observations, now).
 """
 
 from dataclasses import dataclass
@@ -22,6 +22,33 @@ class WorkloadObservation:
 
 
 @dataclass(frozen=True)
+class SidecarFigures:
+    """What one serving sidecar (one slice) exported, over its own window; NaN where it exports NaN."""
+
+    usd_per_hour: float
+    prompt_tokens_per_second: float
+    generation_tokens_per_second: float
+    prefix_cache_hit_ratio: float
+    p95_e2e_latency_seconds: float
+    p95_ttft_seconds: float
+    window_seconds: float
+    upstream_up: bool
+    plan_registered: bool | None = None
+    """None when the sidecar reports no plan (it was started without --plan-status)."""
+    plan_reason: str | None = None
+    """The reason the vLLM plugin gave (CamelCase), from datajax_plan_info."""
+
+
+@dataclass(frozen=True)
+class SidecarScrape:
+    """One sidecar endpoint of the model and what a scrape of it gave: figures or an error."""
+
+    endpoint: str
+    figures: SidecarFigures | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything gathered for one model in one reconcile."""
 
@@ -29,3 +56,5 @@ class Observations:
     """None when no workload exists (not created yet, or the spec is invalid)."""
     missing_api: str | None = None
     """The API the plan needs but the cluster does not serve, e.g. the LeaderWorkerSet CRD."""
+    sidecars: tuple[SidecarScrape, ...] = ()
+    """Every sidecar endpoint found in the Service's EndpointSlices, scraped in this pass."""

@@ -1,0 +1,55 @@
+"""E2E fixtures: the session's API server, the shared in-process operator with a 1 s observe interval,
+and served models whose pods are emulated on loopback (see harness.py)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+E2E = Path(__file__).resolve().parent
+sys.path[:0] = [str(E2E), str(E2E.parent), str(E2E.parent / "integration")]
+
+from harness import DIAL, Served  # noqa: E402
+from kubehelpers import Operators, RunningOperator  # noqa: E402
+from kubernetes import client  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def e2e_operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOperator]:
+    """The session's one operator, restarted with e2e options: sidecars scrape vLLM every second and
+    the operator reads them back every second."""
+    config = tmp_path_factory.mktemp("operator") / "config.yaml"
+    config.write_text(yaml.safe_dump({"sidecarInterval": "1s", "observeInterval": "1s"}))
+    pool = Operators.shared(kubeconfig)
+    yield pool.ensure(config_path=config, sidecar_dial=DIAL)
+    pool.stop()
+
+
+@pytest.fixture
+def namespace(admin_client: Any) -> str:
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(admin_client).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def serve(
+    admin_client: Any, namespace: str, e2e_operator: RunningOperator, tmp_path: Path
+) -> Iterator[Callable[..., Served]]:
+    """serve(name, spec) -> a Served model in the test's namespace; everything stopped afterwards."""
+    served: list[Served] = []
+
+    def make(name: str, spec: dict[str, Any]) -> Served:
+        model = Served(admin_client, namespace, name, spec, tmp_path)
+        served.append(model)
+        return model
+
+    yield make
+    for model in served:
+        model.close()

@@ -1,0 +1,300 @@
+"""Aggregation across replicas and the cost/latency judgement: hysteresis, actions, restarts (pure)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from djm_fixtures import model_with
+
+from datajax_operator.api.status import DataJaxModelStatus
+from datajax_operator.observe import sidecar_endpoints, sidecar_figures
+from datajax_operator.plan import OperatorConfig, make_plan
+from datajax_operator.status import (
+    Evaluation,
+    Observations,
+    SidecarFigures,
+    SidecarScrape,
+    WorkloadObservation,
+    aggregate,
+    evaluate,
+    judge,
+)
+
+T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+WINDOW = 60  # the specs below use cost.window 1m
+
+
+def slice_figures(
+    prompt: float, generation: float, *, hit: float = 0.5, p95: float = 0.3, usd_per_hour: float = 21.6
+) -> SidecarFigures:
+    return SidecarFigures(
+        usd_per_hour=usd_per_hour,
+        prompt_tokens_per_second=prompt,
+        generation_tokens_per_second=generation,
+        prefix_cache_hit_ratio=hit,
+        p95_e2e_latency_seconds=p95,
+        p95_ttft_seconds=p95 / 10,
+        window_seconds=60.0,
+        upstream_up=True,
+    )
+
+
+def test_two_replicas_as_the_cost_model_page_computes_them() -> None:
+    """docs/cost-model.md, "Two replicas": scrape-1 -> 2 on one slice, scrape-2 -> 3 on the other."""
+    first = slice_figures(24070 / 5.5565, 1920 / 5.5565, hit=20224 / 24070, p95=0.285)
+    second = slice_figures(28886 / 5.4726, 9600 / 5.4726, hit=0.851, p95=0.764)
+    model = aggregate([first, second], basis="total", ceiling=3.0, min_tokens_per_second=1.0)
+    assert model.usd_per_hour == pytest.approx(43.2)
+    assert model.breakeven_tokens_per_second == pytest.approx(4000.0)
+    assert model.tokens_per_second == pytest.approx(11709.9, abs=0.1)
+    assert model.usd_per_million_tokens == pytest.approx(1.025, abs=5e-4)
+    mean_of_ratios = (21.6 / (4677.4 * 3600) * 1e6 + 21.6 / (7032.5 * 3600) * 1e6) / 2
+    assert mean_of_ratios == pytest.approx(1.068, abs=5e-4)  # what the rule avoids
+    assert model.prefix_cache_hit_ratio == pytest.approx(0.846, abs=5e-4)
+    assert model.p95_latency_seconds == 0.764
+    assert model.p95_ttft_seconds == pytest.approx(0.0764)
+
+
+def test_aggregate_output_basis_minimum_and_unknowns() -> None:
+    busy, warming = slice_figures(1000, 100), slice_figures(math.nan, math.nan, hit=math.nan, p95=math.nan)
+    model = aggregate([busy, warming], basis="output", ceiling=3.0, min_tokens_per_second=1.0)
+    assert model.tokens_per_second == 100.0  # the warming slice has no window yet: no tokens counted
+    assert model.usd_per_hour == pytest.approx(43.2)  # ... but it is paid for
+    assert model.usd_per_million_tokens == pytest.approx(43.2 / (100 * 3600) * 1e6)
+    assert model.prefix_cache_hit_ratio == 0.5 and model.p95_latency_seconds == 0.3
+    quiet = aggregate([busy], basis="output", ceiling=3.0, min_tokens_per_second=500)
+    assert math.isnan(quiet.usd_per_million_tokens) and quiet.tokens_per_second == 100.0
+    unknown = aggregate([warming], basis="total", ceiling=3.0, min_tokens_per_second=1.0)
+    assert math.isnan(unknown.tokens_per_second) and math.isnan(unknown.prefix_cache_hit_ratio)
+
+
+def scrapes(*figures: SidecarFigures | None) -> tuple[SidecarScrape, ...]:
+    return tuple(
+        SidecarScrape(f"10.0.0.{i}:9400", f, None if f is not None else "unreachable: refused")
+        for i, f in enumerate(figures, start=2)
+    )
+
+
+# 8 chips x $2.70 = $21.60/h per slice; break-even at a $3 ceiling: 2,000 tokens/s per slice.
+CHEAP = slice_figures(4000, 1000)  # $1.20/Mtok
+DEAR = slice_figures(400, 100)  # $12/Mtok
+
+
+class Run:
+    """Steps one model's judgement through time, feeding each status back as the previous one."""
+
+    def __init__(self, generation: int = 1, **spec: Any) -> None:
+        spec.setdefault("cost", {})
+        spec["cost"] = {"window": "1m", **spec["cost"]}
+        self.model = model_with(**spec)
+        self.generation = generation
+        self.status: DataJaxModelStatus | None = None
+        self.now = T0
+        self.actions: list[str] = []
+
+    def step(self, seconds: float, *figures: SidecarFigures | None) -> DataJaxModelStatus:
+        self.now = T0 + timedelta(seconds=seconds)
+        judgement = judge(self.model.spec, self.generation, self.status, scrapes(*figures), self.now)
+        plan = make_plan(self.model, OperatorConfig())
+        workload = WorkloadObservation(
+            "Deployment", "m", desired=judgement.replicas, available=judgement.replicas
+        )
+        status = evaluate(
+            Evaluation(plan=plan, problems=[]),
+            Observations(workload=workload),
+            self.generation,
+            self.status,
+            self.now,
+            judgement=judgement,
+        )
+        # what reconcile stores and reads back next time
+        self.status = DataJaxModelStatus.model_validate(
+            status.model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
+        self.replicas = judgement.replicas
+        self.actions += [a.reason for a in judgement.actions]
+        return self.status
+
+    def condition(self, kind: str = "CostCeilingBreached") -> tuple[str, str]:
+        assert self.status is not None
+        found = next(c for c in self.status.conditions if c.type == kind)
+        return found.status, found.reason
+
+
+def test_breach_needs_a_whole_window_of_samples_above() -> None:
+    run = Run()
+    run.step(0, CHEAP)
+    assert run.condition() == ("Unknown", "Evaluating")
+    run.step(30, CHEAP)
+    assert run.condition() == ("Unknown", "Evaluating")
+    run.step(60, CHEAP)
+    assert run.condition() == ("False", "UnderCeiling")
+    # one bad sample does not flip it; neither does one failed scrape
+    run.step(70, DEAR)
+    assert run.condition() == ("False", "UnderCeiling")
+    run.step(80, CHEAP)
+    run.step(90, None)
+    assert run.condition() == ("False", "UnderCeiling")
+    # above for less than a window: still False; a whole window: True
+    run.step(100, DEAR)
+    run.step(159, DEAR)
+    assert run.condition() == ("False", "UnderCeiling")
+    status = run.step(160, DEAR)
+    assert run.condition() == ("True", "CeilingExceeded")
+    breached = next(c for c in status.conditions if c.type == "CostCeilingBreached")
+    assert breached.last_transition_time == T0 + timedelta(seconds=160)
+    assert "$12.000/Mtok" in breached.message and "100.0" not in breached.message
+    assert "500.0 tokens/s" in breached.message and "break-even 2000.0" in breached.message
+    assert status.metrics is not None and status.metrics.cost_usd_per_million_tokens == 12.0
+    assert run.actions == []  # Alert: conditions and Events only
+    assert run.replicas == 1
+
+
+def test_unknown_reasons_insufficient_traffic_and_no_metrics() -> None:
+    run = Run(cost={"minTokensPerSecond": 10})
+    status = run.step(0)
+    assert run.condition() == ("Unknown", "NoMetrics")
+    assert run.condition("MetricsAvailable") == ("False", "NoEndpoints")
+    assert status.metrics is None
+    status = run.step(5, slice_figures(0, 0))
+    assert run.condition() == ("Unknown", "InsufficientTraffic")
+    assert run.condition("MetricsAvailable") == ("True", "SidecarsScraped")
+    assert status.metrics is not None and status.metrics.cost_usd_per_hour == 21.6
+    assert status.metrics.cost_usd_per_million_tokens is None  # not judged: absent, not 0
+    run.step(10, slice_figures(5, 4))  # 9 tokens/s < 10
+    assert run.condition() == ("Unknown", "InsufficientTraffic")
+    run.step(20, slice_figures(1, 1), None)
+    assert run.condition("MetricsAvailable")[1] == "ScrapeFailed"
+    # a True verdict becomes Unknown only after a whole window without a judgeable sample
+    run = Run()
+    run.step(0, DEAR)
+    run.step(60, DEAR)
+    assert run.condition() == ("True", "CeilingExceeded")
+    run.step(70, slice_figures(0, 0))
+    assert run.condition() == ("True", "CeilingExceeded")
+    run.step(130, slice_figures(0, 0))
+    assert run.condition() == ("Unknown", "InsufficientTraffic")
+
+
+def test_scale_down_one_slice_per_window_never_below_one_then_back() -> None:
+    run = Run(replicas=3, cost={"action": "ScaleDown"})
+    run.step(0, DEAR, DEAR, DEAR)
+    assert run.replicas == 3
+    run.step(60, DEAR, DEAR, DEAR)
+    assert run.condition() == ("True", "CeilingExceeded") and run.replicas == 2
+    run.step(90, DEAR, DEAR)
+    assert run.replicas == 2  # at most once per window
+    run.step(120, DEAR, DEAR)
+    assert run.replicas == 1
+    run.step(200, DEAR)
+    assert run.replicas == 1  # never below 1
+    assert run.actions == ["ScaledDown", "ScaledDown"]
+    run.step(210, CHEAP)
+    assert run.replicas == 1 and run.condition()[0] == "True"
+    run.step(270, CHEAP)
+    assert run.condition() == ("False", "UnderCeiling") and run.replicas == 3
+    assert run.actions[-1] == "ScaledUp"
+    assert run.status is not None and run.status.cost_evaluation is not None
+    assert run.status.cost_evaluation.replicas is None
+
+
+def test_suspend_until_the_spec_changes() -> None:
+    run = Run(replicas=2, cost={"action": "Suspend"})
+    run.step(0, DEAR, DEAR)
+    status = run.step(60, DEAR, DEAR)
+    assert run.replicas == 0 and status.phase == "Suspended"
+    assert run.condition() == ("True", "Suspended")
+    message = next(c.message for c in status.conditions if c.type == "CostCeilingBreached")
+    assert "To resume, change anything in the spec" in message
+    run.step(300, CHEAP, CHEAP)  # cheap again: still suspended, only a spec change resumes
+    assert run.replicas == 0 and run.actions == ["Suspended"]
+    run.generation = 2
+    status = run.step(310, DEAR, DEAR)
+    assert run.replicas == 2 and status.phase != "Suspended"
+    assert run.condition() == ("True", "CeilingExceeded")  # held, not re-judged yet
+    run.step(369, DEAR, DEAR)
+    assert run.replicas == 2
+    run.step(370, DEAR, DEAR)
+    assert run.replicas == 0  # a whole new window above: suspended again
+
+
+def test_state_survives_a_restart_and_an_unchanged_pass_writes_nothing() -> None:
+    """The status is the only memory: a fresh Run fed the stored status continues the window."""
+    run = Run()
+    run.step(0, DEAR)
+    stored = run.status
+    restarted = Run()
+    restarted.status = stored
+    restarted.step(60, DEAR)
+    assert restarted.condition() == ("True", "CeilingExceeded")
+    # no sidecars at all, twice: the second pass computes the very status it read
+    idle = Run()
+    first = idle.step(0)
+    assert idle.step(30) == first
+
+
+def test_latency_slo_and_plan_registration() -> None:
+    run = Run(slo={"p95LatencySeconds": 0.5}, plan={"configMapRef": {"name": "bundle"}})
+    slow = slice_figures(4000, 1000, p95=0.9)
+    registered = SidecarFigures(**{**slow.__dict__, "plan_registered": True, "plan_reason": "Registered"})
+    run.step(0, registered)
+    assert run.condition("LatencySLOBreached") == ("Unknown", "Evaluating")
+    assert run.condition("PlanRegistered") == ("True", "Registered")
+    run.step(60, registered)
+    assert run.condition("LatencySLOBreached") == ("True", "SLOExceeded")
+    failed = SidecarFigures(**{**slow.__dict__, "plan_registered": False, "plan_reason": "NoArchitecture"})
+    run.step(61, failed)
+    assert run.condition("PlanRegistered") == ("False", "NoArchitecture")
+    types = [c.type for c in (run.status.conditions if run.status else [])]
+    assert types == [
+        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "PlanRegistered", "CostCeilingBreached",
+        "LatencySLOBreached", "Ready",
+    ]  # fmt: skip
+    plain = Run()
+    plain.step(0, CHEAP)
+    assert {c.type for c in (plain.status.conditions if plain.status else [])} == {
+        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "CostCeilingBreached", "Ready",
+    }  # fmt: skip
+
+
+def test_endpoints_from_endpoint_slices() -> None:
+    slices = [
+        {
+            "ports": [{"name": "http", "port": 8000}, {"name": "metrics", "port": 9400}],
+            "endpoints": [
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": False}},
+                {"addresses": ["10.0.0.4"]},
+            ],
+        },
+        {"ports": [{"name": "metrics", "port": 9400}], "endpoints": [{"addresses": ["fd00::5"]}]},
+        {"ports": None, "endpoints": None},
+    ]
+    assert sidecar_endpoints(slices) == ["10.0.0.2:9400", "10.0.0.4:9400", "[fd00::5]:9400"]
+
+
+def test_sidecar_figures_from_the_sidecars_own_exposition() -> None:
+    from datajax_runtime.exporter import ExportState, render
+    from datajax_runtime.plan_status import PlanStatus
+    from datajax_runtime.window import Pricing, figures
+
+    pricing = Pricing(chips=8, usd_per_chip_hour=2.7)
+    state = ExportState(
+        figures=figures(None, pricing),
+        pricing=pricing,
+        upstream_up=True,
+        scrape_errors=0,
+        slo_p95_seconds=None,
+        plan_status_configured=True,
+        plan=PlanStatus(False, "NoArchitecture", "no architecture in the bundle"),
+        model="m",
+    )
+    parsed = sidecar_figures(render(state))
+    assert parsed.usd_per_hour == pytest.approx(21.6) and parsed.upstream_up
+    assert math.isnan(parsed.prompt_tokens_per_second) and parsed.window_seconds == 0.0
+    assert parsed.plan_registered is False and parsed.plan_reason == "NoArchitecture"
+    with pytest.raises(ValueError, match="datajax_cost_usd_per_hour"):
+        sidecar_figures("up 1\n")
