@@ -4,7 +4,7 @@ The API server refuses loopback addresses in an EndpointSlice, so the demo's sli
 IPs (192.0.2.x) and the operator must connect to 127.0.0.x instead. That map is deliberately not a
 flag of `datajax-operator run` (a cluster never needs it); this module takes it as ``--dial A=B``
 before the usual `run` arguments, parses those with the real command-line parser, and runs the same
-runner the CLI runs.
+runner the CLI runs (`runner.Options.sidecar_dial`, the hook the e2e tests use in-process).
 
     python -m datajax_operator.demo.operator_process --dial 192.0.2.11=127.0.0.11 run --kubeconfig K ...
 """
@@ -15,25 +15,9 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from datajax_operator import runner
 from datajax_operator.cli import build_parser
-
-
-def options(args: argparse.Namespace) -> runner.Options:
-    """The Options `datajax-operator run` builds from the same arguments."""
-    return runner.Options(
-        namespaces=tuple(args.namespace),
-        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-        config_path=Path(args.config) if args.config else None,
-        log_format=args.log_format,
-        liveness_port=args.liveness_port,
-        metrics_port=args.metrics_port,
-        peering=args.peering,
-        resync_seconds=args.resync_seconds,
-        bind_address=args.bind_address,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,10 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "run":
         front.error("only `run` is supported")
     dial = dict(item.split("=", 1) for item in ours.dial)
-    opts = options(args)
-    if "sidecar_dial" in {f.name for f in dataclasses.fields(runner.Options)}:
-        opts = dataclasses.replace(opts, sidecar_dial=dial)  # type: ignore[call-arg,unused-ignore]
-    runner.run(opts)
+    runner.run(dataclasses.replace(runner.options_from_args(args), sidecar_dial=dial))
     return 0
 
 

@@ -36,7 +36,6 @@ from datajax_operator.demo.pods import SimulatedControllers, dial_map
 from datajax_operator.demo.traffic import TrafficModel
 from datajax_operator.demo.vllm_server import SimulatedVllmFleet
 from datajax_operator.localcluster import LocalCluster, find_binary, free_port
-from datajax_operator.plan.config import OperatorConfig
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -338,10 +337,7 @@ class Demo:
             f"sidecars scrape every {self.timing.sidecar_interval})",
         )
         config = self.workdir / "operator-config.yaml"
-        settings = {"sidecarInterval": self.timing.sidecar_interval}
-        if "observe_interval" in OperatorConfig.model_fields:
-            settings["observeInterval"] = self.timing.observe_interval
-        config.write_text(yaml.safe_dump(settings))
+        config.write_text(yaml.safe_dump({"sidecarInterval": self.timing.sidecar_interval}))
         liveness = free_port()
         command = [
             sys.executable,
@@ -359,6 +355,8 @@ class Demo:
             str(liveness),
             "--metrics-port",
             str(free_port()),
+            "--observe-interval",
+            self.timing.observe_interval,
             "--resync-seconds",
             str(self.timing.resync_seconds),
             "--log-format",
@@ -584,7 +582,9 @@ class Demo:
         cost_events = [e for e in rec.events if "$" in e and "ceiling" in e]
         say.say(f"  events  {len(rec.events)} on datajaxmodel/{self.name}; about the cost:")
         for event in cost_events:
-            say.say(f"          {event if len(event) <= 150 else event[:147] + '...'}")
+            kind, reason, _, message = (event.split(" ", 3) + ["", "", "", ""])[:4]
+            line = f"{kind:7} {reason:15} {message.split(';')[0]}"
+            say.say(f"          {line if len(line) <= 140 else line[:137] + '...'}")
         say.say(
             "  real: API server, etcd, operator, sidecars, kubectl; "
             "simulated: vLLM traffic, kubelet status, EndpointSlices"
