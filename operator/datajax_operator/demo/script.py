@@ -582,7 +582,7 @@ class Demo:
         cost_events = [e for e in rec.events if "$" in e and "ceiling" in e]
         say.say(f"  events  {len(rec.events)} on datajaxmodel/{self.name}; about the cost:")
         for event in cost_events:
-            kind, reason, _, message = (event.split(" ", 3) + ["", "", "", ""])[:4]
+            kind, reason, _, message = [*event.split(" ", 3), "", "", "", ""][:4]
             line = f"{kind:7} {reason:15} {message.split(';')[0]}"
             say.say(f"          {line if len(line) <= 140 else line[:137] + '...'}")
         say.say(
