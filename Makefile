@@ -45,9 +45,10 @@ test: install tools lint
 test-unit: install
 	$(PY) -m pytest tests/unit
 
-## The main job: print the plan of the Llama 3.1 8B on v6e example.
-run: install
-	$(VENV)/bin/datajax-operator plan -f examples/llama3-8b-v6e.yaml -o table
+## The main job, the local demo: a real control plane, the operator and its sidecars serve the Llama 3.1 8B
+## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
+run: install tools
+	$(PY) -m datajax_operator.demo --model examples/llama3-8b-v6e.yaml
 
 ## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install

@@ -1,0 +1,258 @@
+"""A traffic model for simulated vLLM servers: requests arrive, are served, and move vLLM's metrics.
+
+What is modelled, per finished request, and why it is enough for the sidecar's figures to behave as
+on a real slice:
+- arrivals are a Poisson process at the rate the caller sets (the load balancer splits the total
+  evenly over the serving replicas, as a Service does);
+- prompt and output lengths are log-normal (long right tails, as in chat traffic), clipped to the
+  context length; a share of the requests start with a shared system prompt whose whole KV blocks
+  are prefix-cache hits (vLLM counts prefix-cache queries and hits in tokens);
+- latency grows with load: with utilisation rho = offered tokens/s over the slice's capacity, queue,
+  prefill and inter-token times are stretched by 1 / (1 - rho) (an M/M/1-style growth, capped), so
+  p95 climbs when traffic lands on fewer slices;
+- gauges follow Little's law: requests running = arrival rate x time in the server.
+
+Each replica's state lives in a :class:`~datajax_operator.demo.exposition.VllmExposition`; time only
+advances when someone asks (``advance(now)``), so a scrape always sees every request up to its
+instant, and a seeded random generator makes a run repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+from dataclasses import dataclass
+
+from datajax_operator.demo.exposition import VllmExposition
+
+__all__ = ["RequestMix", "SimulatedReplica", "SliceModel", "TrafficModel"]
+
+ENGINE = "0"
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """The shape of one request (token counts), independent of the hardware serving it."""
+
+    prompt_tokens_median: float = 600.0
+    prompt_tokens_sigma: float = 0.6
+    output_tokens_median: float = 100.0
+    output_tokens_sigma: float = 0.45
+    shared_prefix_tokens: int = 512
+    """A system prompt (e.g. instructions and tools) that some requests start with."""
+    prefix_share: float = 0.7
+    """Share of requests that start with the shared prefix."""
+    user_tokens_median: float = 250.0
+    """Length of what follows the shared prefix in those requests."""
+    stop_share: float = 0.8
+    """Share of requests that end on a stop token; the rest hit their max_tokens."""
+
+    def mean_tokens(self) -> float:
+        """Expected prompt + output tokens of one request (log-normal mean = median x e^(sigma^2/2))."""
+        unshared = self.prompt_tokens_median * math.exp(self.prompt_tokens_sigma**2 / 2)
+        shared = self.shared_prefix_tokens + self.user_tokens_median * math.exp(
+            self.prompt_tokens_sigma**2 / 2
+        )
+        prompt = self.prefix_share * shared + (1 - self.prefix_share) * unshared
+        return prompt + self.output_tokens_median * math.exp(self.output_tokens_sigma**2 / 2)
+
+
+@dataclass(frozen=True)
+class SliceModel:
+    """How one serving slice performs; defaults are of the order of an 8B model on a v6e-8 slice."""
+
+    capacity_tokens_per_second: float = 20_000.0
+    """Prompt + output tokens per second the slice sustains at full batch."""
+    prefill_tokens_per_second: float = 40_000.0
+    inter_token_seconds: float = 0.0055
+    """Time per output token of an unloaded slice."""
+    queue_seconds: float = 0.02
+    """Mean wait for a batch slot at half load."""
+    max_model_len: int = 8192
+    max_num_seqs: int = 256
+    kv_cache_tokens: int = 1_000_000
+    block_size: int = 128
+    """KV block size: only whole blocks of a shared prefix are cache hits."""
+    max_slowdown: float = 10.0
+
+
+class SimulatedReplica:
+    """One vLLM server (engine 0) fed by its share of the traffic."""
+
+    def __init__(
+        self,
+        name: str,
+        served_name: str,
+        mix: RequestMix,
+        slice_model: SliceModel,
+        *,
+        now: float,
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.mix = mix
+        self.slice = slice_model
+        self.metrics = VllmExposition(served_name, max_model_len=slice_model.max_model_len, started_at=now)
+        self.rate = 0.0
+        self._clock = now
+        self._random = random.Random(seed)
+        self._next_arrival = math.inf
+
+    @property
+    def utilisation(self) -> float:
+        return self.rate * self.mix.mean_tokens() / self.slice.capacity_tokens_per_second
+
+    def slowdown(self) -> float:
+        """How much longer everything takes than on an idle slice."""
+        return min(1.0 / max(1.0 - self.utilisation, 1.0 / self.slice.max_slowdown), self.slice.max_slowdown)
+
+    def set_rate(self, requests_per_second: float, now: float) -> None:
+        """Change the arrival rate from ``now`` on (everything before is accounted at the old rate)."""
+        self.advance(now)
+        self.rate = max(requests_per_second, 0.0)
+        self._next_arrival = now + self._gap() if self.rate > 0 else math.inf
+        self._update_gauges()
+
+    def advance(self, now: float) -> None:
+        """Finish every request that arrived up to ``now``."""
+        while self._next_arrival <= now:
+            self._serve_one()
+            self._next_arrival += self._gap()
+        self._clock = max(self._clock, now)
+
+    def _gap(self) -> float:
+        return self._random.expovariate(self.rate)
+
+    def _lognormal(self, median: float, sigma: float) -> int:
+        return max(1, round(self._random.lognormvariate(math.log(median), sigma)))
+
+    def _serve_one(self) -> None:
+        mix, slc, rnd = self.mix, self.slice, self._random
+        limit = slc.max_model_len - 1
+        if rnd.random() < mix.prefix_share:
+            prompt = min(
+                mix.shared_prefix_tokens + self._lognormal(mix.user_tokens_median, mix.prompt_tokens_sigma),
+                limit,
+            )
+            cached = (min(mix.shared_prefix_tokens, prompt) // slc.block_size) * slc.block_size
+        else:
+            prompt = min(self._lognormal(mix.prompt_tokens_median, mix.prompt_tokens_sigma), limit)
+            cached = 0
+        output = min(
+            self._lognormal(mix.output_tokens_median, mix.output_tokens_sigma), slc.max_model_len - prompt
+        )
+        stopped = rnd.random() < mix.stop_share
+        max_tokens = min(max(512, output), slc.max_model_len - prompt) if stopped else output
+        slow = self.slowdown()
+        queue = (
+            rnd.expovariate(1.0 / (slc.queue_seconds * 2 * self.utilisation * slow))
+            if self.utilisation > 0
+            else 0.0
+        )
+        prefill = (prompt - cached) / slc.prefill_tokens_per_second * slow
+        itl = slc.inter_token_seconds * slow * rnd.lognormvariate(0.0, 0.15)
+        decode = itl * (output - 1)
+        ttft = queue + prefill
+        e2e = ttft + decode
+
+        m = self.metrics
+        labels = {"engine": ENGINE}
+        m.add("vllm:prompt_tokens_total", prompt, **labels)
+        m.add("vllm:generation_tokens_total", output, **labels)
+        m.add("vllm:prefix_cache_queries_total", prompt, **labels)
+        m.add("vllm:prefix_cache_hits_total", cached, **labels)
+        m.add("vllm:prompt_tokens_cached_total", cached, **labels)
+        m.add("vllm:prompt_tokens_by_source_total", prompt - cached, source="local_compute", **labels)
+        m.add("vllm:prompt_tokens_by_source_total", cached, source="local_cache_hit", **labels)
+        m.add("vllm:prompt_tokens_cached_by_source_total", cached, source="device", **labels)
+        m.add("vllm:request_success_total", 1, finished_reason="stop" if stopped else "length", **labels)
+        m.observe("vllm:e2e_request_latency_seconds", e2e, engine=ENGINE)
+        m.observe("vllm:time_to_first_token_seconds", ttft, engine=ENGINE)
+        m.observe("vllm:inter_token_latency_seconds", itl, count=output - 1, engine=ENGINE)
+        m.observe("vllm:request_time_per_output_token_seconds", itl, engine=ENGINE)
+        m.observe("vllm:request_queue_time_seconds", queue, engine=ENGINE)
+        m.observe("vllm:request_prefill_time_seconds", prefill, engine=ENGINE)
+        m.observe("vllm:request_decode_time_seconds", decode, engine=ENGINE)
+        m.observe("vllm:request_inference_time_seconds", prefill + decode, engine=ENGINE)
+        m.observe("vllm:request_prompt_tokens", prompt, engine=ENGINE)
+        m.observe("vllm:request_generation_tokens", output, engine=ENGINE)
+        m.observe("vllm:request_max_num_generation_tokens", max_tokens, engine=ENGINE)
+        m.observe("vllm:request_params_max_tokens", max_tokens, engine=ENGINE)
+        m.observe("vllm:request_params_n", 1, engine=ENGINE)
+        m.observe("vllm:request_prefill_kv_computed_tokens", prompt - cached, engine=ENGINE)
+        m.observe("vllm:request_num_preemptions", 0, engine=ENGINE)
+
+    def _update_gauges(self) -> None:
+        """Little's law on the expected times at the current rate and load."""
+        mix, slc = self.mix, self.slice
+        slow = self.slowdown()
+        output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
+        in_server = slc.inter_token_seconds * slow * output
+        waiting = self.rate * slc.queue_seconds * 2 * self.utilisation * slow
+        running = min(self.rate * in_server, slc.max_num_seqs)
+        tokens = mix.mean_tokens()
+        labels = {"engine": ENGINE}
+        self.metrics.set("vllm:num_requests_running", round(running), **labels)
+        self.metrics.set("vllm:num_requests_waiting", round(waiting), **labels)
+        self.metrics.set("vllm:num_requests_waiting_by_reason", round(waiting), reason="capacity", **labels)
+        self.metrics.set(
+            "vllm:kv_cache_usage_perc", min(running * tokens / slc.kv_cache_tokens, 1.0), **labels
+        )
+
+    def scrape(self, now: float) -> str:
+        """The `/metrics` text at ``now``."""
+        self.advance(now)
+        return self.metrics.text()
+
+
+class TrafficModel:
+    """The total request rate, split evenly over the replicas currently behind the Service.
+
+    Thread-safe: HTTP handlers scrape replicas while the demo changes the rate and the replica set.
+    """
+
+    def __init__(
+        self, mix: RequestMix | None = None, slice_model: SliceModel | None = None, seed: int = 8
+    ) -> None:
+        self.mix = mix or RequestMix()
+        self.slice = slice_model or SliceModel()
+        self.rate = 0.0
+        self._seed = seed
+        self._replicas: dict[str, SimulatedReplica] = {}
+        self._lock = threading.Lock()
+
+    def new_replica(self, name: str, served_name: str, now: float) -> SimulatedReplica:
+        """A replica, not yet receiving traffic (call :meth:`attach` when it is ready)."""
+        self._seed += 1
+        return SimulatedReplica(name, served_name, self.mix, self.slice, now=now, seed=self._seed)
+
+    def attach(self, replica: SimulatedReplica, now: float) -> None:
+        with self._lock:
+            self._replicas[replica.name] = replica
+            self._rebalance(now)
+
+    def detach(self, name: str, now: float) -> None:
+        with self._lock:
+            replica = self._replicas.pop(name, None)
+            if replica is not None:
+                replica.set_rate(0.0, now)
+            self._rebalance(now)
+
+    def set_rate(self, requests_per_second: float, now: float) -> None:
+        with self._lock:
+            self.rate = requests_per_second
+            self._rebalance(now)
+
+    def _rebalance(self, now: float) -> None:
+        share = self.rate / len(self._replicas) if self._replicas else 0.0
+        for replica in self._replicas.values():
+            replica.set_rate(share, now)
+
+    def scrape(self, replica: SimulatedReplica, now: float) -> str:
+        with self._lock:
+            return replica.scrape(now)
+
+    def tokens_per_second(self) -> float:
+        """Expected prompt + output tokens per second of the whole model at the current rate."""
+        return self.rate * self.mix.mean_tokens()
