@@ -3,7 +3,9 @@
 Level-triggered: every call reads the model afresh and drives the cluster to what the spec asks for,
 whatever happened before (an operator restart, a missed event, a person deleting a child). The steps:
 
-1. plan the spec (pure); a spec the planner rejects wants no children at all;
+1. read the wave spec the model names (``spec.plan.waveSpecRef``, a ConfigMap key) and plan the spec
+   (pure); a spec the planner rejects changes no child: what already serves keeps serving, untouched,
+   and ``SpecValid=False`` says what to fix (a new model simply gets no workload);
 2. render and server-side apply every wanted child (a no-op apply changes nothing on the server),
    except one whose name is taken by an object this model does not control: that object is left
    exactly as it is (never adopted, never deleted) and the status says so; a child the API server
@@ -19,12 +21,14 @@ The cost judgement (``status.judge``) runs before rendering, because the replica
 (fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
 user's, and the count is derived from it and ``status.costEvaluation`` alone.
 
-A spec that cannot be planned removes the workload rather than leaving an older spec serving under a
-generation, price and ceiling the user has since replaced; the status says why.
+An edit that cannot be planned must not take a serving model down: nothing is lost, and the status
+(``SpecValid=False``, ``Ready=False``) says that the running workload is the last valid spec's.
+The wave-spec ConfigMap is not watched: an edit to it reaches the plan at the next resync.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +42,7 @@ from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.kube import (
     CHILD_KINDS,
+    CONFIG_MAP,
     DATAJAX_MODEL,
     DEPLOYMENT,
     LEADER_WORKER_SET,
@@ -77,17 +82,50 @@ def _ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
 
 
+WAVE_SPEC_FIELD = "spec.plan.waveSpecRef"
+
+
+def _wave_spec(kube: Kube, raw: dict[str, Any]) -> dict[str, Any] | Problem | None:
+    """The decoded wave spec the model names, a Problem saying why it cannot be used, or None when the
+    model names none. Read from the raw object: the spec itself is validated by the planner step."""
+    ref = ((raw.get("spec") or {}).get("plan") or {}).get("waveSpecRef")
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+        return None
+    name, key = ref["name"], ref.get("key", "bundle.json")
+    found = kube.get(CONFIG_MAP, raw["metadata"]["namespace"], name)
+    if found is None:
+        return Problem(
+            WAVE_SPEC_FIELD,
+            f"ConfigMap {name} does not exist in this namespace: create it with the JSON that "
+            f"datajax-export-wavespec writes under key {key}, or remove the reference",
+        )
+    text = (found.get("data") or {}).get(key)
+    if text is None:
+        return Problem(WAVE_SPEC_FIELD, f"ConfigMap {name} has no key {key}: set waveSpecRef.key")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        return Problem(WAVE_SPEC_FIELD, f"ConfigMap {name} key {key} is not JSON ({err})")
+    if not isinstance(document, dict):
+        return Problem(WAVE_SPEC_FIELD, f"ConfigMap {name} key {key} is not a JSON object")
+    return document
+
+
 def _plan(
     raw: dict[str, Any],
     config: OperatorConfig,
     previous: DataJaxModelStatus | None,
     sidecars: Sequence[SidecarScrape],
     now: datetime,
+    *,
+    wave_spec: dict[str, Any] | Problem | None,
 ) -> tuple[Evaluation, Judgement | None, list[dict[str, Any]]]:
     """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
+    if isinstance(wave_spec, Problem):
+        return Evaluation(plan=None, problems=[wave_spec]), None, []
     try:
         model = DataJaxModel.model_validate(raw)
-        plan = make_plan(model, config)
+        plan = make_plan(model, config, wave_spec)
     except ValidationError as err:
         return Evaluation(plan=None, problems=validation_problems(err)), None, []
     except PlanError as err:
@@ -191,7 +229,9 @@ def reconcile(
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
     previous = _previous_status(raw)
-    evaluation, judgement, desired = _plan(raw, config, previous, sidecars, now)
+    evaluation, judgement, desired = _plan(
+        raw, config, previous, sidecars, now, wave_spec=_wave_spec(kube, raw)
+    )
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
     if not lws_served and any(o["kind"] == LEADER_WORKER_SET.kind for o in desired):

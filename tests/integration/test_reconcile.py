@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -376,3 +377,43 @@ def _dependents_of(api: Api, ns: str, uid: str) -> list[tuple[str, str]]:
             if any(ref["uid"] == uid for ref in item["metadata"].get("ownerReferences", [])):
                 found.append((kind, item["metadata"]["name"]))
     return found
+
+
+WAVE_SPEC = (
+    Path(__file__).resolve().parents[1] / "unit" / "wavespec" / "chat-shared-system-prompt.wavespec.json"
+)
+
+
+def test_the_wave_spec_configmap_shapes_the_served_args(
+    api: Api, namespace: str, operator: RunningOperator
+) -> None:
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DataJaxModel",
+        "metadata": {"name": "tuned", "namespace": namespace},
+        "spec": {
+            "model": {"name": "org/m"},
+            "tpu": {"generation": "v6e", "topology": "2x4"},
+            "plan": {"waveSpecRef": {"name": "waves", "key": "wavespec.json"}},
+        },
+    }
+    api.create_model(doc)  # before its ConfigMap exists: flagged, no workload
+    missing = wait_for(lambda: api.condition(namespace, "tuned", "SpecValid"), what="SpecValid")
+    assert missing["status"] == "False" and missing["reason"] == "WaveSpecUnusable"
+    assert "spec.plan.waveSpecRef" in missing["message"] and "waves" in missing["message"]
+    assert api.deployment(namespace, "tuned") is None
+
+    text = WAVE_SPEC.read_text()
+    api.core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "waves"}, "data": {"wavespec.json": text}}
+    )
+    api.patch_spec(namespace, "tuned", {"replicas": 1})  # a spec event; the resync would also pick it up
+    deployment = wait_for(lambda: api.deployment(namespace, "tuned"), what="the Deployment")
+    vllm = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "vllm")
+    model = DataJaxModel.model_validate(doc)
+    expected = make_plan(model, OperatorConfig(), json.loads(text)).vllm_args
+    without = make_plan(model, OperatorConfig()).vllm_args
+    assert expected != without, "the fixture must change some serving default"
+    served = " ".join(vllm.get("command", []) + vllm.get("args", []))
+    for arg in expected:
+        assert arg in served, f"{arg} (derived from the wave spec) not in the served command"

@@ -32,6 +32,7 @@ _CHECK_BY_FIELD = (
     ("spec.mesh", "MeshMismatch"),
     ("spec.tpu", "NoTPUPlacement"),
     ("spec.cost", "PriceUnknown"),
+    ("spec.plan.waveSpecRef", "WaveSpecUnusable"),
 )
 
 
@@ -41,7 +42,7 @@ def check_reason(problems: list[Problem]) -> str:
         return "InvalidSpec"
     first = problems[0].field
     for prefix, reason in _CHECK_BY_FIELD:
-        if first == prefix or first.startswith(f"{prefix}.") or first.startswith(f"{prefix}["):
+        if first == prefix or first.startswith((f"{prefix}.", f"{prefix}[", f"{prefix} (")):
             return reason
     return "InvalidSpec"
 
