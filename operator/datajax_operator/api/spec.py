@@ -337,8 +337,9 @@ class PlanRefs(SpecModel):
     )
     wave_spec_ref: ConfigMapKey | None = Field(
         default=None,
-        description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. Mounted as "
-        "/etc/datajax/plan/wavespec.json.",
+        description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. The operator "
+        "reads it to derive serving defaults (prefix caching, chunk size, KV-cache dtype; explicit serving "
+        "fields win) and re-reads it at every resync; also mounted as /etc/datajax/plan/wavespec.json.",
     )
 
 
