@@ -59,6 +59,9 @@ class Outcome:
     deleted: tuple[str, ...]
     waiting_for: str | None
     """An API the plan needs that the cluster does not serve yet: retry later."""
+    workload_version: str | None = None
+    """resourceVersion of the workload as this pass read it back: a watch event carrying it is the echo
+    of what was already observed (the handlers skip it)."""
 
 
 def _ref(obj: dict[str, Any]) -> str:
@@ -169,4 +172,5 @@ def reconcile(kube: Kube, namespace: str, name: str, config: OperatorConfig, now
         applied=tuple(applied),
         deleted=tuple(deleted),
         waiting_for=waiting_for,
+        workload_version=found["metadata"].get("resourceVersion") if found else None,
     )
