@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -46,6 +47,8 @@ class Context:
     resync_seconds: float
     clock: Callable[[], datetime] = utc_now
     locks: dict[ModelKey, asyncio.Lock] = field(default_factory=dict)
+    executor: Executor | None = None
+    """Threads the blocking reconciles run in (None: the event loop's default, ~cores + 4)."""
     workload_versions: dict[ModelKey, str] = field(default_factory=dict)
     """Per model, the workload's resourceVersion as the last reconcile read it back."""
 
@@ -55,8 +58,8 @@ class Context:
         async with self.locks.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
             try:
-                outcome = await asyncio.to_thread(
-                    reconcile, self.kube, namespace, name, self.config, self.clock()
+                outcome = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, reconcile, self.kube, namespace, name, self.config, self.clock()
                 )
             except Exception:
                 self.metrics.errors.inc()

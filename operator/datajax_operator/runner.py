@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,10 @@ class Options:
     metrics_port: int | None = 9090
     peering: str | None = None
     resync_seconds: float = 60.0
+    workers: int = 16
+    """Reconciles that may run at once (threads, and API connections kept open). Each pass waits on
+    about a dozen sequential API requests, so with the default executor (~cores + 4 threads) a burst
+    of new models queued while the operator and the API server sat mostly idle (make bench)."""
     bind_address: str = "0.0.0.0"
     """Where liveness and metrics listen: every interface in a pod (the kubelet and Prometheus call
     in), loopback in tests."""
@@ -68,7 +73,8 @@ def run(
             log_format=kopf.LogFormat.JSON if options.log_format == "json" else kopf.LogFormat.FULL
         )
     config = load_config(options.config_path)
-    kube = Kube.connect(str(options.kubeconfig) if options.kubeconfig else None)
+    kube = Kube.connect(str(options.kubeconfig) if options.kubeconfig else None, connections=options.workers)
+    executor = ThreadPoolExecutor(options.workers, thread_name_prefix="reconcile")
     metrics = OperatorMetrics()
     server = (
         metrics.serve(options.metrics_port, options.bind_address)
@@ -83,6 +89,7 @@ def run(
             config=config,
             metrics=metrics,
             resync_seconds=options.resync_seconds,
+            executor=executor,
         ),
     )
     try:
@@ -105,6 +112,7 @@ def run(
         if server is not None:
             server.shutdown()
             server.server_close()
+        executor.shutdown(wait=False, cancel_futures=True)
         kube.close()
 
 
@@ -129,6 +137,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--resync-seconds", type=float, default=60.0, help="re-observe every model this often"
     )
+    parser.add_argument("--workers", type=int, default=16, help="reconciles that may run at once (threads)")
     parser.set_defaults(func=_cmd_run)
 
 
@@ -143,6 +152,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             metrics_port=args.metrics_port,
             peering=args.peering,
             resync_seconds=args.resync_seconds,
+            workers=args.workers,
         )
     )
     return 0

@@ -45,6 +45,7 @@ from apiclient import (
     SERVICES,
     WRITE_VERBS,
     Api,
+    ApiError,
     Endpoint,
     Resource,
     bounded,
@@ -65,6 +66,8 @@ OPERATOR = Path(sys.executable).with_name("datajax-operator")
 CREATES_IN_FLIGHT = 32
 WATCHED_CHILDREN = (DEPLOYMENTS, LEADER_WORKER_SETS, SERVICES)
 WRITE_RESOURCES = frozenset({"datajaxmodels", "deployments", "leaderworkersets", "services", "events"})
+_DURATION_COUNT = "datajax_operator_reconcile_duration_seconds_count"
+_DURATION_SUM = "datajax_operator_reconcile_duration_seconds_sum"
 FAKE_UID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -81,6 +84,8 @@ class Settings:
     settle_seconds: float = 5.0
     """The steady-state window starts once nothing has changed for this long."""
     profile: bool = True
+    workers: int | None = None
+    """``datajax-operator run --workers`` (None: the operator's default)."""
     timeout_seconds: float = 120.0
     """How long a burst may take, plus half a second per model."""
 
@@ -138,23 +143,34 @@ class Tracker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _follow(self, resource: Resource, since: str) -> None:
-        async for arrived, kind, obj in self.api.watch(
-            resource, self.namespace, since, metadata_only=resource is not MODELS
-        ):
-            name = obj["metadata"]["name"]
-            if resource is MODELS:
-                self._model_event(arrived, kind, name, obj)
-            elif resource is EVENTS:
-                self._count(resource, kind, "event")
-            else:
-                self._count(resource, kind, "child")
-                if kind == "ADDED":
-                    seen = self.children.setdefault(name, set())
-                    seen.add("service" if resource is SERVICES else "workload")
-                    if len(seen) == 2 and name not in self.children_at:
-                        self.children_at[name] = arrived
-            self.last_event = arrived
-            self._changed.set()
+        """One watch, resumed where it ended; a 429 is the watch cache of a new CRD still starting."""
+        while True:
+            try:
+                async for arrived, kind, obj in self.api.watch(
+                    resource, self.namespace, since, metadata_only=resource is not MODELS
+                ):
+                    since = obj["metadata"]["resourceVersion"]
+                    self._event(resource, arrived, kind, obj)
+            except ApiError as err:
+                if err.status != 429:
+                    raise
+                await asyncio.sleep(0.5)
+
+    def _event(self, resource: Resource, arrived: float, kind: str, obj: dict[str, Any]) -> None:
+        name = obj["metadata"]["name"]
+        if resource is MODELS:
+            self._model_event(arrived, kind, name, obj)
+        elif resource is EVENTS:
+            self._count(resource, kind, "event")
+        else:
+            self._count(resource, kind, "child")
+            if kind == "ADDED":
+                seen = self.children.setdefault(name, set())
+                seen.add("service" if resource is SERVICES else "workload")
+                if len(seen) == 2 and name not in self.children_at:
+                    self.children_at[name] = arrived
+        self.last_event = arrived
+        self._changed.set()
 
     async def quiet(self, seconds: float, timeout: float) -> None:
         """Until no watched object has changed for ``seconds`` (the operator has finished the
@@ -196,6 +212,10 @@ class Tracker:
         while True:
             if check is not None:
                 check()
+            for task in self._tasks:
+                if task.done():
+                    task.result()  # a watch that failed: raise its error
+                    raise RuntimeError("a watch ended")
             times = [self.settled(n) for n in names]
             if all(t is not None for t in times):
                 return max(t for t in times if t is not None)
@@ -319,7 +339,7 @@ class Operator:
 
 
 async def start_operator(
-    variant: str, namespace: str, kubeconfig: Path, workdir: Path, resync: float
+    variant: str, namespace: str, kubeconfig: Path, workdir: Path, settings: Settings
 ) -> Operator:
     liveness = free_port()
     log = workdir / f"{variant}-{namespace}.log"
@@ -354,7 +374,8 @@ async def start_operator(
                 "--log-format",
                 "json",
                 "--resync-seconds",
-                str(resync),
+                str(settings.resync_seconds),
+                *(["--workers", str(settings.workers)] if settings.workers else []),
             ],
             log,
         )
@@ -371,7 +392,7 @@ async def burst(
     await api.create_namespace(namespace)
     operator = None
     if variant != "raw":
-        operator = await start_operator(variant, namespace, kubeconfig, workdir, settings.resync_seconds)
+        operator = await start_operator(variant, namespace, kubeconfig, workdir, settings)
     tracker = Tracker(api, namespace, needs_children=variant != "kopf-minimal")
     await tracker.start()
     profiler = None
@@ -382,6 +403,7 @@ async def burst(
     plans = [desired(i, namespace, config) for i in range(n)] if variant == "raw" else []
     meter = CpuMeter(operator.process.pid if operator else None)
     requests_before = await api.requests_served(WRITE_RESOURCES, WRITE_VERBS | READ_VERBS)
+    metrics_before = await operator.metrics() if operator else {}
     meter.begin()
     started = time.monotonic()
     if variant == "raw":
@@ -395,6 +417,7 @@ async def burst(
     cpu = meter.end()
     await tracker.quiet(settings.settle_seconds, timeout=120)  # trailing reconciles, Events, annotations
     requests_after = await api.requests_served(WRITE_RESOURCES, WRITE_VERBS | READ_VERBS)
+    metrics_after = await operator.metrics() if operator else {}
     requests = {
         k: round((v - requests_before.get(k, 0.0)) / n, 2)
         for k, v in sorted(requests_after.items())
@@ -409,6 +432,11 @@ async def burst(
         "cpu_seconds": cpu,
         "requests_per_model": requests,
     }
+    passes = metrics_after.get(_DURATION_COUNT, 0.0) - metrics_before.get(_DURATION_COUNT, 0.0)
+    if passes:
+        result["reconciles_per_model"] = round(passes / n, 2)
+        spent = metrics_after[_DURATION_SUM] - metrics_before.get(_DURATION_SUM, 0.0)
+        result["reconcile_mean_ms"] = round(1000 * spent / passes, 1)
     if tracker.needs_children:
         result["apply_to_children"] = percentiles(tracker.latencies(names))
     if profiler is not None:

@@ -64,13 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--steady-seconds", type=float, default=60.0, help="steady-state window at the largest N"
     )
+    parser.add_argument("--workers", type=int, help="datajax-operator run --workers (default: its own)")
     parser.add_argument("--keep", type=Path, help="keep the operators' logs and profiles in this directory")
     args = parser.parse_args(argv)
     settings = (
         bench_reconcile.Settings.smoke()
         if args.smoke
         else bench_reconcile.Settings(
-            sizes=tuple(int(n) for n in args.sizes.split(",")), steady_seconds=args.steady_seconds
+            sizes=tuple(int(n) for n in args.sizes.split(",")),
+            steady_seconds=args.steady_seconds,
+            workers=args.workers,
         )
     )
     with tempfile.TemporaryDirectory(prefix="datajax-bench-") as tmp:
@@ -81,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         ) as cluster:
             endpoint = Endpoint(cluster.server, cluster.token, cluster.ca_cert)
             results = run(endpoint, cluster.kubeconfig, workdir, settings, smoke=args.smoke)
-    check(results)
-    print()
-    print(tables(results))
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench-{results['started_at'].replace(':', '').replace('-', '')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(tables(results))
     print(f"\nresults: {out}")
+    check(results)
     return 0
 
 
