@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd docs cluster clean
+.PHONY: install tools lint test test-unit run crd docs cluster bench clean
 
 # A stamp so `make install` is a no-op until pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -49,6 +49,11 @@ test-unit: install
 ## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
 run: install tools
 	$(PY) -m datajax_operator.demo --model examples/llama3-8b-v6e.yaml
+
+## Benchmarks against a local control plane (not part of `make test`; ~10 minutes on 2 cores):
+## Markdown tables on stdout, the JSON in bench/results/. See docs/benchmarks.md.
+bench: install tools
+	$(PY) tests/bench/run_bench.py
 
 ## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install

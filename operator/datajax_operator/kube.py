@@ -159,8 +159,13 @@ class Kube:
         self._api = api_client
 
     @classmethod
-    def connect(cls, kubeconfig: str | None = None) -> Kube:
-        return cls(client.ApiClient(load_configuration(kubeconfig)))
+    def connect(cls, kubeconfig: str | None = None, connections: int | None = None) -> Kube:
+        """``connections``: the most concurrent requests that keep their connection (TLS) alive; at
+        least the number of threads calling, else the pool drops and re-handshakes connections."""
+        configuration = load_configuration(kubeconfig)
+        if connections is not None:
+            configuration.connection_pool_maxsize = connections
+        return cls(client.ApiClient(configuration))
 
     def close(self) -> None:
         self._api.close()  # type: ignore[no-untyped-call]

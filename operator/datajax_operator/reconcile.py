@@ -54,7 +54,7 @@ from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
-from datajax_operator.render.names import INSTANCE_LABEL, MANAGED_BY_LABEL, MANAGER, base_name
+from datajax_operator.render.names import child_names
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.conditions import transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
@@ -76,6 +76,9 @@ class Outcome:
     deleted: tuple[str, ...]
     waiting_for: str | None
     """An API the plan needs that the cluster does not serve yet: retry later."""
+    workload_version: str | None = None
+    """resourceVersion of the workload as this pass read it back: a watch event carrying it is the echo
+    of what was already observed (the handlers skip it)."""
 
 
 def _ref(obj: dict[str, Any]) -> str:
@@ -184,19 +187,25 @@ def _apply_children(
 def _delete_unwanted(
     kube: Kube, model: dict[str, Any], wanted: list[dict[str, Any]], lws_served: bool
 ) -> list[str]:
+    """Delete the children of kinds the plan no longer wants (only those this model controls).
+
+    Each kind of child has one deterministic name per model (``child_names``), so a kind the plan
+    does not want has at most that one child of ours: a GET by name per such kind, instead of a
+    label-selected LIST per kind, which the API server answers by scanning every object of the kind
+    in the namespace (make bench: 3 LISTs per pass were a quarter of a burst's requests)."""
     meta = model["metadata"]
-    keep = {(o["kind"], o["metadata"]["name"]) for o in wanted}
-    selector = f"{INSTANCE_LABEL}={base_name(meta['name'])},{MANAGED_BY_LABEL}={MANAGER}"
+    wanted_kinds = {o["kind"] for o in wanted}
+    names = child_names(meta["name"])
     deleted = []
     for kind in CHILD_KINDS:
-        if kind is LEADER_WORKER_SET and not lws_served:
+        if kind.kind in wanted_kinds or (kind is LEADER_WORKER_SET and not lws_served):
             continue
-        for child in kube.list(kind, meta["namespace"], selector):
-            child_meta = child["metadata"]
-            if (kind.kind, child_meta["name"]) in keep or not _controlled_by(child, meta["uid"]):
-                continue
-            if kube.delete(kind, meta["namespace"], child_meta["name"], child_meta["uid"]):
-                deleted.append(f"{kind.kind}/{child_meta['name']}")
+        name = names[kind.kind]
+        child = kube.get(kind, meta["namespace"], name)
+        if child is None or not _controlled_by(child, meta["uid"]):
+            continue
+        if kube.delete(kind, meta["namespace"], name, child["metadata"]["uid"]):
+            deleted.append(f"{kind.kind}/{name}")
     return deleted
 
 
@@ -298,4 +307,5 @@ def reconcile(
         applied=tuple(applied),
         deleted=tuple(deleted),
         waiting_for=waiting_for,
+        workload_version=found["metadata"].get("resourceVersion") if found else None,
     )

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,7 +34,7 @@ INTERVAL = 5.0
 
 
 def eight_engines(text: str) -> str:
-    out = []
+    out: list[str] = []
     for line in text.split("\n"):
         if 'engine="0"' in line and not line.startswith("#"):
             out.extend(line.replace('engine="0"', f'engine="{engine}"') for engine in range(8))
@@ -97,21 +98,40 @@ def main(argv: list[str] | None = None) -> int:
         "--ring", type=int, default=int(600 / INTERVAL), help="scrapes in the window (10m / 5s)"
     )
     args = parser.parse_args(argv)
-    real = scrape_text(3)
-    inputs = {"real vLLM 0.32.0 exposition": real, "8-engine synthesised exposition": eight_engines(real)}
-    for label, text in inputs.items():
-        samples = len(parse(text).names)
-        wall, cpu = scrape_and_compute(ours, text, args.iterations, args.repeats, args.ring)
-        base_wall, base_cpu = scrape_and_compute(
-            snapshot_via_prometheus_client, text, max(1, args.iterations // 10), args.repeats, args.ring
-        )
+    for row in measure(args.iterations, args.repeats, args.ring):
         print(
-            f"{label} ({len(text.encode()) / 1024:.1f} KiB, {samples} samples): "
-            f"datajax {wall:.0f} us/scrape (cpu {cpu:.0f} us), "
-            f"prometheus_client {base_wall:.0f} us/scrape (cpu {base_cpu:.0f} us), "
-            f"ratio {base_wall / wall:.1f}x"
+            f"{row['input']} ({row['kib']:.1f} KiB, {row['samples']} samples): "
+            f"datajax {row['datajax_us']:.0f} us/scrape (cpu {row['datajax_cpu_us']:.0f} us), "
+            f"prometheus_client {row['baseline_us']:.0f} us/scrape (cpu {row['baseline_cpu_us']:.0f} us), "
+            f"ratio {row['ratio']:.1f}x"
         )
     return 0
+
+
+def measure(iterations: int, repeats: int, ring: int) -> list[dict[str, Any]]:
+    """One row per input: microseconds per scrape-and-compute (wall and CPU), ours and the baseline."""
+    real = scrape_text(3)
+    inputs = {"real vLLM 0.32.0 exposition": real, "8-engine synthesised exposition": eight_engines(real)}
+    rows = []
+    for label, text in inputs.items():
+        wall, cpu = scrape_and_compute(ours, text, iterations, repeats, ring)
+        base_wall, base_cpu = scrape_and_compute(
+            snapshot_via_prometheus_client, text, max(1, iterations // 10), repeats, ring
+        )
+        rows.append(
+            {
+                "input": label,
+                "kib": round(len(text.encode()) / 1024, 1),
+                "samples": len(parse(text).names),
+                "datajax_us": round(wall, 1),
+                "datajax_cpu_us": round(cpu, 1),
+                "baseline_us": round(base_wall, 1),
+                "baseline_cpu_us": round(base_cpu, 1),
+                "ratio": round(base_wall / wall, 1),
+                "cpu_ratio": round(base_cpu / cpu, 1) if cpu > 0 else None,
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Smoke mode of the sidecar benchmark: it runs and prints its figures (nothing is timed here)."""
+"""Smoke mode of the benchmarks: they run at a tiny size and produce well-formed figures (nothing is
+timed or compared here; `make bench` measures)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,7 @@ SCRIPT = Path(__file__).with_name("bench_sidecar.py")
 
 
 @pytest.mark.bench
-def test_benchmark_runs_in_tiny_mode() -> None:
+def test_sidecar_benchmark_runs_in_tiny_mode() -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--iterations", "2", "--repeats", "1", "--ring", "2"],
         capture_output=True,
@@ -30,3 +32,26 @@ def test_benchmark_runs_in_tiny_mode() -> None:
     for line in lines:
         assert re.fullmatch(pattern, line), line
     assert "435 samples" in lines[0]  # the whole real exposition was parsed
+
+
+@pytest.mark.bench
+def test_reconcile_benchmark_runs_in_tiny_mode(local_cluster: Any, kubeconfig: Path, tmp_path: Path) -> None:
+    """Every stage of `make bench` (raw limit, minimal kopf, operator burst, steady state, idle latency,
+    py-spy profile, sidecar) on the session's control plane, at N = 3."""
+    import bench_reconcile
+    import run_bench
+    from apiclient import Endpoint
+    from procs import py_spy
+    from report import check, tables
+
+    endpoint = Endpoint(local_cluster.server, local_cluster.token, local_cluster.ca_cert)
+    results = run_bench.run(endpoint, kubeconfig, tmp_path, bench_reconcile.Settings.smoke(), smoke=True)
+    check(results)
+    datajax = next(r for r in results["reconcile"]["throughput"] if r["variant"] == "datajax")
+    if py_spy() is not None:
+        assert datajax["profile"]["stages"], datajax
+    steady = results["reconcile"]["steady_state"][0]
+    assert steady["writes_per_minute"] == 0, steady["writes_by_kind"]  # a settled model costs no writes
+    text = tables(results)
+    for heading in ("Throughput", "ratio", "Latency", "Steady state", "Sidecar"):
+        assert heading in text

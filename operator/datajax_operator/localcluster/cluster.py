@@ -277,7 +277,8 @@ class LocalCluster:
                 f"--tls-private-key-file={self._pki.serving_key}",
                 f"--token-auth-file={self.workdir / 'tokens.csv'}",
                 "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                # a /16: make bench creates thousands of ClusterIP Services (a /24 holds 254)
+                "--service-cluster-ip-range=10.0.0.0/16",
                 "--allow-privileged=true",
                 "--disable-admission-plugins=ServiceAccount",
                 f"--service-account-issuer=https://127.0.0.1:{self.apiserver_port}/",

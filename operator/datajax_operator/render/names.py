@@ -54,3 +54,14 @@ def common_labels(model_name: str) -> dict[str, str]:
         MANAGED_BY_LABEL: MANAGER,
         COMPONENT_LABEL: "serving",
     }
+
+
+def child_names(model_name: str) -> dict[str, str]:
+    """The one name each kind of child of a model has (the reconcile finds unwanted children by it)."""
+    base = base_name(model_name)
+    return {
+        "Deployment": base,
+        "LeaderWorkerSet": base,
+        "Service": base,
+        "ConfigMap": sidecar_settings_name(model_name),
+    }

@@ -1,0 +1,98 @@
+"""`make bench`: start a local control plane, run every benchmark, print tables, write the JSON.
+
+    python tests/bench/run_bench.py [--sizes 100,500,1000] [--smoke] [--out bench/results]
+
+Not part of `make test` (it takes ~10 minutes and its figures depend on the machine's load); the
+smoke mode (`--smoke`, or tests/bench/test_bench_smoke.py) runs every benchmark at a tiny size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_reconcile
+import bench_sidecar
+from apiclient import Endpoint
+from procs import machine
+from report import check, tables
+
+from datajax_operator.localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+CRD_PATHS = [REPO / "crds", REPO / "tests" / "crds"]
+
+
+def run(
+    endpoint: Endpoint, kubeconfig: Path, workdir: Path, settings: bench_reconcile.Settings, *, smoke: bool
+) -> dict[str, Any]:
+    """Every benchmark against an already running control plane."""
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "settings": {k: v for k, v in vars(settings).items()},
+    }
+    print("==> reconcile: raw limit, minimal kopf operator, datajax-operator", flush=True)
+    results["reconcile"] = asyncio.run(bench_reconcile.measure(endpoint, kubeconfig, workdir, settings))
+    print("==> sidecar: scrape-and-compute vs prometheus_client", flush=True)
+    results["sidecar"] = (
+        bench_sidecar.measure(iterations=2, repeats=1, ring=2)
+        if smoke
+        else bench_sidecar.measure(iterations=200, repeats=5, ring=120)
+    )
+    results["machine"]["load_average_end"] = machine()["load_average"]
+    results["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100,500,1000", help="comma-separated model counts")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes and windows: checks shape only")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument(
+        "--steady-seconds", type=float, default=60.0, help="steady-state window at the largest N"
+    )
+    parser.add_argument("--workers", type=int, help="datajax-operator run --workers (default: its own)")
+    parser.add_argument("--keep", type=Path, help="keep the operators' logs and profiles in this directory")
+    args = parser.parse_args(argv)
+    settings = (
+        bench_reconcile.Settings.smoke()
+        if args.smoke
+        else bench_reconcile.Settings(
+            sizes=tuple(int(n) for n in args.sizes.split(",")),
+            steady_seconds=args.steady_seconds,
+            workers=args.workers,
+        )
+    )
+    with tempfile.TemporaryDirectory(prefix="datajax-bench-") as tmp:
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with LocalCluster(
+            crd_paths=[p for p in CRD_PATHS if p.exists()], workdir=workdir / "cluster"
+        ) as cluster:
+            endpoint = Endpoint(cluster.server, cluster.token, cluster.ca_cert)
+            results = run(endpoint, cluster.kubeconfig, workdir, settings, smoke=args.smoke)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"bench-{results['started_at'].replace(':', '').replace('-', '')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(tables(results))
+    print(f"\nresults: {out}")
+    check(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
