@@ -57,6 +57,7 @@ MODELS = Resource("/apis/datajax.dev/v1alpha1", "datajaxmodels")
 DEPLOYMENTS = Resource("/apis/apps/v1", "deployments")
 LEADER_WORKER_SETS = Resource("/apis/leaderworkerset.x-k8s.io/v1", "leaderworkersets")
 SERVICES = Resource("/api/v1", "services")
+CONFIG_MAPS = Resource("/api/v1", "configmaps")
 EVENTS = Resource("/api/v1", "events")
 NAMESPACES_PATH = "/api/v1/namespaces"
 

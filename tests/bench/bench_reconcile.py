@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 import yaml
 from apiclient import (
+    CONFIG_MAPS,
     DEPLOYMENTS,
     EVENTS,
     LEADER_WORKER_SETS,
@@ -264,9 +265,9 @@ def desired(index: int, namespace: str, config: OperatorConfig) -> tuple[dict[st
     operator's own planning, rendering and evaluation), with a placeholder owner uid."""
     doc = model_document(index, namespace)
     raw = {**copy.deepcopy(doc), "metadata": {**doc["metadata"], "uid": FAKE_UID, "generation": 1}}
-    evaluation, children = _plan(raw, config)
-    workload = children[0]
     now = datetime.now(UTC).replace(microsecond=0)
+    evaluation, _, children = _plan(raw, config, None, (), now, wave_spec=None)
+    workload = next(c for c in children if c["kind"] in ("Deployment", "LeaderWorkerSet"))
     status = evaluate(evaluation, gather(workload, None), 1, None, now)
     return doc, children, status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -282,9 +283,11 @@ async def _burst_raw(api: Api, tracker: Tracker, namespace: str, plans: list[Any
             uid = created["metadata"]["uid"]
             for child in children:
                 child["metadata"]["ownerReferences"][0]["uid"] = uid
-                resource = {"Deployment": DEPLOYMENTS, "LeaderWorkerSet": LEADER_WORKER_SETS}.get(
-                    child["kind"], SERVICES
-                )
+                resource = {
+                    "Deployment": DEPLOYMENTS,
+                    "LeaderWorkerSet": LEADER_WORKER_SETS,
+                    "ConfigMap": CONFIG_MAPS,
+                }.get(child["kind"], SERVICES)
                 await api.apply(resource, namespace, child["metadata"]["name"], child)
             body = {
                 "apiVersion": doc["apiVersion"],

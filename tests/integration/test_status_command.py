@@ -158,7 +158,7 @@ def test_status_screen_exit_codes_fleet_and_errors(
     )
     assert "data=1 x model=8  (tensor parallel 8, data parallel 1)" in out
     assert f"Endpoint    http://{name}.{namespace}.svc:8000/v1" in out
-    assert "$/Mtok      — (NotReported)  ceiling 3.000" in out
+    assert "$/Mtok      — (NoMetrics)  ceiling 3.000" in out  # the cost condition says why
     assert "SpecValid is True" in out  # the operator's Event on the transition
 
     # the workload comes up; the operator marks the model Ready, then stands aside so the figures

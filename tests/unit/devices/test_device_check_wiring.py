@@ -41,7 +41,11 @@ def _containers(path: Path) -> dict[str, list[dict[str, Any]]]:
 
     model = DataJaxModel.model_validate(yaml.safe_load(path.read_text()))
     plan = make_plan(model, OperatorConfig())
-    workload = next(o for o in render_objects(model, plan, OperatorConfig()) if o["kind"] != "Service")
+    workload = next(
+        o
+        for o in render_objects(model, plan, OperatorConfig())
+        if o["kind"] in ("Deployment", "LeaderWorkerSet")
+    )
     spec = workload["spec"]
     templates = (
         {"leader": spec["template"]}
