@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -63,7 +64,18 @@ def test_resync_and_restart_write_nothing(admin_client: Any, namespace: str, ope
         )
 
     wait_for(settled, what="every example reconciled")
-    before = _versions(admin_client, namespace)
+    # kopf may still clear its progress annotations just after: settled means quiet for 3 s, too
+    quiet: list[dict[tuple[str, str], str]] = [_versions(admin_client, namespace)]
+
+    def quiet_for_3s() -> bool:
+        time.sleep(3)
+        now = _versions(admin_client, namespace)
+        same = now == quiet[-1]
+        quiet.append(now)
+        return same
+
+    wait_for(quiet_for_3s, what="no writes for 3 s")
+    before = quiet[-1]
     # every model has its workload and Service, nothing else
     assert sorted(k for k in before if k[0] != "DataJaxModel") == sorted(
         [("Deployment", n) for n in names if "70b" not in n]
