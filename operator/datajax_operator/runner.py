@@ -189,20 +189,23 @@ def _interval(text: str) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    run(
-        Options(
-            namespaces=tuple(args.namespace),
-            kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-            config_path=Path(args.config) if args.config else None,
-            log_format=args.log_format,
-            liveness_port=args.liveness_port,
-            metrics_port=args.metrics_port,
-            peering=args.peering,
-            priority=args.priority,
-            peering_lifetime=args.peering_lifetime,
-            resync_seconds=args.resync_seconds,
-            bind_address=args.bind_address,
-            observe_interval=args.observe_interval,
-        )
-    )
+    run(options_from_args(args))
     return 0
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    """The Options of a parsed `run` command line."""
+    return Options(
+        namespaces=tuple(args.namespace),
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        config_path=Path(args.config) if args.config else None,
+        log_format=args.log_format,
+        liveness_port=args.liveness_port,
+        metrics_port=args.metrics_port,
+        peering=args.peering,
+        priority=args.priority,
+        peering_lifetime=args.peering_lifetime,
+        resync_seconds=args.resync_seconds,
+        bind_address=args.bind_address,
+        observe_interval=args.observe_interval,
+    )
