@@ -70,6 +70,7 @@ class FaultServer:
                 tasks.discard(task)
 
         server = await asyncio.start_server(accept, self.address, self.port)
+        self.port = server.sockets[0].getsockname()[1]  # port 0: the one the system picked
         self._started.set()
         await self._stopping.wait()
         server.close()
@@ -87,6 +88,14 @@ class FaultServer:
     async def hang(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Accepts, reads the request, never answers."""
         await self._request(reader)
+        assert self._stopping is not None
+        await self._stopping.wait()
+
+    async def stall(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answers 200 and the first bytes of a long body, then never sends the rest."""
+        await self._request(reader)
+        writer.write(_response(b"# HELP vllm:num_requests_running", length=100_000))
+        await writer.drain()
         assert self._stopping is not None
         await self._stopping.wait()
 
