@@ -24,6 +24,9 @@ from datajax_operator.status.observations import (
 from datajax_runtime.exposition import Exposition, parse
 
 SIDECAR_PORT_NAME: Final = "metrics"
+MAX_EXPOSITION_BYTES: Final = 1 << 20
+"""A sidecar's exposition is a few kB; an endpoint that sends more is not one, and is not read on
+(an endless body would otherwise fill the operator's memory within the scrape timeout)."""
 
 
 def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
@@ -86,23 +89,59 @@ def _one(exposition: Exposition, name: str, **labels: str) -> float:
     raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
 
 
+def _plausible(figures: SidecarFigures) -> SidecarFigures:
+    """Refuse figures no sidecar exports (a negative or infinite rate, a ratio above 1): they would be
+    aggregated into the model's figures as if true. NaN is the sidecar's "unknown" and passes."""
+    checks = {
+        "datajax_cost_usd_per_hour": (figures.usd_per_hour, math.inf),
+        'datajax_tokens_per_second{kind="prompt"}': (figures.prompt_tokens_per_second, math.inf),
+        'datajax_tokens_per_second{kind="generation"}': (figures.generation_tokens_per_second, math.inf),
+        "datajax_prefix_cache_hit_ratio": (figures.prefix_cache_hit_ratio, 1.0),
+        'datajax_latency_p95_seconds{kind="e2e"}': (figures.p95_e2e_latency_seconds, math.inf),
+        'datajax_latency_p95_seconds{kind="ttft"}': (figures.p95_ttft_seconds, math.inf),
+        "datajax_window_seconds": (figures.window_seconds, math.inf),
+    }
+    for name, (value, upper) in checks.items():
+        if math.isnan(value):
+            continue
+        if math.isinf(value) or not 0.0 <= value <= upper:
+            raise ValueError(f"{name} is {value}: not a figure a sidecar exports")
+    return figures
+
+
 def sidecar_figures(text: str) -> SidecarFigures:
-    """A sidecar's ``/metrics`` text as figures (ValueError when it is not a sidecar's exposition)."""
+    """A sidecar's ``/metrics`` text as figures (ValueError when it is not a sidecar's exposition, or
+    its figures are impossible)."""
     exposition = parse(text)
     registered = exposition.series("datajax_plan_registered")
     info = exposition.labelled("datajax_plan_info")
-    return SidecarFigures(
-        usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
-        prompt_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="prompt"),
-        generation_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="generation"),
-        prefix_cache_hit_ratio=_one(exposition, "datajax_prefix_cache_hit_ratio"),
-        p95_e2e_latency_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="e2e"),
-        p95_ttft_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="ttft"),
-        window_seconds=_one(exposition, "datajax_window_seconds"),
-        upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
-        plan_registered=registered[0][1] == 1.0 if registered else None,
-        plan_reason=info[0][0].get("reason") if info else None,
+    return _plausible(
+        SidecarFigures(
+            usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
+            prompt_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="prompt"),
+            generation_tokens_per_second=_one(exposition, "datajax_tokens_per_second", kind="generation"),
+            prefix_cache_hit_ratio=_one(exposition, "datajax_prefix_cache_hit_ratio"),
+            p95_e2e_latency_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="e2e"),
+            p95_ttft_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="ttft"),
+            window_seconds=_one(exposition, "datajax_window_seconds"),
+            upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
+            plan_registered=registered[0][1] == 1.0 if registered else None,
+            plan_reason=info[0][0].get("reason") if info else None,
+        )
     )
+
+
+async def _body(response: aiohttp.ClientResponse) -> bytes:
+    """The body, read up to one byte past ``MAX_EXPOSITION_BYTES``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_EXPOSITION_BYTES:
+        chunk = await response.content.read(MAX_EXPOSITION_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 async def _scrape(session: aiohttp.ClientSession, endpoint: str, dial: Mapping[str, str]) -> SidecarScrape:
@@ -112,8 +151,16 @@ async def _scrape(session: aiohttp.ClientSession, endpoint: str, dial: Mapping[s
         async with session.get(url) as response:
             if response.status != 200:
                 return SidecarScrape(endpoint, None, f"HTTP {response.status}")
-            text = await response.text()
-        figures = sidecar_figures(text)
+            if response.content_length is None and "chunked" not in response.headers.get(
+                "Transfer-Encoding", ""
+            ):
+                # Without a length or chunks, a connection cut mid-body would read as a complete,
+                # shorter exposition: a figure cut after its first digits would pass as true.
+                return SidecarScrape(endpoint, None, "unframed response (no Content-Length, not chunked)")
+            body = await _body(response)
+            if len(body) > MAX_EXPOSITION_BYTES:
+                return SidecarScrape(endpoint, None, f"more than {MAX_EXPOSITION_BYTES} bytes: not a sidecar")
+        figures = sidecar_figures(body.decode("utf-8"))
     except TimeoutError:
         return SidecarScrape(endpoint, None, "timed out")
     except (aiohttp.ClientError, OSError) as err:

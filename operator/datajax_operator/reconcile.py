@@ -133,7 +133,14 @@ def _plan(
         return Evaluation(plan=None, problems=validation_problems(err)), None, []
     except PlanError as err:
         return Evaluation(plan=None, problems=err.problems), None, []
-    judgement = judge(model.spec, raw["metadata"].get("generation") or 0, previous, sidecars, now)
+    judgement = judge(
+        model.spec,
+        raw["metadata"].get("generation") or 0,
+        previous,
+        sidecars,
+        now,
+        slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+    )
     objects = render_objects(model, plan, config, replicas=judgement.replicas)
     return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
 

@@ -21,14 +21,20 @@ from kubernetes import client  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def e2e_operator(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningOperator]:
-    """The session's one operator, restarted with e2e options: sidecars scrape vLLM every second and
-    the operator reads them back every second."""
+def e2e_config(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The e2e operator config: sidecars scrape vLLM every second and the operator reads them back
+    every second. The session's operator is stopped at the end."""
     config = tmp_path_factory.mktemp("operator") / "config.yaml"
     config.write_text(yaml.safe_dump({"sidecarInterval": "1s", "observeInterval": "1s"}))
-    pool = Operators.shared(kubeconfig)
-    yield pool.ensure(config_path=config, sidecar_dial=DIAL)
-    pool.stop()
+    yield config
+    Operators.shared(kubeconfig).stop()
+
+
+@pytest.fixture
+def e2e_operator(kubeconfig: Path, e2e_config: Path) -> RunningOperator:
+    """The session's one operator with e2e options, (re)started when a test before stopped it to run
+    operator processes of its own."""
+    return Operators.shared(kubeconfig).ensure(config_path=e2e_config, sidecar_dial=DIAL)
 
 
 @pytest.fixture

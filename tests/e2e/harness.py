@@ -90,8 +90,9 @@ class Slice:
         argv[argv.index("--settings") + 1] = str(settings)
         argv += ["--host", self.address]
         self._log = log.open("w")
+        self._command = [sys.executable, "-m", "datajax_runtime.cli", *argv]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "datajax_runtime.cli", *argv],
+            self._command,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -125,6 +126,18 @@ class Slice:
 
     def figures(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return read_metrics(self.metrics_url)
+
+    def restart(self, *extra: str) -> None:
+        """Kill the sidecar and start it again, as a container restart: its window starts empty.
+        ``extra`` arguments override the rendered ones (a later flag wins)."""
+        self.kill()
+        self.process = subprocess.Popen(
+            [*self._command, *extra],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        wait_for(self._listening, 30, f"sidecar on {self.address}:{SIDECAR_PORT} again")
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -167,7 +180,7 @@ class Kubelet(threading.Thread):
             self.sync()
 
 
-def endpoint_slice(namespace: str, service: str, slices: list[Slice]) -> dict[str, Any]:
+def endpoint_slice(namespace: str, service: str, addresses: list[str]) -> dict[str, Any]:
     """The EndpointSlice the endpoints controller would write for the Service's ready pods."""
     return {
         "apiVersion": "discovery.k8s.io/v1",
@@ -178,7 +191,7 @@ def endpoint_slice(namespace: str, service: str, slices: list[Slice]) -> dict[st
             "labels": {"kubernetes.io/service-name": service},
         },
         "addressType": "IPv4",
-        "endpoints": [{"addresses": [s.endpoint_address], "conditions": {"ready": True}} for s in slices],
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in addresses],
         "ports": [
             {"name": "http", "port": 8000, "protocol": "TCP"},
             {"name": "metrics", "port": SIDECAR_PORT, "protocol": "TCP"},
@@ -210,14 +223,16 @@ class Served:
         assert sidecar["command"] == ["datajax-sidecar"]
         self.sidecar_args: list[str] = sidecar["args"]
 
-    def start_slices(self, count: int) -> list[Slice]:
+    def start_slices(self, count: int, others: list[str] | None = None) -> list[Slice]:
+        """Start ``count`` slices and list them, and the ``others`` addresses, in the EndpointSlice."""
         template = scrape_text(3)
         for _ in range(count):
             index = len(self.slices)
             log = self.workdir / f"{self.name}-sidecar-{index}.log"
             self.slices.append(Slice(template, self.sidecar_args, self.settings, log))
+        addresses = [s.endpoint_address for s in self.slices] + (others or [])
         self.discovery.create_namespaced_endpoint_slice(
-            self.namespace, endpoint_slice(self.namespace, self.name, self.slices)
+            self.namespace, endpoint_slice(self.namespace, self.name, addresses)
         )
         return self.slices
 

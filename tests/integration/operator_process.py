@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -31,13 +32,16 @@ class OperatorProcess:
         *extra: str,
         resync_seconds: float = 5.0,
         instance: str = "operator",
+        command: Sequence[str] = (str(OPERATOR),),
     ) -> None:
+        """``command`` runs the operator CLI (the installed `datajax-operator` unless a test brings
+        its own entry point); ``run`` and the options follow."""
         self.log_path = log_path
         self.liveness_port = free_port()
         self.metrics_port = free_port()
         self.instance = instance
         argv = [
-            str(OPERATOR),
+            *command,
             "run",
             "--kubeconfig",
             str(kubeconfig),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,9 +60,10 @@ def test_two_replicas_as_the_cost_model_page_computes_them() -> None:
 
 
 def test_aggregate_output_basis_minimum_and_unknowns() -> None:
-    busy, warming = slice_figures(1000, 100), slice_figures(math.nan, math.nan, hit=math.nan, p95=math.nan)
+    busy = slice_figures(1000, 100)
+    warming = replace(slice_figures(math.nan, math.nan, hit=math.nan, p95=math.nan), upstream_up=False)
     model = aggregate([busy, warming], basis="output", ceiling=3.0, min_tokens_per_second=1.0)
-    assert model.tokens_per_second == 100.0  # the warming slice has no window yet: no tokens counted
+    assert model.tokens_per_second == 100.0  # the warming slice's vLLM does not answer: no tokens
     assert model.usd_per_hour == pytest.approx(43.2)  # ... but it is paid for
     assert model.usd_per_million_tokens == pytest.approx(43.2 / (100 * 3600) * 1e6)
     assert model.prefix_cache_hit_ratio == 0.5 and model.p95_latency_seconds == 0.3
@@ -69,6 +71,42 @@ def test_aggregate_output_basis_minimum_and_unknowns() -> None:
     assert math.isnan(quiet.usd_per_million_tokens) and quiet.tokens_per_second == 100.0
     unknown = aggregate([warming], basis="total", ceiling=3.0, min_tokens_per_second=1.0)
     assert math.isnan(unknown.tokens_per_second) and math.isnan(unknown.prefix_cache_hit_ratio)
+
+
+def test_a_slice_that_cannot_be_read_still_pays_and_its_traffic_is_unknown() -> None:
+    """Leaving an unreadable slice out would make $/Mtok cheaper (43.2/h for 4,000 tokens/s is
+    $3.00/Mtok; without the idle second slice, $1.50): its price stays in, the traffic is unknown."""
+    busy = slice_figures(3000, 1000)
+    model = aggregate(
+        [busy], basis="total", ceiling=3.0, min_tokens_per_second=1.0, unread=1, slice_usd_per_hour=21.6
+    )
+    assert model.sidecars == 2
+    assert model.usd_per_hour == pytest.approx(43.2)
+    assert model.breakeven_tokens_per_second == pytest.approx(4000.0)
+    for unknown in ("tokens_per_second", "usd_per_million_tokens", "prefix_cache_hit_ratio"):
+        assert math.isnan(getattr(model, unknown)), unknown
+    assert math.isnan(model.p95_latency_seconds) and math.isnan(model.p95_ttft_seconds)
+
+
+def test_a_restarted_sidecar_without_a_window_makes_the_traffic_unknown() -> None:
+    """Its vLLM answers (it may be serving) but its window restarted: counting it as 0 tokens/s
+    would make $/Mtok look dearer than it is."""
+    restarted = slice_figures(math.nan, math.nan, hit=math.nan, p95=math.nan)
+    model = aggregate(
+        [slice_figures(3000, 1000), restarted], basis="total", ceiling=3.0, min_tokens_per_second=1.0
+    )
+    assert model.usd_per_hour == pytest.approx(43.2)
+    assert math.isnan(model.tokens_per_second) and math.isnan(model.usd_per_million_tokens)
+
+
+def test_an_unreadable_slice_is_judged_as_no_metrics_never_as_cheap() -> None:
+    run = Run(replicas=2, cost={"action": "ScaleDown"})
+    for t in range(0, 2 * WINDOW, 10):
+        status = run.step(t, DEAR, None)
+    assert status.metrics is not None and status.metrics.cost_usd_per_hour == pytest.approx(43.2)
+    assert status.metrics.cost_usd_per_million_tokens is None
+    assert status.cost_evaluation is not None and status.cost_evaluation.sample == "NoMetrics"
+    assert run.actions == []
 
 
 def scrapes(*figures: SidecarFigures | None) -> tuple[SidecarScrape, ...]:
@@ -97,8 +135,15 @@ class Run:
 
     def step(self, seconds: float, *figures: SidecarFigures | None) -> DataJaxModelStatus:
         self.now = T0 + timedelta(seconds=seconds)
-        judgement = judge(self.model.spec, self.generation, self.status, scrapes(*figures), self.now)
         plan = make_plan(self.model, OperatorConfig())
+        judgement = judge(
+            self.model.spec,
+            self.generation,
+            self.status,
+            scrapes(*figures),
+            self.now,
+            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        )
         workload = WorkloadObservation(
             "Deployment", "m", desired=judgement.replicas, available=judgement.replicas
         )

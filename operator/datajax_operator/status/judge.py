@@ -250,8 +250,13 @@ def judge(
     previous: DataJaxModelStatus | None,
     sidecars: Sequence[SidecarScrape],
     now: datetime,
+    *,
+    slice_usd_per_hour: float,
 ) -> Judgement:
-    """Metrics, metric conditions, the new evaluation state and the replicas to render."""
+    """Metrics, metric conditions, the new evaluation state and the replicas to render.
+
+    ``slice_usd_per_hour`` is the plan's price of one slice: what a slice whose sidecar could not be
+    read still costs (see ``aggregate``)."""
     cost = spec.cost
     answered = [s.figures for s in sidecars if s.figures is not None]
     figures = (
@@ -260,6 +265,8 @@ def judge(
             basis=cost.basis,
             ceiling=cost.ceiling_usd_per_million_tokens,
             min_tokens_per_second=cost.min_tokens_per_second,
+            unread=len(sidecars) - len(answered),
+            slice_usd_per_hour=slice_usd_per_hour,
         )
         if answered
         else None
