@@ -47,7 +47,8 @@ test-unit: install
 
 ## The main job, the local demo: a real control plane, the operator and its sidecars serve the Llama 3.1 8B
 ## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
-run: install tools
+run: install
+	@bash tools/build-tools.sh etcd kube-apiserver kubectl
 	$(PY) -m datajax_operator.demo --model examples/llama3-8b-v6e.yaml
 
 ## Benchmarks against a local control plane (not part of `make test`; ~10 minutes on 2 cores):
