@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from datajax_operator.localcluster import free_port
+from datajax_operator.localcluster import die_with_parent, free_port
 
 OPERATOR = Path(sys.executable).with_name("datajax-operator")
 
@@ -58,7 +58,12 @@ class OperatorProcess:
         env = dict(os.environ, HOSTNAME=instance, POD_NAME=instance, PYTHONUNBUFFERED="1")
         self._log: IO[bytes] = log_path.open("ab")
         self.popen = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl): never outlives the test session
         )
 
     def _get(self, port: int, path: str) -> str | None:

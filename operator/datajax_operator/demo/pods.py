@@ -26,7 +26,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datajax_operator.demo.vllm_server import SimulatedVllmFleet
-from datajax_operator.localcluster import LocalCluster
+from datajax_operator.localcluster import LocalCluster, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +80,6 @@ def pick_port(preferred: int) -> int:
         if _bindable(port):
             return port
     raise RuntimeError("no port free on every pod address")
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: a sidecar must not outlive a demo that was killed hard."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -240,7 +231,7 @@ class SimulatedControllers:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops its pods in order
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only prctl)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl)
         )
         log.info("pod %s: sidecar pid %d on %s:%d", name, sidecar.pid, loopback_ip(slot), self.metrics_port)
         return Pod(name, slot, template_hash, directory, sidecar, log_file, config_maps)

@@ -4,12 +4,13 @@ Used by the integration, chart and e2e test tiers and by ``make cluster``.
 """
 
 from .binaries import MissingToolError, find_binary, tools_bin_dir
-from .cluster import ControlPlaneError, LocalCluster, free_port
+from .cluster import ControlPlaneError, LocalCluster, die_with_parent, free_port
 
 __all__ = [
     "ControlPlaneError",
     "LocalCluster",
     "MissingToolError",
+    "die_with_parent",
     "find_binary",
     "free_port",
     "tools_bin_dir",

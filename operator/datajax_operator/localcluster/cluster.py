@@ -56,10 +56,11 @@ def free_port() -> int:
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the Python process is killed hard, the servers go too, instead
-    of lingering and eating the CPU of a shared machine. SIGKILL, because with its client gone nothing
-    is worth a graceful shutdown, and kube-apiserver's can hang for minutes once etcd is gone."""
+def die_with_parent() -> None:
+    """Runs in the child before exec (``preexec_fn``): if the Python process is killed hard, the child
+    goes too, instead of lingering and eating the CPU of a shared machine. SIGKILL, because with its
+    client gone nothing is worth a graceful shutdown, and kube-apiserver's can hang for minutes once
+    etcd is gone."""
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -97,7 +98,7 @@ class _Process:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop them in order
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only prctl, resolved before fork)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (only prctl, resolved before fork)
         )
 
     def check_alive(self) -> None:
