@@ -248,8 +248,13 @@ def test_objects_it_does_not_own_are_neither_adopted_nor_deleted(
     assert "Deployment/mine" in condition["message"] and "Service/mine" in condition["message"]
     ready = state.condition(namespace, "mine", "Ready") or {}
     assert ready.get("status") == "False"
-    assert any(e["reason"] == "ChildNotOwned" and e["type"] == "Warning" for e in state.events(namespace)), (
-        "no Warning Event"
+    # posted right after the status write that carries the condition
+    wait_for(
+        lambda: any(
+            e["reason"] == "ChildNotOwned" and e["type"] == "Warning" for e in state.events(namespace)
+        ),
+        30,
+        "a ChildNotOwned Warning Event",
     )
     # Two resync periods later nothing of theirs has changed: no owner reference, no field of ours.
     unchanged = operator.metric("datajax_operator_reconciles_total", result="unchanged")
