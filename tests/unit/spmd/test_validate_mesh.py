@@ -84,8 +84,9 @@ def test_hosts_disagreeing_on_the_plan() -> None:
     stale = dataclasses.replace(case, seed=7)  # host 2 loaded another bundle
     report = validate(case, hosts=4, host_cases={2: stale})
     assert not report.ok
-    (problem,) = report.problems
-    assert problem.startswith("hosts disagree on the plan they loaded:")
+    # under heavy load a host may also report a follow-on failure of the collective; the verdict on
+    # the plans is what this test is about
+    (problem,) = [p for p in report.problems if p.startswith("hosts disagree on the plan they loaded:")]
     assert "hosts [0, 1, 3] read plan" in problem and "hosts [2] read plan" in problem
 
 
