@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.reference import crd_reference
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig, load_config
-from datajax_operator.plan.planner import make_plan
+from datajax_operator.plan.planner import Plan, make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.report import format_table
 from datajax_operator.render.objects import render_objects
@@ -63,11 +64,21 @@ def _load_wave_spec(path: str | None) -> dict[str, Any] | None:
     return document
 
 
-def _cmd_plan(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class _Planned:
+    model: DataJaxModel
+    config: OperatorConfig
+    plan: Plan
+    wave_spec: dict[str, Any] | None
+
+
+def _plan_from_args(args: argparse.Namespace, wave_spec_path: str | None = None) -> _Planned | int:
+    """Load ``-f``, ``--config`` and the wave spec and plan them; or print why not and return the exit
+    code (the same rules for every subcommand that plans)."""
     try:
         document = _load_document(args.file)
         config = _load_config(args)
-        wave_spec = _load_wave_spec(args.wavespec)
+        wave_spec = _load_wave_spec(wave_spec_path)
     except ValidationError as err:  # before ValueError, which it subclasses
         _print_problems(
             [
@@ -88,6 +99,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     except PlanError as err:
         _print_problems(err.problems)
         return EXIT_INVALID
+    return _Planned(model, config, plan, wave_spec)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    planned = _plan_from_args(args, args.wavespec)
+    if isinstance(planned, int):
+        return planned
+    model, config, plan, wave_spec = planned.model, planned.config, planned.plan, planned.wave_spec
     ref = model.spec.plan.wave_spec_ref if model.spec.plan else None
     if ref is not None and wave_spec is None:
         print(
@@ -143,29 +162,10 @@ def _add_crd(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def _cmd_validate_mesh(args: argparse.Namespace) -> int:
     from datajax_operator import validate_mesh  # starts processes; `plan` and `crd` need none of it
 
-    try:
-        document = _load_document(args.file)
-        config = _load_config(args)
-    except ValidationError as err:
-        _print_problems(
-            [
-                Problem(f"{args.config}: {p.field}", p.message)
-                for p in validation_problems(err, OperatorConfig)
-            ]
-        )
-        return EXIT_INVALID
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_UNREADABLE
-    try:
-        model = DataJaxModel.model_validate(document)
-        plan = make_plan(model, config)
-    except ValidationError as err:
-        _print_problems(validation_problems(err))
-        return EXIT_INVALID
-    except PlanError as err:
-        _print_problems(err.problems)
-        return EXIT_INVALID
+    planned = _plan_from_args(args)
+    if isinstance(planned, int):
+        return planned
+    model, plan = planned.model, planned.plan
     if not validate_mesh.jax_available():
         print(f"error: validate-mesh needs JAX: {validate_mesh.MESH_EXTRA_HINT}", file=sys.stderr)
         return EXIT_UNREADABLE
