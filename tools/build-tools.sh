@@ -81,6 +81,31 @@ build_kube_apiserver() { kubernetes_command kube-apiserver k8s.io/kubernetes/cmd
 # kubectl's main package lives in k8s.io/kubernetes (the k8s.io/kubectl module holds only its library).
 build_kubectl() { kubernetes_command kubectl k8s.io/kubernetes/cmd/kubectl; }
 
+# The scheduler and the controller manager: the same module and wrapper recipe as the API server, so the
+# second and third builds reuse most of the Go build cache (docs/control-plane.md in ../shared).
+build_kube_scheduler() { kubernetes_command kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler; }
+build_kube_controller_manager() {
+  kubernetes_command kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+}
+
+# kwok plays kubelet for Node objects it manages (sigs.k8s.io/kwok cmd/kwok): a wrapper module that
+# `go get`s it, as for etcd, so kwok's own replace lines do not stop the build.
+build_kwok() {
+  local out; out=$(dest kwok "$KWOK_VERSION")
+  [ -x "$out" ] && { log "kwok $KWOK_VERSION cached"; return; }
+  log "kwok $KWOK_VERSION: fetching and compiling"
+  start_heartbeat kwok
+  local t0=$SECONDS d; d=$(wrapper kwok)
+  (cd "$d" && go mod init datajax.dev/tools/kwok >/dev/null 2>&1 \
+    && go get "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>&1 \
+    && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+      -o "$out.tmp" sigs.k8s.io/kwok/cmd/kwok)
+  mv "$out.tmp" "$out"
+  stop_heartbeat
+  log "kwok built in $((SECONDS - t0)) s"
+}
+
 build_etcd() {
   local out; out=$(dest etcd "$ETCD_VERSION")
   [ -x "$out" ] && { log "etcd $ETCD_VERSION cached"; return; }
@@ -103,9 +128,18 @@ build_helm() {
   start_heartbeat helm
   local t0=$SECONDS d; d=$(wrapper helm)
   (cd "$d" && go mod init datajax.dev/tools/helm >/dev/null 2>&1 \
-    && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1 \
-    && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
+    && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1)
+  # helm's release build (its Makefile) sets the default Kubernetes version of `helm template` and
+  # `helm lint` from its client-go module v0.X.Y -> 1.X; without it helm assumes v1.20.0.
+  local cg; cg=$(cd "$d" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  cg=${cg#v0.}; local k8s_minor=${cg%%.*}
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  for vpkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $vpkg.k8sVersionMajor=1 -X $vpkg.k8sVersionMinor=$k8s_minor"
+  done
+  log "helm: default Kubernetes version v1.$k8s_minor (from its client-go)"
+  (cd "$d" && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "$ld" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
   mv "$out.tmp" "$out"
   stop_heartbeat
   log "helm built in $((SECONDS - t0)) s"
@@ -130,9 +164,10 @@ build_promtool() {
   log "promtool built in $((SECONDS - t0)) s"
 }
 
-want=${*:-etcd kube-apiserver kubectl helm promtool}
+all_tools="etcd kube-apiserver kubectl kube-scheduler kube-controller-manager kwok helm promtool"
+want=${*:-$all_tools}
 for t in $want; do
-  case $t in etcd|kube-apiserver|kubectl|helm|promtool) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
+  case $t in etcd|kube-apiserver|kubectl|kube-scheduler|kube-controller-manager|kwok|helm|promtool) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
 done
 t_all=$SECONDS
 for t in $want; do
@@ -140,14 +175,20 @@ for t in $want; do
     etcd) build_etcd ;;
     kube-apiserver) build_kube_apiserver ;;
     kubectl) build_kubectl ;;
+    kube-scheduler) build_kube_scheduler ;;
+    kube-controller-manager) build_kube_controller_manager ;;
+    kwok) build_kwok ;;
     helm) build_helm ;;
     promtool) build_promtool ;;
   esac
 done
-# One directory of links that tests and people put on PATH.
-ln -sfn "$(dest etcd "$ETCD_VERSION")" "$bin/etcd"
-ln -sfn "$(dest kube-apiserver "$KUBERNETES_VERSION")" "$bin/kube-apiserver"
-ln -sfn "$(dest kubectl "$KUBERNETES_VERSION")" "$bin/kubectl"
-ln -sfn "$(dest helm "$HELM_VERSION")" "$bin/helm"
-ln -sfn "$(dest promtool "$PROMETHEUS_MODULE_VERSION")" "$bin/promtool"
+# One directory of links that tests and people put on PATH (only for tools that are built).
+link() { [ -x "$2" ] && ln -sfn "$2" "$bin/$1" || true; }
+link etcd "$(dest etcd "$ETCD_VERSION")"
+for k in kube-apiserver kubectl kube-scheduler kube-controller-manager; do
+  link "$k" "$(dest "$k" "$KUBERNETES_VERSION")"
+done
+link kwok "$(dest kwok "$KWOK_VERSION")"
+link helm "$(dest helm "$HELM_VERSION")"
+link promtool "$(dest promtool "$PROMETHEUS_MODULE_VERSION")"
 log "tools ready in $bin ($((SECONDS - t_all)) s)"
