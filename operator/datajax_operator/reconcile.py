@@ -56,6 +56,7 @@ from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.names import child_names
 from datajax_operator.render.objects import render_objects
+from datajax_operator.status.autoscale import decide_scale
 from datajax_operator.status.conditions import transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
@@ -141,8 +142,25 @@ def _plan(
         now,
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
     )
-    objects = render_objects(model, plan, config, replicas=judgement.replicas)
-    return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
+    replicas = judgement.replicas
+    scale = None
+    roof = plan.capacity.roofline if plan.capacity is not None else None
+    if model.spec.scaling is not None and roof is not None:
+        scale = decide_scale(
+            model.spec,
+            raw["metadata"].get("generation") or 0,
+            previous,
+            sidecars,
+            now,
+            roof=roof,
+            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        )
+        replicas = scale.replicas
+    objects = render_objects(model, plan, config, replicas=replicas)
+    evaluation = Evaluation(
+        plan=plan, problems=[], endpoint=_endpoint(objects), selector=_selector(objects), scale=scale
+    )
+    return evaluation, judgement, objects
 
 
 def _endpoint(objects: list[dict[str, Any]]) -> str | None:
@@ -151,6 +169,15 @@ def _endpoint(objects: list[dict[str, Any]]) -> str | None:
             meta = obj["metadata"]
             port = next(p["port"] for p in obj["spec"]["ports"] if p["name"] == "http")
             return f"http://{meta['name']}.{meta['namespace']}.svc:{port}/v1"
+    return None
+
+
+def _selector(objects: list[dict[str, Any]]) -> str | None:
+    """The Service's selector as a label-selector string: one pod per slice (the leader of a multi-host
+    slice), what the scale subresource gives an HPA to average pod metrics over."""
+    for obj in objects:
+        if obj["kind"] == "Service":
+            return ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].items()))
     return None
 
 
@@ -296,7 +323,8 @@ def reconcile(
                 )
             except KubeError as err:  # an Event is a courtesy; never fail a reconcile over one
                 log.warning("event for %s/%s not posted: %s", namespace, name, err)
-    for action in judgement.actions if judgement is not None else ():
+    scale_actions = evaluation.scale.actions if evaluation.scale is not None else ()
+    for action in (*(judgement.actions if judgement is not None else ()), *scale_actions):
         log.info("%s/%s: %s: %s", namespace, name, action.reason, action.message)
         try:
             kube.event(

@@ -149,6 +149,12 @@ def _scaling_has_slo(spec: DataJaxModelSpec) -> bool:
     return spec.scaling is None or spec.slo is not None
 
 
+def _scaling_has_size(spec: DataJaxModelSpec) -> bool:
+    return spec.scaling is None or (
+        spec.model.parameters_billions is not None and spec.model.dtype is not None
+    )
+
+
 def _scaling_alert_only(spec: DataJaxModelSpec) -> bool:
     return spec.scaling is None or spec.cost.action == "Alert"
 
@@ -287,6 +293,15 @@ RULES: Final[tuple[Rule, ...]] = (
         message="spec.scaling keeps p95 under spec.slo.p95LatencySeconds and $/Mtok under the ceiling: "
         "set slo.p95LatencySeconds, or remove scaling",
         holds=_scaling_has_slo,
+    ),
+    Rule(
+        name="scaling-needs-model-size",
+        scope="",
+        field=".model.parametersBillions",
+        cel="!has(self.scaling) || (has(self.model.parametersBillions) && has(self.model.dtype))",
+        message="spec.scaling seeds a slice's capacity from the roofline of the model's size: set "
+        "model.parametersBillions and model.dtype",
+        holds=_scaling_has_size,
     ),
     Rule(
         name="scaling-owns-replicas",

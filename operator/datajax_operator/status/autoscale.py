@@ -10,8 +10,8 @@ Each pass, from the sidecars' figures over their window:
   both within minReplicas..maxReplicas;
 - the count: PreferSLO runs N_min with headroom (demand over `HEADROOM` x capacity), kept inside the
   band; PreferCost runs N_min. When the band is empty, ScalingFeasible=False (CostSLOInfeasible, with
-  the figures) and the policy picks the bound that holds: PreferSLO N_min, PreferCost N_max (at least
-  one slice while there is traffic).
+  the figures) and the policy picks the bound that holds: PreferSLO N_min with its headroom,
+  PreferCost N_max (at least one slice while there is traffic).
 Fast up, slow down: a larger count is applied at once; a smaller one only after it has been asked for
 over a whole scaleDownStabilization, and then the largest count asked for in that time; never while
 slices are still starting (pending pods would be the ones removed before they ever served, and the
@@ -240,7 +240,7 @@ def decide_scale(
         if feasible:
             target = max(low, min(high, wanted))
         elif scaling.policy == "PreferSLO":
-            target = _clamp(slo_replicas, scaling)
+            target = _clamp(max(slo_replicas, wanted), scaling)
         else:
             target = _clamp(max(ceiling_replicas, 0 if idle else 1), scaling)
         after = scaling.scale_to_zero_after_seconds

@@ -10,11 +10,13 @@ squares line through them, with older points forgotten geometrically (`DECAY` pe
 load at which 1/p95 = 1/SLO: the slice's capacity at the SLO. Only the sums of the weighted points are
 kept (in status, so a restarted operator resumes the fit).
 
-Seed. Before the model has served, two pseudo-points of weight `PRIOR_WEIGHT` each anchor the line:
-(0, 1/(UNLOADED_SHARE x SLO)), an unloaded p95 at a share of the SLO, and (seed, 1/SLO), the roofline's
-capacity times its efficiency (`plan.roofline`). They never decay, so a fit on points that all sit at
-one load (as an autoscaler that holds the load steady produces) still has a slope; real points soon
-outweigh them. The estimate never exceeds the roofline itself.
+Seed. Before the model has served, the capacity is the seed: the roofline's tokens/s times its
+efficiency (`plan.roofline`). From the first point on, the line is fitted through the points and one
+anchor of weight ANCHOR_WEIGHT that never decays: (0, 1 / (UNLOADED_SHARE x SLO)), an unloaded p95 at
+a share of the SLO. The anchor gives a slope to points that all sit at one load (as an autoscaler
+holding the load steady produces); points spread over a range soon outweigh it. If the real unloaded
+p95 is above that share, the first estimates are low: more slices than needed, the SLO's side of the
+error. The estimate never exceeds the roofline.
 """
 
 import math
@@ -24,7 +26,10 @@ from typing import Final
 
 DECAY: Final = 0.85
 """Weight left to the older points when a new one is taken (about 7 points of memory)."""
-PRIOR_WEIGHT: Final = 0.5
+SPAN: Final = 0.1
+"""Points whose loads spread less than this share of their mean say nothing about light load."""
+ANCHOR_WEIGHT: Final = 0.5
+"""Weight of the anchor point (0, 1 / (UNLOADED_SHARE x SLO)); it never decays."""
 UNLOADED_SHARE: Final = 0.3
 """Seed's unloaded p95 as a share of the SLO (an assumption, replaced by the model's own points)."""
 LEARNED_AFTER: Final = 3
@@ -60,24 +65,36 @@ def add_point(state: FitState, load: float, p95: float, now: datetime) -> FitSta
     )
 
 
+def _unreachable(state: FitState, target: float) -> bool:
+    """The points alone, when they span a range of loads, put p95 above the SLO even at no load:
+    no number of slices meets it (the anchor, an assumption, must not hide that)."""
+    w, sx, sy = state.weight, state.sum_x, state.sum_y
+    spread = w * state.sum_xx - sx * sx
+    mean_x = sx / w
+    if spread <= (SPAN * mean_x * w) ** 2:
+        return False
+    slope = (w * state.sum_xy - sx * sy) / spread
+    return (sy - slope * sx) / w <= target
+
+
 def capacity_at_slo(state: FitState, slo: float, seed: float, ceiling: float) -> float:
     """Tokens/s per slice at which the fitted p95 reaches `slo`, within [0, ceiling] (the roofline).
 
-    0 means even an idle slice misses the SLO (the fitted unloaded p95 is above it)."""
-    points = [(0.0, 1.0 / (UNLOADED_SHARE * slo)), (seed, 1.0 / slo)]
-    w = state.weight + PRIOR_WEIGHT * len(points)
-    sx = state.sum_x + PRIOR_WEIGHT * sum(x for x, _ in points)
-    sy = state.sum_y + PRIOR_WEIGHT * sum(y for _, y in points)
-    sxx = state.sum_xx + PRIOR_WEIGHT * sum(x * x for x, _ in points)
-    sxy = state.sum_xy + PRIOR_WEIGHT * sum(x * y for x, y in points)
-    spread = w * sxx - sx * sx
-    if spread <= 0 or not math.isfinite(spread):
-        return min(seed, ceiling)
-    slope = (w * sxy - sx * sy) / spread
+    0 means even an idle slice misses the SLO (the fitted p95 at light load is above it)."""
+    if state.weight <= 0:
+        return max(0.0, min(seed, ceiling))
+    if _unreachable(state, 1.0 / slo):
+        return 0.0
+    anchor = 1.0 / (UNLOADED_SHARE * slo)
+    w = state.weight + ANCHOR_WEIGHT
+    sx, sy = state.sum_x, state.sum_y + ANCHOR_WEIGHT * anchor
+    spread = w * state.sum_xx - sx * sx
+    covariance = w * state.sum_xy - sx * sy
+    slope = covariance / spread if spread > 0 else 0.0
     intercept = (sy - slope * sx) / w
     target = 1.0 / slo
+    if not math.isfinite(slope) or slope >= 0:  # no evidence of a limit: the seed stands
+        return max(0.0, min(max(seed, state.sum_x / state.weight), ceiling))
     if intercept <= target:
         return 0.0
-    if slope >= 0:  # latency that falls with load: no evidence of a limit in the points
-        return min(max(seed, state.sum_x / state.weight if state.weight else 0.0), ceiling)
-    return min((target - intercept) / slope, ceiling)
+    return max(0.0, min((target - intercept) / slope, ceiling))
