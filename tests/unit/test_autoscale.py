@@ -158,20 +158,23 @@ def test_scale_up_is_immediate_and_scale_down_waits_for_the_stabilisation_window
 
 def test_scale_down_keeps_the_largest_count_asked_for_in_the_window() -> None:
     spec = spec_with(scaleDownStabilization="5m")
-    _, status = settle(spec, 120_000, start=9)
+    _, status = settle(spec, 120_000, start=9, passes=40)
     high = status.replicas
-    assert high is not None and status.scaling is not None
-    # start the window afresh (the settled fleet may already be waiting to drop a slice)
-    status = status.model_copy(
-        update={"scaling": status.scaling.model_copy(update={"lower_since": None, "lower_target": None})}
-    )
-    t = T0 + timedelta(hours=3)
-    _, status = step(spec, status, 20_000, t)
-    _, status = step(spec, status, 60_000, t + timedelta(minutes=2))
-    assert status.scaling is not None and status.scaling.lower_target is not None
-    mid = status.scaling.lower_target
-    down, _ = step(spec, status, 20_000, t + timedelta(minutes=5))
-    assert down.replicas == mid and mid < high
+    assert high is not None
+    t = T0 + timedelta(seconds=120 * 40)  # the next pass: the window holds the settled passes
+    asked = []
+    for i, demand in enumerate([120_000, 120_000, 20_000, 60_000, 20_000, 20_000]):
+        decision, status = step(spec, status, demand, t + timedelta(minutes=i))
+        assert status.scaling is not None
+        asked.append(status.scaling.recent[-1].replicas)
+    assert decision.replicas == high  # the high passes are still in the window
+    down, status = step(spec, status, 20_000, t + timedelta(minutes=6))
+    assert status.scaling is not None
+    # the window (t+1m, t+6m] holds the 60,000 tokens/s pass: its count is kept
+    assert down.replicas == max([*asked[2:], status.scaling.recent[-1].replicas]) < high
+    assert down.replicas == asked[3] > asked[2]
+    later, _ = step(spec, status, 20_000, t + timedelta(minutes=8))
+    assert later.replicas < down.replicas  # that pass left the window
 
 
 def test_never_down_while_slices_are_pending() -> None:

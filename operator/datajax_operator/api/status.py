@@ -178,6 +178,13 @@ class LatencyFit(StatusModel):
     sampled_at: datetime | None = Field(default=None, description="When the last sample was taken.")
 
 
+class AskedCount(StatusModel):
+    """The count one pass asked for."""
+
+    at: datetime = Field(description="When.")
+    replicas: int = Field(ge=0, description="Slices asked for.")
+
+
 class ScalingStatus(StatusModel):
     """What the autoscaler (spec.scaling) saw and decided; see docs/autoscaling.md."""
 
@@ -211,11 +218,11 @@ class ScalingStatus(StatusModel):
         ge=0,
         description="N_max: most slices whose cost stays under the ceiling at this demand.",
     )
-    lower_since: datetime | None = Field(
-        default=None, description="Since when the demand has asked for fewer slices (stabilisation)."
-    )
-    lower_target: int | None = Field(
-        default=None, ge=0, description="Largest count asked for since lowerSince: what a scale-down keeps."
+    recent: list[AskedCount] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Counts asked for within the last scaleDownStabilization (and the last one before "
+        "it): a scale-down keeps their largest.",
     )
     idle_since: datetime | None = Field(
         default=None, description="Since when no traffic was measured (for scaleToZeroAfter)."

@@ -12,10 +12,12 @@ Each pass, from the sidecars' figures over their window:
   band; PreferCost runs N_min. When the band is empty, ScalingFeasible=False (CostSLOInfeasible, with
   the figures) and the policy picks the bound that holds: PreferSLO N_min with its headroom,
   PreferCost N_max (at least one slice while there is traffic).
-Fast up, slow down: a larger count is applied at once; a smaller one only after it has been asked for
-over a whole scaleDownStabilization, and then the largest count asked for in that time; never while
-slices are still starting (pending pods would be the ones removed before they ever served, and the
-load they are meant to take is not measured yet). Never below minReplicas; zero only with
+Fast up, slow down: a larger count is applied at once; a smaller one only when every count asked for
+over the last scaleDownStabilization is below the running one, and then the largest of them (the
+HorizontalPodAutoscaler's rule; a window not yet observed in full keeps the count); never while
+slices are still starting
+(pending pods would be the ones removed before they ever served, and the load they are meant to take
+is not measured yet). Never below minReplicas; zero only with
 minReplicas 0 once no traffic was seen for scaleToZeroAfter.
 
 The decision and every figure behind it go to ``status.scaling``; the previous status is the only
@@ -30,7 +32,13 @@ from typing import Final
 
 from datajax_operator.api.constants import SCALING_FEASIBLE
 from datajax_operator.api.spec import DataJaxModelSpec, Scaling
-from datajax_operator.api.status import CapacitySource, DataJaxModelStatus, LatencyFit, ScalingStatus
+from datajax_operator.api.status import (
+    AskedCount,
+    CapacitySource,
+    DataJaxModelStatus,
+    LatencyFit,
+    ScalingStatus,
+)
 from datajax_operator.plan.cost import breakeven_tokens_per_second
 from datajax_operator.plan.roofline import (
     DEFAULT_OUTPUT_TOKENS,
@@ -200,8 +208,11 @@ def decide_scale(
     slice_breakeven = breakeven_tokens_per_second(slice_usd_per_hour, cost.ceiling_usd_per_million_tokens)
 
     idle_since = before.idle_since if before is not None else None
-    lower_since = before.lower_since if before is not None else None
-    lower_target = before.lower_target if before is not None else None
+    stabilization = timedelta(seconds=scaling.scale_down_stabilization_seconds)
+    restarted = before is None or before.spec_replicas != spec.replicas
+    asked = [] if restarted or before is None else before.recent  # a new spec.replicas holds a window
+    older = [a for a in asked if a.at <= now - stabilization]
+    inside = [a for a in asked if a.at > now - stabilization]
     slo_replicas: int | None = None
     ceiling_replicas: int | None = None
     actions: list[Action] = []
@@ -251,22 +262,16 @@ def decide_scale(
         band = Band(capacity, source, slice_breakeven, slo_replicas, ceiling_replicas, feasible)
         verdict = _feasibility(spec, demand, band, idle)
 
+    inside.append(AskedCount(at=now, replicas=target))
+    keep = max(a.replicas for a in inside)
+    recent = [*older[-1:], *inside]  # the newest older entry shows the window is covered
     new = current
     if target > current:
-        new, lower_since, lower_target = target, None, None
-    elif target < current:
-        stabilization = timedelta(seconds=scaling.scale_down_stabilization_seconds)
-        lower_target = target if lower_target is None or lower_since is None else max(lower_target, target)
-        lower_since = lower_since or now
-        if target == 0:
-            new, lower_since, lower_target = 0, None, None  # scaleToZeroAfter was the wait
-        elif pending:
-            pass  # never down while slices are still starting
-        elif now - lower_since >= stabilization:
-            new, lower_since, lower_target = lower_target, None, None
-    else:
-        lower_since, lower_target = None, None
-
+        new = target
+    elif target == 0 and current > 0:
+        new = 0  # scaleToZeroAfter was the wait
+    elif keep < current and older and not pending:  # never while slices are still starting
+        new = keep
     last_scale = before.last_scale_time if before is not None else None
     scale_up_from = before.scale_up_from if before is not None else None
     cold_start = before.expected_cold_start_seconds if before is not None else None
@@ -291,8 +296,7 @@ def decide_scale(
         capacity_source=source,
         slo_replicas=slo_replicas,
         ceiling_replicas=ceiling_replicas,
-        lower_since=lower_since,
-        lower_target=lower_target,
+        recent=recent,
         idle_since=idle_since,
         last_scale_time=last_scale,
         scale_up_from=scale_up_from,
