@@ -341,7 +341,7 @@ def simulate(
             desired=fleet.desired(),
             ready=fleet.ready(now + STEP),
             sidecars=tuple(SidecarScrape(f"10.0.0.{k}:9400", figures) for k in range(fleet.ready(now))),
-            waiting_per_pod=float(round(waiting)),
+            waiting_per_pod=waiting,
         )
         wanted = policy(seen)
         if wanted != fleet.desired():

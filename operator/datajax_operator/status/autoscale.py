@@ -14,8 +14,9 @@ Each pass, from the sidecars' figures over their window:
   PreferCost N_max (at least one slice while there is traffic).
 Fast up, slow down: a larger count is applied at once; a smaller one only when every count asked for
 over the last scaleDownStabilization is below the running one, and then the largest of them (the
-HorizontalPodAutoscaler's rule; a window not yet observed in full keeps the count); never while
-slices are still starting
+HorizontalPodAutoscaler's rule; a window not yet observed in full keeps the count), shortened to one
+cost window when the running count breaches the ceiling at the measured demand; never while slices
+are still starting
 (pending pods would be the ones removed before they ever served, and the load they are meant to take
 is not measured yet). Never below minReplicas; zero only with
 minReplicas 0 once no traffic was seen for scaleToZeroAfter.
@@ -46,11 +47,21 @@ from datajax_operator.plan.roofline import (
     SEED_EFFICIENCY,
     Roofline,
 )
-from datajax_operator.status.capacity_fit import LEARNED_AFTER, FitState, add_point, capacity_at_slo
+from datajax_operator.status.capacity_fit import (
+    LEARNED_AFTER,
+    UNLOADED_SHARE,
+    FitState,
+    add_point,
+    capacity_at_slo,
+)
 from datajax_operator.status.conditions import Verdict
 from datajax_operator.status.judge import Action
 from datajax_operator.status.observations import SidecarScrape
 
+SATURATED: Final = 2.0
+"""A window whose p95 is above this many SLOs is not a point of the fit: its slices were saturated,
+so its load is what they could serve, not what was asked, and its p95 is set by the queue's limits.
+It bounds the capacity instead: below (1 - UNLOADED_SHARE) of that load."""
 HEADROOM: Final = 0.85
 """PreferSLO plans for this share of a slice's capacity at the SLO, so noise within a window and the
 growth until the next pass stay under it."""
@@ -196,7 +207,7 @@ def decide_scale(
     if (
         demand is not None
         and not math.isnan(demand.p95_latency_seconds)
-        and demand.p95_latency_seconds > 0
+        and 0 < demand.p95_latency_seconds <= SATURATED * slo.p95_latency_seconds
         and demand.slices == running
         and not pending
         and (fit.sampled_at is None or (now - fit.sampled_at).total_seconds() >= demand.window_seconds)
@@ -204,6 +215,9 @@ def decide_scale(
         fit = add_point(fit, demand.tokens_per_second / demand.slices, demand.p95_latency_seconds, now)
     seed, top = _seed(roof, demand)
     capacity = capacity_at_slo(fit, slo.p95_latency_seconds, seed, top)
+    if demand is not None and demand.p95_latency_seconds > SATURATED * slo.p95_latency_seconds:
+        # saturated slices serve about their limit, and at the SLO a slice serves less than that
+        capacity = min(capacity, demand.tokens_per_second / demand.slices * (1 - UNLOADED_SHARE))
     source: CapacitySource = "Learned" if fit.samples >= LEARNED_AFTER else "Roofline"
     slice_breakeven = breakeven_tokens_per_second(slice_usd_per_hour, cost.ceiling_usd_per_million_tokens)
 
@@ -211,8 +225,6 @@ def decide_scale(
     stabilization = timedelta(seconds=scaling.scale_down_stabilization_seconds)
     restarted = before is None or before.spec_replicas != spec.replicas
     asked = [] if restarted or before is None else before.recent  # a new spec.replicas holds a window
-    older = [a for a in asked if a.at <= now - stabilization]
-    inside = [a for a in asked if a.at > now - stabilization]
     slo_replicas: int | None = None
     ceiling_replicas: int | None = None
     actions: list[Action] = []
@@ -262,9 +274,16 @@ def decide_scale(
         band = Band(capacity, source, slice_breakeven, slo_replicas, ceiling_replicas, feasible)
         verdict = _feasibility(spec, demand, band, idle)
 
-    inside.append(AskedCount(at=now, replicas=target))
-    keep = max(a.replicas for a in inside)
-    recent = [*older[-1:], *inside]  # the newest older entry shows the window is covered
+    # Slow down: over the stabilisation window; over one cost window when the running count breaches
+    # the ceiling at this demand (waiting longer would breach it for certain).
+    wait = stabilization
+    if ceiling_replicas is not None and current > ceiling_replicas:
+        wait = min(wait, timedelta(seconds=cost.window_seconds))
+    asked = [*asked, AskedCount(at=now, replicas=target)]
+    older = [a for a in asked if a.at <= now - wait]
+    keep = max(a.replicas for a in asked if a.at > now - wait)
+    kept_before = [a for a in asked if a.at <= now - stabilization][-1:]
+    recent = [*kept_before, *(a for a in asked if a.at > now - stabilization)]
     new = current
     if target > current:
         new = target
