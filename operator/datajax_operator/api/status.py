@@ -161,8 +161,8 @@ CapacitySource = Literal["Roofline", "Learned"]
 
 class LatencyFit(StatusModel):
     """The online fit of 1/p95 against load per slice (exponentially forgetting least squares), kept
-    in status so a restarted operator resumes it. Sums of weighted samples; the roofline seed enters
-    as two fixed pseudo-samples, not stored here."""
+    in status so a restarted operator resumes it: sums of the weighted samples, the lowest p95 and the
+    highest load seen."""
 
     key: str = Field(
         max_length=512,
@@ -175,6 +175,12 @@ class LatencyFit(StatusModel):
     inverse_p95: float = Field(description="Weighted sum of 1/p95 (1/s).")
     load_squared: float = Field(description="Weighted sum of the squared load.")
     load_inverse_p95: float = Field(description="Weighted sum of load x 1/p95.")
+    min_p95: float | None = Field(
+        default=None, gt=0, description="Lowest p95 seen (s): the fit's anchor at no load."
+    )
+    max_load: float | None = Field(
+        default=None, ge=0, description="Highest load per slice seen (tokens/s): the fit's trust region."
+    )
     sampled_at: datetime | None = Field(default=None, description="When the last sample was taken.")
 
 

@@ -9,9 +9,10 @@ Each pass, from the sidecars' figures over their window:
   cost stays under the ceiling (not binding below cost.minTokensPerSecond, where cost is not judged);
   both within minReplicas..maxReplicas;
 - the count: PreferSLO runs N_min with headroom (demand over `HEADROOM` x capacity), kept inside the
-  band; PreferCost runs N_min. When the band is empty, ScalingFeasible=False (CostSLOInfeasible, with
-  the figures) and the policy picks the bound that holds: PreferSLO N_min with its headroom,
-  PreferCost N_max (at least one slice while there is traffic).
+  band and below `COST_MARGIN` of the ceiling (never below N_min); PreferCost runs N_min. When the
+  band is empty, ScalingFeasible=False (CostSLOInfeasible, with the figures) and the policy picks
+  the bound that holds: PreferSLO N_min with its headroom, PreferCost N_max (at least one slice while
+  there is traffic).
 Fast up, slow down: a larger count is applied at once; a smaller one only when every count asked for
 over the last scaleDownStabilization is below the running one, and then the largest of them (the
 HorizontalPodAutoscaler's rule; a window not yet observed in full keeps the count), shortened to one
@@ -49,10 +50,10 @@ from datajax_operator.plan.roofline import (
 )
 from datajax_operator.status.capacity_fit import (
     LEARNED_AFTER,
-    UNLOADED_SHARE,
     FitState,
     add_point,
     capacity_at_slo,
+    saturated_bound,
 )
 from datajax_operator.status.conditions import Verdict
 from datajax_operator.status.judge import Action
@@ -61,10 +62,19 @@ from datajax_operator.status.observations import SidecarScrape
 SATURATED: Final = 2.0
 """A window whose p95 is above this many SLOs is not a point of the fit: its slices were saturated,
 so its load is what they could serve, not what was asked, and its p95 is set by the queue's limits.
-It bounds the capacity instead: below (1 - UNLOADED_SHARE) of that load."""
-HEADROOM: Final = 0.85
-"""PreferSLO plans for this share of a slice's capacity at the SLO, so noise within a window and the
-growth until the next pass stay under it."""
+It bounds the capacity instead (``capacity_fit.saturated_bound``)."""
+UNLOADED_SHARE: Final = 0.3
+"""Before the fit has seen any p95, a saturated window's bound assumes an unloaded p95 of this share
+of the SLO (an assumption; the lowest p95 seen replaces it)."""
+MIN_POINT_LOAD: Final = 1.0
+"""Tokens/s per slice below which a window is no point of the fit (an idle slice says nothing about
+its limit)."""
+HEADROOM: Final = 0.7
+"""PreferSLO plans for this share of a slice's capacity at the SLO, so noise within a window, the
+growth until the next pass and the first minutes of a burst (while new slices start) stay under it."""
+COST_MARGIN: Final = 0.9
+"""...but for no more slices than keep $/Mtok under this share of the ceiling, so the headroom never
+spends the margin the cost judgement needs (slices paid for while they start, noise)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,8 @@ def _fit_state(stored: LatencyFit | None, key: str) -> FitState:
         sum_y=stored.inverse_p95,
         sum_xx=stored.load_squared,
         sum_xy=stored.load_inverse_p95,
+        min_p95=stored.min_p95,
+        max_load=stored.max_load,
         sampled_at=stored.sampled_at,
     )
 
@@ -150,6 +162,8 @@ def _stored_fit(state: FitState) -> LatencyFit:
         inverse_p95=state.sum_y,
         load_squared=state.sum_xx,
         load_inverse_p95=state.sum_xy,
+        min_p95=state.min_p95,
+        max_load=state.max_load,
         sampled_at=state.sampled_at,
     )
 
@@ -174,6 +188,13 @@ def _seed(roof: Roofline, demand: Demand | None) -> tuple[float, float]:
         prompt, output = demand.prompt_tokens_per_request, demand.output_tokens_per_request
     ceiling = roof.mixed_tokens_per_second(prompt, output)
     return ceiling * SEED_EFFICIENCY, ceiling
+
+
+def _slices(tokens_per_second: float, per_slice: float, beyond: int) -> int:
+    """Slices serving `tokens_per_second` at `per_slice` each; `beyond` (more than allowed) when the
+    capacity is none or too small to count with."""
+    needed = tokens_per_second / per_slice if per_slice > 0 else math.inf
+    return math.ceil(needed) if needed < beyond else beyond
 
 
 def _plural(n: int) -> str:
@@ -208,6 +229,7 @@ def decide_scale(
         demand is not None
         and not math.isnan(demand.p95_latency_seconds)
         and 0 < demand.p95_latency_seconds <= SATURATED * slo.p95_latency_seconds
+        and demand.tokens_per_second >= demand.slices * MIN_POINT_LOAD
         and demand.slices == running
         and not pending
         and (fit.sampled_at is None or (now - fit.sampled_at).total_seconds() >= demand.window_seconds)
@@ -217,7 +239,8 @@ def decide_scale(
     capacity = capacity_at_slo(fit, slo.p95_latency_seconds, seed, top)
     if demand is not None and demand.p95_latency_seconds > SATURATED * slo.p95_latency_seconds:
         # saturated slices serve about their limit, and at the SLO a slice serves less than that
-        capacity = min(capacity, demand.tokens_per_second / demand.slices * (1 - UNLOADED_SHARE))
+        load = demand.tokens_per_second / demand.slices
+        capacity = min(capacity, saturated_bound(load, fit, slo.p95_latency_seconds, UNLOADED_SHARE))
     source: CapacitySource = "Learned" if fit.samples >= LEARNED_AFTER else "Roofline"
     slice_breakeven = breakeven_tokens_per_second(slice_usd_per_hour, cost.ceiling_usd_per_million_tokens)
 
@@ -241,13 +264,7 @@ def decide_scale(
     else:
         idle = demand.tokens_per_second <= 0
         idle_since = (idle_since or now) if idle else None
-        slo_replicas = (
-            0
-            if idle
-            else (
-                math.ceil(demand.tokens_per_second / capacity) if capacity > 0 else scaling.max_replicas + 1
-            )
-        )
+        slo_replicas = 0 if idle else (_slices(demand.tokens_per_second, capacity, scaling.max_replicas + 1))
         judged = demand.basis_tokens_per_second >= max(cost.min_tokens_per_second, 1e-9)
         ceiling_replicas = (
             math.floor(demand.basis_tokens_per_second / slice_breakeven) if judged else scaling.max_replicas
@@ -256,12 +273,16 @@ def decide_scale(
         high = min(ceiling_replicas, scaling.max_replicas)
         feasible = low <= high
         wanted = (
-            math.ceil(demand.tokens_per_second / (capacity * HEADROOM))
+            _slices(demand.tokens_per_second, capacity * HEADROOM, scaling.max_replicas + 1)
             if scaling.policy == "PreferSLO" and capacity > 0 and not idle
             else slo_replicas
         )
         if feasible:
-            target = max(low, min(high, wanted))
+            # headroom for the SLO, as long as it leaves a margin under the ceiling too
+            margin = (
+                math.floor(COST_MARGIN * demand.basis_tokens_per_second / slice_breakeven) if judged else high
+            )
+            target = max(low, min(high, margin, wanted))
         elif scaling.policy == "PreferSLO":
             target = _clamp(max(slo_replicas, wanted), scaling)
         else:
