@@ -102,9 +102,9 @@ def _one(samples: Samples, name: str, **labels: str) -> float:
     raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
 
 
-def _optional(exposition: Exposition, name: str) -> float:
+def _optional(samples: Samples, name: str) -> float:
     """A figure an older sidecar may not export: NaN (unknown) when it is absent."""
-    found = exposition.labelled(name)
+    found = samples.get(name, [])
     return found[0][1] if found else math.nan
 
 

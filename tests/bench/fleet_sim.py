@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from datajax_devtools.demo.traffic import RequestMix, SliceModel, draw_request, expected_gauges
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
-from datajax_operator.demo.traffic import RequestMix, SliceModel, draw_request, expected_gauges
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.status.autoscale import decide_scale
@@ -88,7 +88,10 @@ class Scenario:
                 },
                 "tpu": {"generation": "v6e", "topology": "2x4"},
                 "replicas": replicas,
-                "cost": {"ceilingUSDPerMillionTokens": self.ceiling, "window": f"{int(self.window_seconds)}s"},
+                "cost": {
+                    "ceilingUSDPerMillionTokens": self.ceiling,
+                    "window": f"{int(self.window_seconds)}s",
+                },
                 "slo": {"p95LatencySeconds": self.slo_seconds},
                 "scaling": {
                     "minReplicas": self.min_replicas,
@@ -214,7 +217,9 @@ def autoscaler(scenario: Scenario, initial: int) -> Policy:
     def decide(seen: Observed) -> int:
         previous = state["status"]
         if previous is not None:
-            previous = previous.model_copy(update={"replicas": seen.desired, "available_replicas": seen.ready})
+            previous = previous.model_copy(
+                update={"replicas": seen.desired, "available_replicas": seen.ready}
+            )
         decision = decide_scale(
             model.spec,
             1,
@@ -293,10 +298,14 @@ def simulate(
         offered = trace(now) * noise.uniform(0.95, 1.05)
         ready = fleet.ready(now)
         per_slice_offered = offered / ready if ready else math.inf
-        served_per_slice = min(per_slice_offered, SERVE_LIMIT * slc.capacity_tokens_per_second) if ready else 0.0
+        served_per_slice = (
+            min(per_slice_offered, SERVE_LIMIT * slc.capacity_tokens_per_second) if ready else 0.0
+        )
         rho = served_per_slice / slc.capacity_tokens_per_second
         latencies = (
-            [draw_request(mix, slc, rho, rnd).e2e for _ in range(SAMPLES_PER_STEP)] if ready and offered > 0 else []
+            [draw_request(mix, slc, rho, rnd).e2e for _ in range(SAMPLES_PER_STEP)]
+            if ready and offered > 0
+            else []
         )
         recent.append((served_per_slice, served_per_slice / mean_tokens, latencies))
         tally.offered += offered * STEP

@@ -126,6 +126,11 @@ def test_the_fit_never_exceeds_the_roofline_and_sees_an_unreachable_slo() -> Non
     assert capacity_at_slo(slow, SLO, 5000, ceiling=1e9) == 0.0
 
 
+def test_a_first_window_over_the_slo_puts_the_capacity_below_its_load() -> None:
+    fit = add_point(FitState(key="k"), 8000, SLO * 1.5, T0)
+    assert 0 < capacity_at_slo(fit, SLO, seed=50_000, ceiling=1e9) < 8000
+
+
 def test_steady_demand_settles_inside_the_band_with_the_learned_capacity() -> None:
     demand = 60_000.0
     decision, status = settle(spec_with(), demand, start=1)

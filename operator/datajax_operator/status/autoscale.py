@@ -63,9 +63,6 @@ SATURATED: Final = 2.0
 """A window whose p95 is above this many SLOs is not a point of the fit: its slices were saturated,
 so its load is what they could serve, not what was asked, and its p95 is set by the queue's limits.
 It bounds the capacity instead (``capacity_fit.saturated_bound``)."""
-UNLOADED_SHARE: Final = 0.3
-"""Before the fit has seen any p95, a saturated window's bound assumes an unloaded p95 of this share
-of the SLO (an assumption; the lowest p95 seen replaces it)."""
 MIN_POINT_LOAD: Final = 1.0
 """Tokens/s per slice below which a window is no point of the fit (an idle slice says nothing about
 its limit)."""
@@ -240,7 +237,7 @@ def decide_scale(
     if demand is not None and demand.p95_latency_seconds > SATURATED * slo.p95_latency_seconds:
         # saturated slices serve about their limit, and at the SLO a slice serves less than that
         load = demand.tokens_per_second / demand.slices
-        capacity = min(capacity, saturated_bound(load, fit, slo.p95_latency_seconds, UNLOADED_SHARE))
+        capacity = min(capacity, saturated_bound(load, fit, slo.p95_latency_seconds))
     source: CapacitySource = "Learned" if fit.samples >= LEARNED_AFTER else "Roofline"
     slice_breakeven = breakeven_tokens_per_second(slice_usd_per_hour, cost.ceiling_usd_per_million_tokens)
 

@@ -13,7 +13,8 @@ load at which 1/p95 = 1/SLO: the slice's capacity at the SLO. Only the sums of t
 Seed and anchor. Before the first point the capacity is the seed: the roofline's tokens/s times its
 efficiency (`plan.roofline`). From the first point on, the line is fitted through the points and an
 anchor of weight ANCHOR_WEIGHT that never decays at (0, 1 / lowest p95 seen): the unloaded p95 is at
-most the lowest one observed, so the anchor errs on the shallow side. It gives a slope to points that
+most the lowest one observed, so the anchor errs on the shallow side (until some window has met the
+SLO, the anchor is an assumed unloaded p95 of UNLOADED_SHARE x SLO instead). It gives a slope to points that
 all sit at one load (as an autoscaler holding the load steady produces); points spread over a range
 soon outweigh it.
 
@@ -39,6 +40,9 @@ TRUST: Final = 2.0
 1 / the autoscaler's headroom, or the load it plans for would never reach beyond what was seen)."""
 SPAN: Final = 0.1
 """Points whose loads spread less than this share of their mean say nothing about light load."""
+UNLOADED_SHARE: Final = 0.3
+"""While no window has met the SLO (so the lowest p95 seen says nothing about an idle slice), the
+unloaded p95 is taken to be this share of the SLO: an assumption, dropped at the first window under it."""
 LEARNED_AFTER: Final = 3
 """Points after which the estimate is reported as Learned rather than Roofline."""
 
@@ -95,9 +99,10 @@ def capacity_at_slo(state: FitState, slo: float, seed: float, ceiling: float) ->
     if state.weight <= 0 or state.min_p95 is None or state.max_load is None:
         return max(0.0, min(seed, ceiling))
     target = 1.0 / slo
-    if _unreachable(state, target) or 1.0 / state.min_p95 <= target:
+    if _unreachable(state, target):
         return 0.0
-    anchor = 1.0 / state.min_p95
+    # no window has met the SLO yet: the unloaded p95 is assumed at UNLOADED_SHARE of it
+    anchor = 1.0 / state.min_p95 if state.min_p95 < slo else 1.0 / (UNLOADED_SHARE * slo)
     w = state.weight + ANCHOR_WEIGHT
     sx, sy = state.sum_x, state.sum_y + ANCHOR_WEIGHT * anchor
     spread = w * state.sum_xx - sx * sx
@@ -109,9 +114,9 @@ def capacity_at_slo(state: FitState, slo: float, seed: float, ceiling: float) ->
     return max(0.0, min((target - intercept) / slope, limit))
 
 
-def saturated_bound(load: float, state: FitState, slo: float, unloaded_share: float) -> float:
+def saturated_bound(load: float, state: FitState, slo: float) -> float:
     """A bound on the capacity from a window whose slices were saturated: they served about their
-    limit c, and at the SLO a slice serves c x (1 - p0 / SLO), with p0 the lowest p95 seen (or
-    `unloaded_share` of the SLO before any)."""
-    p0 = state.min_p95 if state.min_p95 is not None else unloaded_share * slo
+    limit c, and at the SLO a slice serves c x (1 - p0 / SLO), with p0 the lowest p95 seen when some
+    window met the SLO, else UNLOADED_SHARE of the SLO."""
+    p0 = state.min_p95 if state.min_p95 is not None and state.min_p95 < slo else UNLOADED_SHARE * slo
     return max(0.0, load * (1 - min(p0 / slo, 1.0)))
