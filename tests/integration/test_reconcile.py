@@ -194,6 +194,9 @@ def test_example_gets_its_children_and_status(
         "conditions",
         "costEvaluation",
         "latencyEvaluation",  # the 70B example sets an SLO
+        "replicas",  # the scale subresource's status.replicas and status.selector
+        "availableReplicas",
+        "selector",
     }
     # no sidecar endpoint exists (no kubelet runs the pods): nothing to judge, and said so
     assert conditions["MetricsAvailable"]["reason"] == "NoEndpoints"
