@@ -129,3 +129,12 @@ def test_with_spec_scaling_the_operator_owns_the_count_and_kubectl_scale_restart
         lambda: (api.model(namespace, "owned").get("status") or {}).get("replicas") == 4,
         what="status.replicas 4",
     )
+
+
+def test_kubectl_explain_documents_spec_scaling(
+    operator: RunningOperator, kubeconfig: Path, namespace: str
+) -> None:
+    text = kubectl(kubeconfig, namespace, "explain", "datajaxmodel.spec.scaling")
+    for field in ("minReplicas", "maxReplicas", "policy", "scaleToZeroAfter", "scaleDownStabilization"):
+        assert field in text
+    assert "Autoscaling on the SLO and the cost ceiling at once" in text, text
