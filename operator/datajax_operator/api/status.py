@@ -227,8 +227,8 @@ class ScalingStatus(StatusModel):
     recent: list[AskedCount] = Field(
         default_factory=list,
         max_length=1000,
-        description="Counts asked for within the last scaleDownStabilization (and the last one before "
-        "it): a scale-down keeps their largest.",
+        description="Changes of the count asked for within the last scaleDownStabilization, and the one in "
+        "force before it: a scale-down keeps the largest.",
     )
     idle_since: datetime | None = Field(
         default=None, description="Since when no traffic was measured (for scaleToZeroAfter)."

@@ -297,11 +297,17 @@ def decide_scale(
     wait = stabilization
     if ceiling_replicas is not None and current > ceiling_replicas:
         wait = min(wait, timedelta(seconds=cost.window_seconds))
-    asked = [*asked, AskedCount(at=now, replicas=target)]
-    older = [a for a in asked if a.at <= now - wait]
-    keep = max(a.replicas for a in asked if a.at > now - wait)
-    kept_before = [a for a in asked if a.at <= now - stabilization][-1:]
-    recent = [*kept_before, *(a for a in asked if a.at > now - stabilization)]
+    # `asked` holds the changes of the asked count (so a steady pass writes nothing new to status):
+    # each holds from its time to the next; the window's largest includes the one in force at its start
+    if not asked or asked[-1].replicas != target:
+        asked = [*asked, AskedCount(at=now, replicas=target)]
+    at_start = [a for a in asked if a.at <= now - wait][-1:]
+    keep = max(a.replicas for a in [*at_start, *(a for a in asked if a.at > now - wait)])
+    older = at_start  # a window not yet observed in full keeps the count
+    recent = [
+        *[a for a in asked if a.at <= now - stabilization][-1:],
+        *(a for a in asked if a.at > now - stabilization),
+    ]
     new = current
     if target > current:
         new = target
