@@ -122,6 +122,7 @@ def _plan(
     now: datetime,
     *,
     wave_spec: dict[str, Any] | Problem | None,
+    sidecars_unlisted: str | None = None,
 ) -> tuple[Evaluation, Judgement | None, list[dict[str, Any]]]:
     """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
     if isinstance(wave_spec, Problem):
@@ -140,6 +141,7 @@ def _plan(
         sidecars,
         now,
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        sidecars_unlisted=sidecars_unlisted,
     )
     objects = render_objects(model, plan, config, replicas=judgement.replicas)
     return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
@@ -235,18 +237,27 @@ def reconcile(
     now: datetime,
     *,
     sidecars: Sequence[SidecarScrape] = (),
+    sidecars_unlisted: str | None = None,
 ) -> Outcome | None:
     """Drive one model's children and status to its spec. None when the model is gone or going.
 
     ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition;
-    ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty).
+    ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty);
+    ``sidecars_unlisted`` is why the endpoints could not be listed at all (the API server refused the
+    EndpointSlices): the pass goes on without metrics and says so in MetricsAvailable.
     """
     raw = kube.get(DATAJAX_MODEL, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
     previous = _previous_status(raw)
     evaluation, judgement, desired = _plan(
-        raw, config, previous, sidecars, now, wave_spec=_wave_spec(kube, raw)
+        raw,
+        config,
+        previous,
+        sidecars,
+        now,
+        wave_spec=_wave_spec(kube, raw),
+        sidecars_unlisted=sidecars_unlisted,
     )
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
