@@ -15,7 +15,8 @@ whatever happened before (an operator restart, a missed event, a person deleting
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
 4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
    ``observe``), evaluate the status (pure), and write it once, only when it differs from the stored
-   one; post an Event for each condition that changed and for each cost action taken.
+   one; post an Event for each condition change a person acts on (not a condition's birth in a
+   state nobody acts on) and for each cost action taken.
 
 The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
 (fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
@@ -56,7 +57,7 @@ from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.names import child_names
 from datajax_operator.render.objects import render_objects
-from datajax_operator.status.conditions import transitions
+from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import SidecarScrape
@@ -295,7 +296,7 @@ def reconcile(
     written = document != _status_document(previous)
     if written and document is not None:
         kube.apply_status(DATAJAX_MODEL, namespace, name, document)
-        for change in transitions(previous.conditions if previous else [], status.conditions):
+        for change in actionable_transitions(previous.conditions if previous else [], status.conditions):
             condition = change.condition
             try:
                 kube.event(
