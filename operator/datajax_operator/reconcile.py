@@ -9,8 +9,9 @@ whatever happened before (an operator restart, a missed event, a person deleting
 2. render and server-side apply every wanted child (a no-op apply changes nothing on the server),
    except one whose name is taken by an object this model does not control: that object is left
    exactly as it is (never adopted, never deleted) and the status says so; a child the API server
-   refuses as invalid (a 400/422 for content the CRD could not check, e.g. an env ``valueFrom``) makes
-   the spec invalid, like a planner rejection, instead of failing every reconcile, and deletes nothing;
+   refuses as invalid (a 400/422 for content the CRD cannot check, e.g. an env ``fieldRef`` path the
+   Pod does not support) makes the spec invalid, like a planner rejection, instead of failing every
+   reconcile, and deletes nothing;
 3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
 4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
