@@ -189,8 +189,12 @@ def test_peering_adds_peering_objects_and_their_verbs(renderer: Renderer) -> Non
         "watch",
         "patch",
     }
-    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    deployment = one(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=datajax" in container["args"]
+    # each replica its own priority (kopf pauses equal ones), from the POD_NAME the pod is given
+    assert "--priority=pod-name" in container["args"] and "--peering-lifetime=60" in container["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
     assert container["image"].startswith("datajax/datajax-operator@sha256:")
 
     docs = renderer.render([CHART / "ci" / "peering-namespaced-values.yaml"])
@@ -318,7 +322,8 @@ def test_names_truncate_to_63(renderer: Renderer) -> None:
 
 # `--set-json` so numbers stay numbers (plain `--set` turns 1.5 into a string).
 BAD_VALUES = [
-    ("replicas=2", "replicas"),
+    ("replicas=6", "replicas"),
+    ("leaderElection.lifetimeSeconds=1", "lifetimeSeconds"),
     ('image.tag="latest"', "tag"),
     ('config.vllmImage="vllm/vllm-tpu:latest"', "vllmImage"),
     ("config.prices.v6e.on-demand=-1", "on-demand"),
@@ -334,6 +339,28 @@ BAD_VALUES = [
     ('watch.namespaces=["Bad_NS"]', "namespaces"),
     ('config.sidecarWindow="10m"', "sidecarWindow"),
 ]
+
+
+def test_several_replicas_peer_and_roll_one_at_a_time(renderer: Renderer) -> None:
+    docs = renderer.render([CHART / "ci" / "peering-values.yaml"], extra=["--set-json", "replicas=2"])
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    assert (
+        one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].count(
+            "--priority=pod-name"
+        )
+        == 1
+    )
+    # without peering, every replica would act on every model: refused, saying why
+    proc = renderer.run(extra=["--set-json", "replicas=2"])
+    assert proc.returncode != 0
+    assert "replicas above 1 need leaderElection.enabled=true" in proc.stderr, proc.stderr
+    single = one(renderer.render([CHART / "ci" / "peering-values.yaml"]), "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
 
 
 @pytest.mark.parametrize(("value", "field"), BAD_VALUES, ids=[v for v, _ in BAD_VALUES])

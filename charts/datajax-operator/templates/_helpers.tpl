@@ -109,6 +109,9 @@ serving pods; dashboards and alerts group by the target label names.
 - --metrics-port={{ .Values.ports.metrics }}
 {{- if .Values.leaderElection.enabled }}
 - --peering={{ .Values.leaderElection.peeringName }}
+{{- /* a priority of its own per replica (from POD_NAME): kopf pauses replicas of equal priority */}}
+- --priority=pod-name
+- --peering-lifetime={{ .Values.leaderElection.lifetimeSeconds }}
 {{- end }}
 {{- end }}
 
@@ -119,6 +122,9 @@ serving pods; dashboards and alerts group by the target label names.
 {{- end }}
 {{- if and .Values.watch.allNamespaces (not (empty .Values.watch.namespaces)) }}
 {{- fail "watch.namespaces must be empty when watch.allNamespaces is true (pick one mode)" }}
+{{- end }}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicas above 1 need leaderElection.enabled=true: without kopf peering every replica would act on every model" }}
 {{- end }}
 {{- end }}
 
