@@ -7,6 +7,7 @@ rejections, and the properties a platform team audits (security context, RBAC ve
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,40 @@ def test_chart_metadata() -> None:
     assert chart["kubeVersion"] == ">=1.29.0-0"
 
 
-@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-def test_helm_lint_strict(renderer: Renderer, kube_version: str) -> None:
-    cmd = [renderer.helm, "lint", str(CHART), "--strict", "--kube-version", kube_version]
+def test_helm_template_as_a_user_runs_it(renderer: Renderer, tmp_path: Path) -> None:
+    """`helm template t charts/datajax-operator`, no flags, from the repository root: helm's default
+    capabilities must satisfy the chart's kubeVersion floor, as an official helm release's do."""
+    proc = subprocess.run(
+        [renderer.helm, "template", "t", "charts/datajax-operator"],
+        cwd=REPO,
+        env=renderer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert one([d for d in yaml.safe_load_all(proc.stdout) if d], "Deployment")["metadata"]["name"]
+    # helm's own default Kubernetes version, as `.Capabilities` reports it to a chart
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (probe / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"
+    )
+    shown = run([renderer.helm, "template", "p", str(probe)], renderer.env)
+    assert shown.returncode == 0, shown.stderr
+    default = yaml.safe_load(shown.stdout)["data"]["kube"]
+    floor = tuple(int(x) for x in KUBE_VERSIONS[0].split("."))
+    assert tuple(int(x) for x in default.lstrip("v").split(".")[:3]) >= floor, default
+
+
+@pytest.mark.parametrize("kube_version", [None, *KUBE_VERSIONS])
+def test_helm_lint_strict(renderer: Renderer, kube_version: str | None) -> None:
+    cmd = [renderer.helm, "lint", str(CHART), "--strict"]
+    if kube_version is not None:  # None: helm's default, as a user lints
+        cmd += ["--kube-version", kube_version]
     for values in CI_VALUES:
         proc = run([*cmd, "-f", str(values)], renderer.env)
         assert proc.returncode == 0, f"helm lint {values.name}:\n{proc.stdout}\n{proc.stderr}"
