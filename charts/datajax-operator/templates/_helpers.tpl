@@ -130,7 +130,8 @@ serving pods; dashboards and alerts group by the target label names.
 
 {{/*
 The alert groups, rendered once from files/alerts.yaml (the single source) with alerts.extraLabels
-merged into every rule; PrometheusRule and ClusterRules both emit exactly this.
+merged into every alert (not into the recording rules' series); PrometheusRule and ClusterRules both
+emit exactly this.
 */}}
 {{- define "datajax-operator.alertGroups" -}}
 {{- $doc := tpl (.Files.Get "files/alerts.yaml") . | fromYaml }}
@@ -139,7 +140,9 @@ merged into every rule; PrometheusRule and ClusterRules both emit exactly this.
 {{- end }}
 {{- range $g := $doc.groups }}
 {{- range $r := $g.rules }}
+{{- if $r.alert }}
 {{- $_ := set $r "labels" (merge (dict) $r.labels $.Values.alerts.extraLabels) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toYaml $doc.groups }}
