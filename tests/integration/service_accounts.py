@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from cluster_state import ClusterState
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 Rule = dict[str, list[str]]
 

@@ -17,7 +17,7 @@ from kubehelpers import wait_for
 from operator_process import OperatorProcess
 from service_accounts import OPERATOR_RULES, service_account_kubeconfig, without
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

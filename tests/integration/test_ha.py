@@ -22,7 +22,7 @@ from cluster_state import ClusterState, converged, model_doc
 from kubehelpers import REPO, wait_for
 from operator_process import OperatorProcess
 
-from datajax_operator.localcluster import LocalCluster, find_binary
+from datajax_devtools.localcluster import LocalCluster, find_binary
 from datajax_operator.peering import priority_from_name
 
 pytestmark = pytest.mark.integration
