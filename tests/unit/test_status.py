@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from djm_fixtures import model_with
 
-from datajax_operator.api.status import DataJaxModelStatus
+from datajax_operator.api.status import Condition, DataJaxModelStatus
 from datajax_operator.observe import gather, workload_observation
 from datajax_operator.plan import OperatorConfig, Problem, make_plan
 from datajax_operator.status import (
@@ -166,6 +166,28 @@ def test_events_only_for_what_a_person_acts_on() -> None:
     }
     # every change is still a transition (for whoever wants them all); only these are posted
     assert {t.condition.type for t in transitions([], first.conditions)} == {c.type for c in first.conditions}
+
+
+def _condition(type_: str, status: str, reason: str) -> Condition:
+    return Condition(type=type_, status=status, reason=reason, message="", last_transition_time=T0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "posted"),
+    [
+        (None, ("Unknown", "NoMetrics"), None),  # a breach condition's birth: nothing to act on
+        (("Unknown", "Evaluating"), ("False", "UnderCeiling"), None),  # first verdict: fine, as expected
+        (("False", "UnderCeiling"), ("True", "CeilingExceeded"), "Warning"),  # a breach
+        (("True", "CeilingExceeded"), ("False", "UnderCeiling"), "Normal"),  # ... and its end
+        (("True", "CeilingExceeded"), ("Unknown", "NoMetrics"), "Normal"),
+    ],
+)
+def test_breach_events_are_its_start_and_its_end(
+    before: tuple[str, str] | None, after: tuple[str, str], posted: str | None
+) -> None:
+    previous = [_condition("CostCeilingBreached", *before)] if before else []
+    found = actionable_transitions(previous, [_condition("CostCeilingBreached", *after)])
+    assert [t.event_type for t in found] == ([posted] if posted else [])
 
 
 def test_planned_cost_from_the_first_pass() -> None:
