@@ -169,7 +169,7 @@ def test_events_only_for_what_a_person_acts_on() -> None:
 
 
 def _condition(type_: str, status: str, reason: str) -> Condition:
-    return Condition(type=type_, status=status, reason=reason, message="", last_transition_time=T0)  # type: ignore[arg-type]
+    return Condition(type=type_, status=status, reason=reason, message="", last_transition_time=T0)
 
 
 @pytest.mark.parametrize(
