@@ -78,6 +78,9 @@ class Operators:
         self.kubeconfig = kubeconfig
         self.current: RunningOperator | None = None
         self.overrides: dict[str, Any] = {}
+        self.base: dict[str, Any] = {}
+        """Options of every start: the session cluster's dial map (pod IP -> loopback), so a scrape of
+        a pod with no local listener is refused at once rather than waiting on an unrouted address."""
 
     @classmethod
     def shared(cls, kubeconfig: Path) -> Operators:
@@ -103,7 +106,7 @@ class Operators:
 
     def _start(self, overrides: dict[str, Any]) -> RunningOperator:
         self.overrides = dict(overrides)
-        settings: dict[str, Any] = {"resync_seconds": 5.0, **overrides}
+        settings: dict[str, Any] = {"resync_seconds": 5.0, **self.base, **overrides}
         options = runner.Options(
             kubeconfig=self.kubeconfig,
             log_format=None,
