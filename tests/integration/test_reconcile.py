@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, RunningOperator, load_example, wait_for
+from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, RunningOperator, cordoned, load_example, wait_for
 from kubernetes import client
 
 from datajax_devtools.localcluster import find_binary
@@ -121,23 +121,6 @@ def workload_of(api: Api, ns: str, kind: str, name: str) -> dict[str, Any] | Non
     return api.deployment(ns, name) if kind == "Deployment" else api.lws(ns, name)
 
 
-def mark_available(api: Api, ns: str, name: str, replicas: int) -> None:
-    """Write the Deployment's status as its controller would once the pods are up."""
-    deployment = api.deployment(ns, name)
-    assert deployment is not None
-    status = {
-        "observedGeneration": deployment["metadata"]["generation"],
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": replicas,
-        "availableReplicas": replicas,
-        "conditions": [
-            {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "up"}
-        ],
-    }
-    api.apps.patch_namespaced_deployment_status(name, ns, {"status": status})
-
-
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_gets_its_children_and_status(
     example: Path, api: Api, namespace: str, operator: RunningOperator
@@ -206,14 +189,15 @@ def test_deployment_available_makes_the_model_ready(
 ) -> None:
     doc = load_example(next(p for p in EXAMPLES if "8b" in p.name), namespace)
     name = doc["metadata"]["name"]
-    api.create_model(doc)
-    wait_for(lambda: api.deployment(namespace, name), what="the Deployment")
-    not_ready = wait_for(lambda: api.condition(namespace, name, "Ready"), what="a Ready condition")
-    assert not_ready["status"] == "False"
-    spec_valid = api.condition(namespace, name, "SpecValid")
-    assert spec_valid is not None and spec_valid["status"] == "True"
-
-    mark_available(api, namespace, name, replicas=1)
+    with cordoned(api.apps.api_client, "tpu-v6e-2x4") as uncordon:  # the pod waits for a node
+        api.create_model(doc)
+        wait_for(lambda: api.deployment(namespace, name), what="the Deployment")
+        not_ready = wait_for(lambda: api.condition(namespace, name, "Ready"), what="a Ready condition")
+        assert not_ready["status"] == "False"
+        spec_valid = api.condition(namespace, name, "SpecValid")
+        assert spec_valid is not None and spec_valid["status"] == "True"
+        # the Deployment controller's ReplicaSet and pod, scheduled by the scheduler, run by kwok
+        uncordon()
     kubectl = subprocess.run(
         [
             str(find_binary("kubectl")),

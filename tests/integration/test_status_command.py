@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, Operators, RunningOperator, load_example, wait_for
+from kubehelpers import (
+    EXAMPLES,
+    GROUP,
+    PLURAL,
+    VERSION,
+    Operators,
+    RunningOperator,
+    cordoned,
+    load_example,
+    wait_for,
+)
 from kubernetes import client
 
 pytestmark = pytest.mark.integration
@@ -56,18 +66,6 @@ class Cluster:
     def condition(self, name: str, type_: str) -> str | None:
         conditions = (self.model(name).get("status") or {}).get("conditions", [])
         return next((c["status"] for c in conditions if c["type"] == type_), None)
-
-    def deployment_available(self, name: str) -> None:
-        """The Deployment's status as its controller writes it once the pod is up (no kubelet here)."""
-        deployment = self.apps.read_namespaced_deployment(name, self.ns)
-        status = {
-            "observedGeneration": deployment.metadata.generation,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": 1,
-            "availableReplicas": 1,
-        }
-        self.apps.patch_namespaced_deployment_status(name, self.ns, {"status": status})
 
     def write_figures(self, name: str, *, breached: bool, now: datetime) -> None:
         """status.metrics and the judging conditions, merged into the stored status."""
@@ -143,11 +141,12 @@ def test_status_screen_exit_codes_fleet_and_errors(
 
     doc = load_example(next(p for p in EXAMPLES if "8b" in p.name), namespace)
     name = doc["metadata"]["name"]
-    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
-    wait_for(lambda: cluster.condition(name, "Ready") == "False", what="the operator's first status")
-
-    # Progressing: the operator's own status and Events, no figures yet
-    progressing = status_cli(kubeconfig, name, "-n", namespace)
+    with cordoned(admin_client, "tpu-v6e-2x4") as uncordon:  # the pod waits for a node meanwhile
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+        wait_for(lambda: cluster.condition(name, "Ready") == "False", what="the operator's first status")
+        # Progressing: the operator's own status and Events, no figures yet
+        progressing = status_cli(kubeconfig, name, "-n", namespace)
+        uncordon()
     assert progressing.returncode == 1, progressing.stderr
     out = progressing.stdout
     assert f"{namespace}/{name}   Progressing   generation 1" in out
@@ -161,10 +160,9 @@ def test_status_screen_exit_codes_fleet_and_errors(
     assert "$/Mtok      — (NoMetrics)  ceiling 3.000" in out  # the cost condition says why
     assert "SpecValid is True" in out  # the operator's Event on the transition
 
-    # the workload comes up; the operator marks the model Ready, then stands aside so the figures
-    # written below stay exactly as written
-    cluster.deployment_available(name)
-    wait_for(lambda: cluster.condition(name, "Ready") == "True", what="Ready=True")
+    # the workload comes up (scheduled, run by kwok, counted by the Deployment controller); the operator
+    # marks the model Ready, then stands aside so the figures written below stay exactly as written
+    wait_for(lambda: cluster.condition(name, "Ready") == "True", 60, what="Ready=True")
     operators.stop()
     try:
         _figures_and_fleet(cluster, name, kubeconfig)

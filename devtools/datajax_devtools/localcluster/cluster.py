@@ -277,6 +277,10 @@ class LocalCluster:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def component_pids(self) -> dict[str, int]:
+        """Process id per running component (for measurements: tests/bench/control_plane_cost.py)."""
+        return {proc.name: proc.popen.pid for proc in self._processes}
+
     def check_alive(self) -> None:
         """Raise if a server died (``make cluster`` polls this to exit instead of serving nothing)."""
         for proc in self._processes:
