@@ -351,7 +351,9 @@ class LocalCluster:
                 # a /16: make bench creates thousands of ClusterIP Services (a /24 holds 254)
                 "--service-cluster-ip-range=10.0.0.0/16",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                # TaintNodesByCondition taints every new Node not-ready until the node-lifecycle
+                # controller sees it Ready; that controller does not run here (see CONTROLLERS)
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 f"--service-account-issuer=https://127.0.0.1:{self.apiserver_port}/",
                 f"--service-account-key-file={self._pki.sa_public_key}",
                 f"--service-account-signing-key-file={self._pki.sa_private_key}",
@@ -388,8 +390,6 @@ class LocalCluster:
                 [
                     str(find_binary("kube-scheduler")),
                     f"--kubeconfig={scheduler_kubeconfig}",
-                    f"--authentication-kubeconfig={scheduler_kubeconfig}",
-                    f"--authorization-kubeconfig={scheduler_kubeconfig}",
                     f"--secure-port={self.scheduler_port}",
                     f"--cert-dir={self.workdir / 'scheduler-certs'}",
                     *common,
@@ -404,8 +404,6 @@ class LocalCluster:
                 [
                     str(find_binary("kube-controller-manager")),
                     f"--kubeconfig={kcm_kubeconfig}",
-                    f"--authentication-kubeconfig={kcm_kubeconfig}",
-                    f"--authorization-kubeconfig={kcm_kubeconfig}",
                     f"--controllers={','.join(CONTROLLERS)}",
                     # each controller acts as its own service account with its bootstrap role
                     # (system:controller:deployment-controller, ...), as on a real cluster

@@ -141,6 +141,11 @@ def config_documents(cidr: str, ready_delay_seconds: float) -> list[dict[str, An
                 "cidr": cidr,
                 "manageNodesWithAnnotationSelector": f"{KWOK_ANNOTATION}=fake",
                 "nodeLeaseDurationSeconds": 0,
+                # a config file gets no defaults for these (kwok then refuses to start)
+                "podPlayStageParallelism": 2,
+                "nodePlayStageParallelism": 2,
+                "nodeLeaseParallelism": 1,
+                "podsOnNodeSyncParallelism": 1,
                 "enableProfilingHandler": False,
                 "enableDebuggingHandlers": False,
             },
