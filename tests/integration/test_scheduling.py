@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from cluster_state import ClusterState, model_doc
-from kubehelpers import EXAMPLES, RunningOperator, load_example, wait_for
+from kubehelpers import EXAMPLES, RunningOperator, cordoned, load_example, wait_for
 from lws_group import group_pods
 
 pytestmark = pytest.mark.integration
@@ -118,21 +118,22 @@ def test_a_pod_that_fits_nowhere_stays_pending_and_the_status_says_why(
     state.create_model(namespace, doc)
     placed = running(state, namespace, 2)
     assert {node(state, p["spec"]["nodeName"])["metadata"]["labels"][POOL] for p in placed} == {"tpu-v5e-2x2"}
+
+    def says_why() -> dict[str, Any] | None:
+        condition = state.condition(namespace, "crowded", "WorkloadAvailable") or {}
+        message = condition.get("message", "")
+        return condition if "2/3 slices available" in message and "1 pod(s) cannot" in message else None
+
+    # two of three slices serve (once both are Ready), the third waits for a node
+    condition = wait_for(says_why, 90, "WorkloadAvailable to carry the scheduler's reason")
+    assert condition["status"] == "True"
     [pending] = [p for p in pods(state, namespace) if not p["spec"].get("nodeName")]
     scheduled = next(c for c in pending["status"]["conditions"] if c["type"] == "PodScheduled")
     assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
     assert "Insufficient google.com/tpu" in scheduled["message"]
-
-    def says_why() -> dict[str, Any] | None:
-        condition = state.condition(namespace, "crowded", "WorkloadAvailable") or {}
-        return condition if "cannot be scheduled" in condition.get("message", "") else None
-
-    condition = wait_for(says_why, 60, "WorkloadAvailable to carry the scheduler's reason")
     # the scheduler's own words, from the pod's PodScheduled condition
     assert f"pod {pending['metadata']['name']}: Unschedulable: " in condition["message"]
     assert scheduled["message"].strip().rstrip(".") in condition["message"]
-    assert condition["status"] == "True"  # two of three slices serve
-    assert "2/3 slices available" in condition["message"]
 
 
 def test_spot_models_land_only_on_spot_pools(
@@ -148,17 +149,35 @@ def test_spot_models_land_only_on_spot_pools(
 
 
 def test_a_2x4_on_4_chip_machines_is_two_hosts_of_one_4t_pool_never_an_8t_node(
-    operator: RunningOperator, state: ClusterState, namespace: str
+    operator: RunningOperator, state: ClusterState, namespace: str, admin_client: Any
 ) -> None:
-    """Both kinds of node pool carry topology 2x4; only the machine type tells them apart. Four
-    groups' worth of 4-chip pods would fit on the two 8-chip nodes if the selector let them."""
+    """Both kinds of node pool carry topology 2x4; only the machine type tells them apart. With the
+    4-chip pool cordoned, the group's 4-chip pods would fit on the 8-chip nodes if the node selector let
+    them: they must wait instead (the scheduler says so), and land on the 4-chip pool once it is back."""
     doc = model_doc("split", namespace)
     doc["spec"]["tpu"]["machineType"] = "ct6e-standard-4t"
     state.create_model(namespace, doc)
     where = placement(state, namespace, "split")
     assert (where["hosts"], where["workload"]) == (2, "LeaderWorkerSet")
-    create_group(state, namespace, "split")
-    placed = running(state, namespace, 2)
+    with cordoned(admin_client, "tpu-v6e-2x4-4t") as uncordon:
+        created = create_group(state, namespace, "split")
+
+        def verdicts() -> list[dict[str, Any]] | None:
+            found = pods(state, namespace)
+            bound = [p for p in found if p["spec"].get("nodeName")]
+            assert not bound, [(p["metadata"]["name"], p["spec"]["nodeName"]) for p in bound]
+            said = [
+                c
+                for p in found
+                for c in p["status"].get("conditions") or []
+                if c["type"] == "PodScheduled" and c["status"] == "False"
+            ]
+            return said if len(said) == len(created) else None
+
+        for verdict in wait_for(verdicts, 30, "the scheduler's verdict on both pods"):
+            assert verdict["reason"] == "Unschedulable", verdict
+        uncordon()
+        placed = running(state, namespace, 2)
     for pod in placed:
         labels = assert_on_pool(state, pod, where)
         assert labels[INSTANCE_TYPE] == "ct6e-standard-4t"
