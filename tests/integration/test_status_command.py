@@ -224,11 +224,11 @@ def test_watch_redraws_until_interrupted(
     cluster = Cluster(admin_client, namespace)
     doc = load_example(next(p for p in EXAMPLES if "8b" in p.name), namespace)
     name = doc["metadata"]["name"]
-    cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
-    wait_for(lambda: cluster.condition(name, "Ready") == "False", what="the operator's first status")
-
     screen = tmp_path / "screen.txt"
-    with screen.open("w") as sink:
+    # the pod waits for a node until uncordoned: the first screens show the model not Ready
+    with cordoned(admin_client, "tpu-v6e-2x4") as uncordon, screen.open("w") as sink:
+        cluster.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc)
+        wait_for(lambda: cluster.condition(name, "Ready") == "False", what="the operator's first status")
         watcher = subprocess.Popen(
             [str(CLI), "status", name, "-n", namespace, "--watch", "0.5", "--kubeconfig", str(kubeconfig)],
             stdout=sink,
@@ -237,7 +237,7 @@ def test_watch_redraws_until_interrupted(
         )
         try:
             wait_for(lambda: screen.read_text().count("Every 0.5s") >= 2, timeout=60, what="two redraws")
-            cluster.deployment_available(name)
+            uncordon()
             wait_for(lambda: "OK (exit 0)" in screen.read_text(), timeout=60, what="a redraw showing Ready")
         finally:
             watcher.send_signal(signal.SIGINT)
