@@ -1,13 +1,12 @@
-"""spec.scaling end to end: traffic -> real sidecars -> the operator's decision -> the Deployment, and back.
+"""spec.scaling end to end: traffic -> real sidecars -> the operator's decision -> the Deployment ->
+ReplicaSet -> pods on kwok's TPU nodes -> EndpointSlices -> the sidecars the operator reads, and back.
 
-The harness of harness.py, plus a fleet that follows the Deployment: as its controllers and kubelets
-would, it runs one slice (a vLLM-format source and a real `datajax-sidecar serve`) per replica the
-operator asks for, lists them in the Service's EndpointSlice and writes the Deployment's status once
-they listen. The offered demand is split evenly over the slices; each slice's p95 grows with its load
-as p0 / (1 - load / saturation) (a queue), and a slice serves at most 95 % of its saturation rate.
-
-Pending: the same through the real kube-scheduler, kube-controller-manager and kwok nodes (the
-Deployment -> ReplicaSet -> pods path) once the local control plane runs them (issue 16).
+The control plane of the session runs the real kube-scheduler, kube-controller-manager and kwok (see
+harness.py): the operator's replica count reaches pods through the real controllers, and the pods'
+readiness and endpoints come back through them. For each running pod the test runs its containers'
+stand-ins (a vLLM-format source and the real `datajax-sidecar serve` on the pod IP's loopback address).
+The offered demand is split evenly over the pods served; each one's p95 grows with its load as
+p0 / (1 - load / saturation) (a queue), and a pod serves at most 95 % of its saturation rate.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import WINDOW, Served, Slice, endpoint_slice, wait_for
+from harness import WINDOW, Served, Slice, wait_for
 from vllm_source import Traffic
 
 from datajax_devtools.localcluster import find_binary
@@ -36,7 +35,11 @@ Serve = Callable[..., Served]
 
 
 class Fleet(threading.Thread):
-    """The Deployment's pods on loopback, one slice per replica, carrying their share of the demand."""
+    """Containers for every pod the Deployment's controllers run, carrying their share of the demand.
+
+    The harness fills an empty slot when a pod comes and empties it when its pod goes; this adds a slot
+    for each running pod beyond the slots there are (as a node would start its containers), and splits
+    the offered demand evenly over the slots that serve a pod (as the Service does)."""
 
     def __init__(self, model: Served, demand: float) -> None:
         super().__init__(name="fleet", daemon=True)
@@ -44,7 +47,6 @@ class Fleet(threading.Thread):
         self.stopped = threading.Event()
         self.counts: list[int] = []
         self.failure: BaseException | None = None
-        self._listed = False
 
     def run(self) -> None:
         try:
@@ -54,16 +56,22 @@ class Fleet(threading.Thread):
             self.failure = err
 
     def sync(self) -> None:
-        wanted = self.model.replicas()
-        self.counts.append(wanted)
-        slices = self.model.slices
-        while len(slices) < wanted:
-            log = self.model.workdir / f"{self.model.name}-sidecar-{len(slices)}.log"
-            slices.append(Slice(scrape_text(3), self.model.sidecar_args, self.model.settings, log))
-        while len(slices) > wanted:
-            slices.pop().stop()
-        share = min(self.demand / len(slices), 0.95 * SATURATION) if slices else 0.0
-        for s in slices:
+        model = self.model
+        self.counts.append(model.replicas())
+        model.sync_pods()
+        with model._lock:
+            model.unserved = {}
+            running = model.running_pods()
+            served = {s.pod for s in model.slices if s.pod}
+            for pod, ip in sorted(running.items()):
+                if pod not in served:
+                    log = model.workdir / f"{model.name}-sidecar-{len(model.slices)}.log"
+                    slot = Slice(scrape_text(3), model.sidecar_args, model.settings, log)
+                    slot.attach(pod, ip, model.cluster)
+                    model.slices.append(slot)
+            serving = [s for s in model.slices if s.pod]
+        share = min(self.demand / len(serving), 0.95 * SATURATION) if serving else 0.0
+        for s in serving:
             s.source.set_traffic(
                 Traffic(
                     prompt_tokens_per_second=share * 5 / 6,
@@ -72,31 +80,6 @@ class Fleet(threading.Thread):
                     e2e_seconds=P0 / (1 - share / SATURATION),
                 )
             )
-        self._list(slices)
-        self._available(len(slices))
-
-    def _list(self, slices: list[Slice]) -> None:
-        body = endpoint_slice(self.model.namespace, self.model.name, [s.endpoint_address for s in slices])
-        if self._listed:
-            self.model.discovery.replace_namespaced_endpoint_slice(
-                body["metadata"]["name"], self.model.namespace, body
-            )
-        else:
-            self.model.discovery.create_namespaced_endpoint_slice(self.model.namespace, body)
-            self._listed = True
-
-    def _available(self, count: int) -> None:
-        deployment = self.model.deployment()
-        assert deployment is not None
-        status = {
-            "observedGeneration": deployment["metadata"]["generation"],
-            "replicas": count,
-            "readyReplicas": count,
-            "availableReplicas": count,
-        }
-        self.model.apps.patch_namespaced_deployment_status(
-            self.model.name, self.model.namespace, {"status": status}
-        )
 
     def stop(self) -> None:
         self.stopped.set()
@@ -140,6 +123,7 @@ def test_demand_scales_the_model_up_and_down_through_its_sidecars(serve: Serve, 
         scaling = settled["scaling"]
         assert scaling["demandTokensPerSecond"] == pytest.approx(12_000, rel=0.15)
         assert scaling["sloReplicas"] <= model.replicas() <= scaling["ceilingReplicas"]
+        # the Deployment controller's own count of available pods, through the real path
         assert settled["replicas"] == model.replicas() == settled["availableReplicas"]
         assert "the SLO needs at least" in model.condition("ScalingFeasible")["message"]
 
