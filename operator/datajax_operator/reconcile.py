@@ -21,7 +21,10 @@ whatever happened before (an operator restart, a missed event, a person deleting
 
 The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
 (fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
-user's, and the count is derived from it and ``status.costEvaluation`` alone.
+user's, and the count is derived from it and ``status.costEvaluation`` alone. With ``spec.scaling``
+the autoscaler (``status.autoscale``) decides the count instead, from the sidecars' figures and
+``status.scaling`` (the previous pass's decision, fit and availability); its Events follow the
+cost action's.
 
 An edit that cannot be planned must not take a serving model down: nothing is lost, and the status
 (``SpecValid=False``, ``Ready=False``) says that the running workload is the last valid spec's.
