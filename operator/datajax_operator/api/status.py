@@ -56,12 +56,24 @@ class PlacementStatus(StatusModel):
 
 
 class MeshStatus(StatusModel):
-    """The JAX mesh vLLM builds."""
+    """The JAX mesh each vLLM engine process builds, and how a replica's engines are arranged."""
 
     axes: list[str] = Field(description="Mesh axis names.")
-    shape: list[int] = Field(description="Size of each axis.")
+    shape: list[int] = Field(
+        description="Size of each axis of the mesh one engine process builds: (1, tp), since vLLM runs "
+        "one engine process per data-parallel rank."
+    )
     tensor_parallel: int = Field(ge=1, description="Tensor-parallel degree (--tensor-parallel-size).")
     data_parallel: int = Field(ge=1, description="Data-parallel degree (--data-parallel-size).")
+    pipeline_parallel: int = Field(
+        default=1, ge=1, description="Pipeline stages (--pipeline-parallel-size); one per host by default."
+    )
+    engines: int | None = Field(
+        default=None, ge=1, description="Engine processes per replica (one per data-parallel rank)."
+    )
+    structure: str | None = Field(
+        default=None, max_length=256, description="The replica's engines, stages and per-process mesh."
+    )
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -17,6 +17,7 @@ from datajax_operator.plan.cost import CostPlan, estimate_cost
 from datajax_operator.plan.mesh import MeshPlan, derive_mesh
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.serving import plan_serving, read_wave_spec
+from datajax_operator.plan.storage import StoragePlan, plan_storage
 from datajax_operator.plan.vllm import vllm_args
 from datajax_operator.plan.wavespec import Decision
 
@@ -30,6 +31,7 @@ class Plan:
     mesh: MeshPlan
     cost: CostPlan
     vllm_args: list[str]
+    storage: StoragePlan
     decisions: tuple[Decision, ...] = ()
     """Each wave-spec-informed vLLM flag with its value, source and one-line reason."""
     warnings: tuple[Problem, ...] = field(default=())
@@ -40,6 +42,7 @@ class Plan:
         return {
             "placement": self.placement.to_json(),
             "mesh": self.mesh.to_json(),
+            "storage": self.storage.to_json(),
             "cost": self.cost.to_json(),
             "vllmArgs": list(self.vllm_args),
             "decisions": [
@@ -63,7 +66,7 @@ def make_plan(
     placement = place(spec.tpu.generation, spec.tpu.topology, spec.tpu.machine_type)
     if placement is None and not problems_on(problems, "spec.tpu"):
         problems.append(Problem("spec.tpu.topology", "no TPU placement matches this generation and topology"))
-    mesh = derive_mesh(spec.mesh, placement.chips) if placement is not None else None
+    mesh = derive_mesh(spec.mesh, placement, spec.tpu.parallelism) if placement is not None else None
     if placement is not None and mesh is not None and not problems_on(problems, "spec.mesh"):
         problems += head_problems(spec, mesh)
         problems += hbm_problems(spec, placement, mesh)
@@ -82,12 +85,14 @@ def make_plan(
     if problems or placement is None or mesh is None or serving is None or isinstance(cost, Problem):
         raise PlanError(problems)
     served_name = spec.model.served_name or model.metadata.name
+    args = vllm_args(spec, served_name, mesh, placement.hosts, serving)
     return Plan(
         served_name=served_name,
         placement=placement,
         mesh=mesh,
         cost=cost,
-        vllm_args=vllm_args(spec, served_name, mesh, placement.hosts, serving),
+        vllm_args=args,
+        storage=plan_storage(model, config, placement, mesh, args),
         decisions=serving.decisions,
         warnings=tuple(warnings),
     )
