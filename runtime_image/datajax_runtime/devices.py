@@ -317,11 +317,11 @@ def enumerate_in_child(timeout: float = ENUMERATION_TIMEOUT_SECONDS) -> list[Dev
         raise RuntimeError(f"device enumeration printed no device list: {err}") from None
 
 
-def host_chips(root: Path = PCI_DEVICES) -> list[str]:
+def host_chips(root: Path | None = None) -> list[str]:
     """PCI device ids of the Google TPU functions this host sees (``/sys/bus/pci/devices/*``)."""
 
     found = []
-    for function in sorted(root.glob("*")):
+    for function in sorted((root or PCI_DEVICES).glob("*")):
         try:
             vendor = (function / "vendor").read_text().strip()
             device = (function / "device").read_text().strip()
@@ -364,7 +364,7 @@ def check_host(pci_ids: Sequence[str], expected: ExpectedSlice) -> DeviceCheck:
 
 
 def startup_check(
-    expected: ExpectedSlice, timeout: float = ENUMERATION_TIMEOUT_SECONDS, pci_root: Path = PCI_DEVICES
+    expected: ExpectedSlice, timeout: float = ENUMERATION_TIMEOUT_SECONDS, pci_root: Path | None = None
 ) -> DeviceCheck:
     """Check what this process can see: the whole slice through JAX (in a child process) on a single
     host, this host's chips through sysfs on a multi-host slice; a failed enumeration is a problem."""

@@ -137,10 +137,9 @@ def _attach_rules(spec_schema: dict[str, Any]) -> None:
         node = spec_schema
         for part in filter(None, rule.scope.split(".")):
             node = node["properties"][part]
-        validation = {"rule": rule.cel, "message": rule.message}
-        if rule.field:  # a rule about the object as a whole names no field below it
-            validation["fieldPath"] = rule.field
-        node.setdefault("x-kubernetes-validations", []).append(validation)
+        node.setdefault("x-kubernetes-validations", []).append(
+            {"rule": rule.cel, "message": rule.message, "fieldPath": rule.field}
+        )
 
 
 def build_crd() -> dict[str, Any]:

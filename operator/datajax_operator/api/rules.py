@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Serving, WeightStorage, XLACache
+from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Serving
 from datajax_operator.api.tpu import CATALOG, SLICE_SHAPES, slice_devices, topology_chips
 
 MANAGED_VLLM_FLAGS: Final = (
@@ -145,13 +145,17 @@ def _mesh_product_is_stage_devices(spec: DataJaxModelSpec) -> bool:
     return product * stages == devices
 
 
-def _one_storage(storage: WeightStorage) -> bool:
+def _one_storage(model: ModelSource) -> bool:
+    storage = model.storage
+    if storage is None:
+        return True
     chosen = (storage.empty_dir, storage.persistent_volume_claim, storage.gcs_fuse)
     return sum(x is not None for x in chosen) <= 1
 
 
-def _one_cache_volume(cache: XLACache) -> bool:
-    return cache.claim_name is None or cache.gcs_fuse is None
+def _one_cache_volume(serving: Serving) -> bool:
+    cache = serving.xla_cache
+    return cache is None or cache.claim_name is None or cache.gcs_fuse is None
 
 
 def _spot_pricing_consistent(spec: DataJaxModelSpec) -> bool:
@@ -248,18 +252,18 @@ RULES: Final[tuple[Rule, ...]] = (
     ),
     Rule(
         name="one-weight-storage",
-        scope="model.storage",
-        field="",
-        cel="[has(self.emptyDir), has(self.persistentVolumeClaim), has(self.gcsFuse)]"
-        ".filter(x, x).size() <= 1",
+        scope="model",
+        field=".storage",
+        cel="!has(self.storage) || [has(self.storage.emptyDir), has(self.storage.persistentVolumeClaim), "
+        "has(self.storage.gcsFuse)].filter(x, x).size() <= 1",
         message="model.storage takes one of emptyDir, persistentVolumeClaim or gcsFuse",
         holds=_one_storage,
     ),
     Rule(
         name="one-cache-volume",
-        scope="serving.xlaCache",
-        field="",
-        cel="!(has(self.claimName) && has(self.gcsFuse))",
+        scope="serving",
+        field=".xlaCache",
+        cel="!has(self.xlaCache) || !(has(self.xlaCache.claimName) && has(self.xlaCache.gcsFuse))",
         message="serving.xlaCache takes claimName or gcsFuse, not both (or remove it to keep the cache on "
         "the weights volume)",
         holds=_one_cache_volume,
