@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(REPO)}")
     if drifted:
-        print(f"out of date with {SOURCE.relative_to(REPO)}: {', '.join(drifted)}; run `make crd`", file=sys.stderr)
+        print(
+            f"out of date with {SOURCE.relative_to(REPO)}: {', '.join(drifted)}; run `make crd`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

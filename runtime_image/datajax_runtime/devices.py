@@ -55,7 +55,9 @@ ENUMERATION_TIMEOUT_SECONDS = 120.0
 
 #: The runtime's copy of the operator's TPU catalog (one record per generation).
 CATALOG_PATH = Path(__file__).with_name("tpu_catalog.json")
-_CATALOG: Mapping[str, Mapping[str, Any]] = json.loads(CATALOG_PATH.read_text(encoding="utf-8"))["generations"]
+_CATALOG: Mapping[str, Mapping[str, Any]] = json.loads(CATALOG_PATH.read_text(encoding="utf-8"))[
+    "generations"
+]
 
 #: ``device_kind`` strings per generation; the first is what real slices report.
 DEVICE_KINDS: Mapping[str, tuple[str, ...]] = {g: tuple(r["deviceKinds"]) for g, r in _CATALOG.items()}
@@ -136,9 +138,14 @@ class ExpectedSlice:
             raise ValueError("expected placement needs positive integer chips and hosts")
         assert isinstance(chips, int) and isinstance(hosts, int)  # narrowed above; for mypy
         expected = cls(generation, topology, chips, hosts)
-        for key, ours in (("chipsPerHost", expected.chips_per_host), ("devicesPerChip", expected.devices_per_chip)):
+        for key, ours in (
+            ("chipsPerHost", expected.chips_per_host),
+            ("devicesPerChip", expected.devices_per_chip),
+        ):
             if key in raw and raw[key] != ours:
-                raise ValueError(f"expected placement has {key}={raw[key]!r}, the runtime's catalog says {ours}")
+                raise ValueError(
+                    f"expected placement has {key}={raw[key]!r}, the runtime's catalog says {ours}"
+                )
         return expected
 
 
@@ -163,7 +170,8 @@ class DeviceCheck:
         """One line for logs and the sidecar: the slice as planned, or every mismatch."""
         e = self.expected
         if self.ok and self.observed.get("scope") == "host":
-            return f"{e.generation} {e.topology}: this host has its {e.chips_per_host} of {e.chips} chips as planned"
+            share = f"this host has its {e.chips_per_host} of {e.chips} chips"
+            return f"{e.generation} {e.topology}: {share} as planned"
         if self.ok:
             return f"{e.generation} {e.topology}: {e.chips} chips on {e.hosts} host(s) as planned"
         return f"{e.generation} {e.topology} mismatch: " + "; ".join(

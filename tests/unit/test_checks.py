@@ -66,7 +66,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {"serving": {"extraArgs": ["--pipeline-parallel-size=2"]}},
         "spec.serving.extraArgs",
     ),
-    ("extra-args-download-dir", {"serving": {"extraArgs": ["--download-dir=/tmp"]}}, "spec.serving.extraArgs"),
+    (
+        "extra-args-download-dir",
+        {"serving": {"extraArgs": ["--download-dir=/tmp"]}},
+        "spec.serving.extraArgs",
+    ),
     ("mesh-product-single-axis", {"mesh": {"axes": ["model"], "shape": [4]}}, "spec.mesh.shape"),
     ("spot-pricing-matches-nodes", {"cost": {"pricing": "spot"}}, "spec.cost.pricing"),
     (
@@ -169,11 +173,17 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("pipeline-stage-mesh", {"tpu": {"generation": "v6e", "topology": "4x4"}, "mesh": {"shape": [2, 2]}}),
     (
         "tensor-across-hosts-mesh",
-        {"tpu": {"generation": "v6e", "topology": "4x4", "parallelism": "TensorAcrossHosts"}, "mesh": {"shape": [1, 16]}},
+        {
+            "tpu": {"generation": "v6e", "topology": "4x4", "parallelism": "TensorAcrossHosts"},
+            "mesh": {"shape": [1, 16]},
+        },
     ),
     (
         "2x4-on-two-hosts-one-stage-each",
-        {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}, "mesh": {"shape": [1, 4]}},
+        {
+            "tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"},
+            "mesh": {"shape": [1, 4]},
+        },
     ),
     ("pvc-storage", {"model": {"name": "m", "storage": {"persistentVolumeClaim": {"claimName": "w"}}}}),
     ("gcs-cache", {"serving": {"xlaCache": {"gcsFuse": {"bucketName": "my-bucket", "onlyDir": "xla"}}}}),

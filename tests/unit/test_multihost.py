@@ -22,7 +22,9 @@ BUNDLE = {"configMapRef": {"name": "plan-v1"}}
 def _templates(model: DataJaxModel) -> dict[str, dict[str, Any]]:
     """Pod templates by role of the model's rendered workload."""
     plan = make_plan(model, CONFIG)
-    (workload,) = [o for o in render_objects(model, plan, CONFIG) if o["kind"] != "ConfigMap" and o["kind"] != "Service"]
+    (workload,) = [
+        o for o in render_objects(model, plan, CONFIG) if o["kind"] != "ConfigMap" and o["kind"] != "Service"
+    ]
     if workload["kind"] == "Deployment":
         return {"leader": workload["spec"]["template"]}
     lws = workload["spec"]["leaderWorkerTemplate"]
@@ -64,7 +66,9 @@ def test_tpu7x_counts_two_devices_per_chip() -> None:
     assert (plan.placement.chips, plan.placement.devices, plan.placement.hosts) == (8, 16, 2)
     assert "--tensor-parallel-size=16" in plan.vllm_args
     assert plan.placement.hbm_bytes_per_device == 96 * GIB
-    single = make_plan(model_with(tpu={"generation": "tpu7x", "topology": "2x2x1"}, cost={"usdPerChipHour": 5.0}), CONFIG)
+    single = make_plan(
+        model_with(tpu={"generation": "tpu7x", "topology": "2x2x1"}, cost={"usdPerChipHour": 5.0}), CONFIG
+    )
     assert "--tensor-parallel-size=8" in single.vllm_args
     # google.com/tpu counts chips, not devices.
     assert _vllm(_templates(model)["leader"])["resources"]["limits"]["google.com/tpu"] == "4"
@@ -86,9 +90,17 @@ def test_tpu7x_hbm_check_counts_per_device_hbm() -> None:
     ("tpu", "roles", "machine"),
     [
         ({"generation": "v6e", "topology": "2x4"}, {"leader"}, "ct6e-standard-8t"),
-        ({"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}, {"leader", "worker"}, "ct6e-standard-4t"),
+        (
+            {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"},
+            {"leader", "worker"},
+            "ct6e-standard-4t",
+        ),
         ({"generation": "v5e", "topology": "2x4"}, {"leader"}, "ct5lp-hightpu-8t"),
-        ({"generation": "v5e", "topology": "2x4", "machineType": "ct5lp-hightpu-4t"}, {"leader", "worker"}, "ct5lp-hightpu-4t"),
+        (
+            {"generation": "v5e", "topology": "2x4", "machineType": "ct5lp-hightpu-4t"},
+            {"leader", "worker"},
+            "ct5lp-hightpu-4t",
+        ),
     ],
 )
 def test_ambiguous_2x4_selects_the_machine_type(tpu: dict[str, Any], roles: set[str], machine: str) -> None:
@@ -120,13 +132,18 @@ def test_tensor_across_hosts_is_a_choice() -> None:
 
 
 def test_a_single_host_slice_has_no_pipeline_stages_whatever_the_choice() -> None:
-    plan = make_plan(model_with(tpu={"generation": "v6e", "topology": "2x4", "parallelism": "PipelineAcrossHosts"}), CONFIG)
+    plan = make_plan(
+        model_with(tpu={"generation": "v6e", "topology": "2x4", "parallelism": "PipelineAcrossHosts"}), CONFIG
+    )
     assert (plan.mesh.tensor_parallel, plan.mesh.pipeline_parallel) == (8, 1)
 
 
 def test_tensor_parallel_must_divide_heads_within_a_stage() -> None:
     """v6e 4x4 under pipeline parallelism is tp 4 per stage: 12 heads are fine there, though not at tp 16."""
-    make_plan(model_with(model={"name": "m", "attentionHeads": 12}, tpu={"generation": "v6e", "topology": "4x4"}), CONFIG)
+    make_plan(
+        model_with(model={"name": "m", "attentionHeads": 12}, tpu={"generation": "v6e", "topology": "4x4"}),
+        CONFIG,
+    )
     with pytest.raises(Exception, match="tensor parallel 16 does not divide 12"):
         make_plan(
             model_with(
@@ -149,5 +166,9 @@ def test_data_parallel_reports_the_mesh_each_engine_process_builds() -> None:
 def test_seventy_b_example_is_single_host_v6e_2x4() -> None:
     (example,) = [p for p in EXAMPLES if p.name == "llama3-70b-v6e.yaml"]
     plan = make_plan(load_example(example), CONFIG)
-    assert (plan.placement.topology, plan.placement.hosts, plan.placement.workload) == ("2x4", 1, "Deployment")
+    assert (plan.placement.topology, plan.placement.hosts, plan.placement.workload) == (
+        "2x4",
+        1,
+        "Deployment",
+    )
     assert plan.mesh.tensor_parallel == 8

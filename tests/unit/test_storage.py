@@ -22,7 +22,9 @@ MULTIHOST = {"generation": "v6e", "topology": "4x4"}
 
 def _templates(model: DataJaxModel) -> list[dict[str, Any]]:
     plan = make_plan(model, CONFIG)
-    (workload,) = [o for o in render_objects(model, plan, CONFIG) if o["kind"] in ("Deployment", "LeaderWorkerSet")]
+    (workload,) = [
+        o for o in render_objects(model, plan, CONFIG) if o["kind"] in ("Deployment", "LeaderWorkerSet")
+    ]
     if workload["kind"] == "Deployment":
         return [workload["spec"]["template"]]
     lws = workload["spec"]["leaderWorkerTemplate"]
@@ -71,7 +73,9 @@ def test_explicit_emptydir_size_and_unknown_model_size() -> None:
 
 
 def test_a_claim_is_mounted_without_an_ephemeral_request() -> None:
-    model = model_with(tpu=MULTIHOST, model={"name": "m", "storage": {"persistentVolumeClaim": {"claimName": "w"}}})
+    model = model_with(
+        tpu=MULTIHOST, model={"name": "m", "storage": {"persistentVolumeClaim": {"claimName": "w"}}}
+    )
     for template in _templates(model):
         assert _volume(template, "weights")["persistentVolumeClaim"] == {"claimName": "w"}
         assert "ephemeral-storage" not in _vllm(template)["resources"]["requests"]
@@ -88,7 +92,10 @@ def test_a_bucket_goes_through_the_gcs_fuse_csi_driver_with_its_annotation() -> 
         assert template["spec"]["serviceAccountName"] == "vllm-sa"
         csi = _volume(template, "weights")["csi"]
         assert csi["driver"] == GCSFUSE_DRIVER == "gcsfuse.csi.storage.gke.io"
-        assert csi["volumeAttributes"] == {"bucketName": "my-bucket", "mountOptions": "implicit-dirs,only-dir=llama"}
+        assert csi["volumeAttributes"] == {
+            "bucketName": "my-bucket",
+            "mountOptions": "implicit-dirs,only-dir=llama",
+        }
 
 
 def test_no_gcs_annotation_without_a_bucket() -> None:

@@ -60,7 +60,11 @@ def test_a_new_generation_is_one_record(tmp_path: Path) -> None:
     """What docs/architecture.md shows: copy a record, change it, and the loader derives the rest."""
     document = json.loads(CATALOG_PATH.read_text())
     record = json.loads(json.dumps(document["generations"]["v6e"]))
-    record.update(accelerator="tpu-v9z-slice", topologies={"2x2": ["ct9z-standard-4t"]}, machineTypes={"ct9z-standard-4t": 4})
+    record.update(
+        accelerator="tpu-v9z-slice",
+        topologies={"2x2": ["ct9z-standard-4t"]},
+        machineTypes={"ct9z-standard-4t": 4},
+    )
     document["generations"]["v9z"] = record
     path = tmp_path / "tpu_catalog.json"
     path.write_text(json.dumps(document))
@@ -91,9 +95,11 @@ def test_tpu7x_is_two_devices_of_half_the_hbm() -> None:
     assert record.devices_per_chip == 2 and record.hbm_bytes_per_device == 96 * 2**30
 
 
-@pytest.mark.parametrize(("generation", "topology", "tokens"), [("v6e", "2x4", 1024), ("v5e", "2x4", 512), ("v5p", "2x2x1", 256)])
+@pytest.mark.parametrize(
+    ("generation", "topology", "tokens"), [("v6e", "2x4", 1024), ("v5e", "2x4", 512), ("v5p", "2x2x1", 256)]
+)
 def test_default_batch_budget_is_vllms_tpu_default(generation: str, topology: str, tokens: int) -> None:
-    """vllm/engine/arg_utils.py get_batch_defaults, OPENAI_API_SERVER: V6E 1024, V5E 512, V5P 256 (not 2048)."""
+    """vllm/engine/arg_utils.py get_batch_defaults, `vllm serve`: V6E 1024, V5E 512, V5P 256 (not 2048)."""
     plan = make_plan(model_with(tpu={"generation": generation, "topology": topology}), OperatorConfig())
     assert f"--max-num-batched-tokens={tokens}" in plan.vllm_args
     (decision,) = [d for d in plan.decisions if d.flag == "--max-num-batched-tokens"]
@@ -104,7 +110,10 @@ def test_default_batch_budget_is_vllms_tpu_default(generation: str, topology: st
 def test_unsourced_cud_prices_must_be_set_explicitly(generation: str) -> None:
     topology = {"v5e": "2x4", "v5p": "2x2x1"}[generation]
     with pytest.raises(PlanError) as err:
-        make_plan(model_with(tpu={"generation": generation, "topology": topology}, cost={"pricing": "cud-1y"}), OperatorConfig())
+        make_plan(
+            model_with(tpu={"generation": generation, "topology": topology}, cost={"pricing": "cud-1y"}),
+            OperatorConfig(),
+        )
     assert [p.field for p in err.value.problems] == ["spec.cost.usdPerChipHour"]
 
 

@@ -81,7 +81,9 @@ _SHAPE_KEYS: Final = [f"{gen}/{t}" for gen, shapes in SLICE_SHAPES.items() for t
 _MACHINE_KEYS: Final = [
     f"{gen}/{t}/{m}" for gen, shapes in SLICE_SHAPES.items() for t, ms in shapes.items() for m in ms
 ]
-_DEVICES: Final = {f"{gen}/{t}": slice_devices(gen, t) for gen, shapes in SLICE_SHAPES.items() for t in shapes}
+_DEVICES: Final = {
+    f"{gen}/{t}": slice_devices(gen, t) for gen, shapes in SLICE_SHAPES.items() for t in shapes
+}
 """generation/topology -> JAX devices of the slice (chips x devices per chip)."""
 _HOSTS: Final = {
     **{

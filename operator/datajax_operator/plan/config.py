@@ -23,6 +23,7 @@ VLLM_TPU_IMAGE: Final = "vllm/vllm-tpu:v0.29.0"
 
 RUNTIME_IMAGE: Final = "datajax/datajax-runtime:0.1.0"
 
+
 def _catalog_prices() -> dict[str, dict[Pricing, float]]:
     tiers: tuple[Pricing, ...] = ("on-demand", "spot", "cud-1y", "cud-3y")
     return {

@@ -18,7 +18,9 @@ def format_table(name: str, replicas: int, plan: Plan) -> str:
         (
             "SLICE",
             f"{p.chips} chips = {p.hosts} host(s) x {p.chips_per_host} chips, {p.machine_type}"
-            + (f"; {p.devices} JAX devices ({p.devices_per_chip} per chip)" if p.devices_per_chip > 1 else ""),
+            + (
+                f"; {p.devices} JAX devices ({p.devices_per_chip} per chip)" if p.devices_per_chip > 1 else ""
+            ),
         ),
         ("WORKLOAD", f"{p.workload} x {replicas} replica(s)"),
         (

@@ -50,8 +50,8 @@ def kv_dtype_bytes(weight_dtype: str) -> int:
 def kv_budget(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> KvBudget | None:
     """HBM, weights and KV bytes per token of one data-parallel engine, when the spec hints all of them.
 
-    An engine holds the full weights over its tp x pp devices. KV heads are split over tp; when there are fewer
-    KV heads than tp, vLLM replicates them so every chip holds one, hence max(kvHeads, tp).
+    An engine holds the full weights over its tp x pp devices. KV heads are split over tp; when there
+    are fewer KV heads than tp, vLLM replicates them so every chip holds one, hence max(kvHeads, tp).
     """
     m = spec.model
     if None in (m.num_layers, m.kv_heads, m.head_dim, m.parameters_billions, m.dtype):
@@ -77,7 +77,9 @@ def serving_inputs(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan)
         max_num_batched_tokens=serving.chunked_prefill.max_num_batched_tokens,
         kv_cache_dtype=serving.kv_cache_dtype,
         kv_budget=kv_budget(spec, placement, mesh),
-        default_max_num_batched_tokens=generation_record(placement.generation).vllm_default_max_num_batched_tokens,
+        default_max_num_batched_tokens=generation_record(
+            placement.generation
+        ).vllm_default_max_num_batched_tokens,
         generation=placement.generation,
     )
 

@@ -73,7 +73,11 @@ class StoragePlan:
             "kind": self.kind,
             "sizeGi": self.size_gi,
             "downloadDir": self.download_dir,
-            "xlaCache": {"volume": self.xla_cache_volume, "path": self.xla_cache_dir, "key": self.xla_cache_key},
+            "xlaCache": {
+                "volume": self.xla_cache_volume,
+                "path": self.xla_cache_dir,
+                "key": self.xla_cache_key,
+            },
         }
 
 

@@ -466,7 +466,9 @@ def _max_num_batched_tokens(ws: WaveSpec | None, inputs: ServingInputs) -> Decis
     if ws is None or ws.chunk_len is None:
         target, source = inputs.default_max_num_batched_tokens, "default"
         on = f" on {inputs.generation}" if inputs.generation else ""
-        basis = f"no prompt-length summary: vLLM's `vllm serve` default{on} {target:,} (vllm/engine/arg_utils.py)"
+        basis = (
+            f"no prompt-length summary: vLLM's `vllm serve` default{on} {target:,} (vllm/engine/arg_utils.py)"
+        )
     else:
         target, source = math.ceil(ws.chunk_len.p90), "wavespec"
         basis = f"p90 prompt {target:,} tokens prefills in one step"

@@ -125,7 +125,9 @@ def _vllm_env(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Rol
 
 
 def _mounts_plan(model: DataJaxModel) -> bool:
-    return model.spec.plan is not None and bool(model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref)
+    return model.spec.plan is not None and bool(
+        model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref
+    )
 
 
 def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
@@ -211,6 +213,7 @@ def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> lis
     ]
     if _has_bundle(model):
         args += ["--plan-status", PLAN_STATUS]
+    args += ["--xla-cache", plan.storage.xla_cache_dir]
     args += ["--model", plan.served_name]
     return args
 
@@ -239,6 +242,8 @@ def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -
             {"name": "datajax-run", "mountPath": RUN_DIR, "readOnly": True},
             {"name": "sidecar-settings", "mountPath": SIDECAR_SETTINGS_DIR, "readOnly": True},
             {"name": "sidecar-tmp", "mountPath": "/tmp"},
+            # Read-only view of the compile cache, to report hit/miss and start-up seconds.
+            *({**m, "readOnly": True} for m in storage.cache_mounts(model)),
         ],
     }
 

@@ -65,5 +65,11 @@ def mounts(model: DataJaxModel) -> list[dict[str, Any]]:
     return found
 
 
+def cache_mounts(model: DataJaxModel) -> list[dict[str, Any]]:
+    """The mount that holds the XLA cache: the separate cache volume, else the weights volume."""
+    mounts_ = mounts(model)
+    return mounts_[1:] if cache_volume(model) is not None else mounts_[:1]
+
+
 def uses_gcs_fuse(plan: Plan) -> bool:
     return "gcsFuse" in (plan.storage.kind, plan.storage.xla_cache_volume)

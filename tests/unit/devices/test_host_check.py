@@ -68,7 +68,14 @@ def test_the_plugin_on_a_worker_host_runs_the_host_check(
     """What a worker pod's Ray worker process does: the operator now sets the placement on every pod."""
     monkeypatch.setattr("datajax_runtime.devices.PCI_DEVICES", _sysfs(tmp_path, [("0x1ae0", V6E)] * 3))
     monkeypatch.delenv(plugin.DEVICE_OUTCOME_ENV, raising=False)
-    placement = {"generation": "v6e", "topology": "4x4", "chips": 16, "hosts": 4, "chipsPerHost": 4, "devicesPerChip": 1}
+    placement = {
+        "generation": "v6e",
+        "topology": "4x4",
+        "chips": 16,
+        "hosts": 4,
+        "chipsPerHost": 4,
+        "devicesPerChip": 1,
+    }
     monkeypatch.setenv(EXPECTED_PLACEMENT_ENV, json.dumps(placement))
     outcome = plugin.device_outcome()
     assert outcome is not None and not outcome["ok"]
@@ -89,7 +96,9 @@ def test_tpu7x_slices_have_two_devices_per_chip() -> None:
     check = check_devices(_tpu7x_records(4), ExpectedSlice("tpu7x", "2x2x1", chips=4, hosts=1))
     assert check.ok, check.problems
     assert (check.observed["chips"], check.observed["devices"]) == (4, 8)
-    two_hosts = check_devices(_tpu7x_records(8, processes=2), ExpectedSlice("tpu7x", "2x2x2", chips=8, hosts=2))
+    two_hosts = check_devices(
+        _tpu7x_records(8, processes=2), ExpectedSlice("tpu7x", "2x2x2", chips=8, hosts=2)
+    )
     assert two_hosts.ok, two_hosts.problems
 
 
@@ -102,4 +111,6 @@ def test_a_tpu7x_slice_seeing_one_core_per_chip_is_a_mismatch() -> None:
 
 def test_a_placement_that_disagrees_with_the_runtime_catalog_is_refused() -> None:
     with pytest.raises(ValueError, match="devicesPerChip"):
-        ExpectedSlice.from_json({"generation": "tpu7x", "topology": "2x2x1", "chips": 4, "hosts": 1, "devicesPerChip": 1})
+        ExpectedSlice.from_json(
+            {"generation": "tpu7x", "topology": "2x2x1", "chips": 4, "hosts": 1, "devicesPerChip": 1}
+        )
