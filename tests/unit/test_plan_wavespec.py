@@ -37,7 +37,8 @@ def test_wave_spec_replaces_the_defaults_and_the_args_follow_the_decisions() -> 
     without = make_plan(model, OperatorConfig())
     plan = make_plan(model, OperatorConfig(), _wave(UNIQUE_DOCS))
     before, after = _args_by_flag(without.vllm_args), _args_by_flag(plan.vllm_args)
-    assert before["--max-num-batched-tokens"] == "--max-num-batched-tokens=2048"
+    # vLLM's own `vllm serve` default on v6e (vllm/engine/arg_utils.py), not the generic 2048.
+    assert before["--max-num-batched-tokens"] == "--max-num-batched-tokens=1024"
     assert after["--max-num-batched-tokens"] == "--max-num-batched-tokens=8192"
     assert "--enable-prefix-caching" in before and "--no-enable-prefix-caching" in after
     assert before["--kv-cache-dtype"] == "--kv-cache-dtype=auto"

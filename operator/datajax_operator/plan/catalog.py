@@ -46,7 +46,8 @@ class Placement:
         return self.chips_per_host * self.devices_per_chip
 
     def to_json(self) -> dict[str, object]:
-        """The `placement` object of `datajax-operator plan -o json` (DESIGN §6)."""
+        """The `placement` object of `datajax-operator plan -o json`: DESIGN §6's keys, then JAX devices
+        and whether the pods select the machine type."""
         return {
             "generation": self.generation,
             "accelerator": self.accelerator,
@@ -54,11 +55,11 @@ class Placement:
             "chips": self.chips,
             "hosts": self.hosts,
             "chipsPerHost": self.chips_per_host,
+            "machineType": self.machine_type,
+            "workload": self.workload,
             "devicesPerChip": self.devices_per_chip,
             "devices": self.devices,
-            "machineType": self.machine_type,
             "selectsMachineType": self.ambiguous_topology,
-            "workload": self.workload,
         }
 
 

@@ -38,17 +38,18 @@ class Plan:
     """Problems that do not stop serving (severity warning), e.g. a context shorter than p99 requests."""
 
     def to_json(self, objects: list[dict[str, object]] | None = None) -> dict[str, object]:
-        """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`."""
+        """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`
+        and `storage` (and, inside placement, mesh and cost, a few keys after DESIGN §6's own)."""
         return {
             "placement": self.placement.to_json(),
             "mesh": self.mesh.to_json(),
-            "storage": self.storage.to_json(),
             "cost": self.cost.to_json(),
             "vllmArgs": list(self.vllm_args),
             "decisions": [
                 {"flag": d.flag, "value": d.value, "source": d.source, "reason": d.reason}
                 for d in self.decisions
             ],
+            "storage": self.storage.to_json(),
             "objects": list(objects or []),
         }
 
