@@ -327,7 +327,7 @@ def test_children_of_a_deleted_model_are_all_owner_referenced(
     api: Api, namespace: str, operator: RunningOperator
 ) -> None:
     """No garbage collector runs here, so this checks what it would delete, then acts as it would."""
-    doc = load_example(next(p for p in EXAMPLES if "70b" in p.name), namespace)
+    doc = load_example(next(p for p in EXAMPLES if "multihost" in p.name), namespace)
     name = doc["metadata"]["name"]
     uid = api.create_model(doc)["metadata"]["uid"]
     wait_for(lambda: api.lws(namespace, name) and api.service(namespace, name), what="children")

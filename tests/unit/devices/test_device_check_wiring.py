@@ -63,7 +63,7 @@ def _containers(path: Path) -> dict[str, list[dict[str, Any]]]:
     [
         ("qwen2.5-1.5b-v5e.yaml", ExpectedSlice("v5e", "2x2", 4, 1)),
         ("llama3-70b-v6e.yaml", ExpectedSlice("v6e", "2x4", 8, 1)),
-        ("llama3-70b-v5e-multihost.yaml", ExpectedSlice("v5e", "4x4", 16, 4)),
+        ("llama3-70b-multihost-v6e.yaml", ExpectedSlice("v6e", "4x4", 16, 4)),
     ],
 )
 def test_every_pod_is_told_the_planned_placement(example: str, expected: ExpectedSlice) -> None:
