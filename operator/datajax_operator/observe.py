@@ -115,6 +115,8 @@ def sidecar_figures(text: str) -> SidecarFigures:
     exposition = parse(text)
     registered = exposition.series("datajax_plan_registered")
     info = exposition.labelled("datajax_plan_info")
+    cache_hit = exposition.series("datajax_xla_cache_hit")
+    startup = exposition.series("datajax_startup_seconds")
     return _plausible(
         SidecarFigures(
             usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
@@ -127,6 +129,8 @@ def sidecar_figures(text: str) -> SidecarFigures:
             upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
+            xla_cache_hit=cache_hit[0][1] == 1.0 if cache_hit else None,
+            startup_seconds=startup[0][1] if startup and math.isfinite(startup[0][1]) else None,
         )
     )
 

@@ -5,15 +5,22 @@ The sidecar scrapes a real HTTP server on loopback that answers with a real vLLM
 """
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from djm_fixtures import model_with
+from tests.vllm_fixtures import scrape_text
 
-from datajax_runtime.compile_cache import CacheTracker, count_entries
+from datajax_operator.observe import sidecar_figures
+from datajax_operator.plan import OperatorConfig, make_plan
+from datajax_operator.status.evaluate import compile_cache
+from datajax_operator.status.observations import Observations, SidecarScrape
+from datajax_runtime.compile_cache import CacheReport, CacheTracker, count_entries
+from datajax_runtime.exporter import render
 from datajax_runtime.sidecar import Sidecar, SidecarConfig
 from datajax_runtime.window import Pricing
-from vllm_fixtures import scrape_text
 
 
 def _gauges(exposition: str) -> dict[str, float]:
@@ -114,3 +121,33 @@ def test_without_a_cache_dir_nothing_is_exported() -> None:
         )
     )
     assert _gauges(sidecar.exposition) == {}
+
+
+def _sidecar_text(cache: CacheReport | None) -> str:
+    sidecar = Sidecar(
+        SidecarConfig(
+            upstream="http://127.0.0.1:9/metrics",
+            pricing=Pricing(chips=8, usd_per_chip_hour=2.7, ceiling_usd_per_million_tokens=3.0),
+        )
+    )
+    return render(dataclasses.replace(sidecar._state(), compile_cache=cache))
+
+
+def test_the_status_reports_hits_misses_and_the_longest_start() -> None:
+    """The operator reads what each slice's sidecar exported into status.compileCache."""
+    model = model_with(replicas=3)
+    plan = make_plan(model, OperatorConfig())
+    texts = [
+        _sidecar_text(CacheReport(entries_at_start=0, entries_at_ready=40, startup_seconds=1500.0)),
+        _sidecar_text(CacheReport(entries_at_start=40, entries_at_ready=40, startup_seconds=95.0)),
+        _sidecar_text(CacheReport(entries_at_start=40, entries_at_ready=None, startup_seconds=None)),
+    ]
+    scrapes = tuple(SidecarScrape(f"10.0.0.{i}:9400", sidecar_figures(t)) for i, t in enumerate(texts))
+    status = compile_cache(plan, Observations(workload=None, sidecars=scrapes))
+    assert (status.hits, status.misses, status.startup_seconds) == (2, 1, 1500.0)
+    assert status.path == plan.storage.xla_cache_dir and status.volume == "weights"
+    silent = compile_cache(
+        plan,
+        Observations(workload=None, sidecars=(SidecarScrape("x", sidecar_figures(_sidecar_text(None))),)),
+    )
+    assert (silent.hits, silent.misses, silent.startup_seconds) == (None, None, None)

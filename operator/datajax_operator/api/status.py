@@ -168,6 +168,24 @@ class LatencyEvaluation(StatusModel):
     since: datetime = Field(description="First sample of the current run of the same judgement.")
 
 
+class CompileCacheStatus(StatusModel):
+    """The XLA compile cache of the model's pods, and what the serving sidecars saw of it at start."""
+
+    path: str = Field(description="VLLM_XLA_CACHE_PATH: a directory keyed by the compiled shape.")
+    volume: str = Field(description="weights (the model.storage volume), persistentVolumeClaim or gcsFuse.")
+    hits: int | None = Field(
+        default=None, ge=0, description="Slices whose pod started with compiled programs in the cache."
+    )
+    misses: int | None = Field(
+        default=None, ge=0, description="Slices whose pod started with an empty cache and compiled."
+    )
+    startup_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest pod start to first answer among the slices (weight load plus XLA compile).",
+    )
+
+
 class DataJaxModelStatus(StatusModel):
     """Observed state of a DataJaxModel."""
 
@@ -180,6 +198,9 @@ class DataJaxModelStatus(StatusModel):
     )
     placement: PlacementStatus | None = Field(default=None, description="Derived TPU placement.")
     mesh: MeshStatus | None = Field(default=None, description="Derived JAX mesh.")
+    compile_cache: CompileCacheStatus | None = Field(
+        default=None, description="Where the XLA compile cache lives and whether starts found it warm."
+    )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     metrics: MetricsStatus | None = Field(default=None, description="Cost, latency and cache figures.")
     cost_evaluation: CostEvaluation | None = Field(
