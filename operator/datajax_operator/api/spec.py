@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from datajax_operator.api.base import SpecModel
-from datajax_operator.api.tpu import GENERATIONS, generation_list
+from datajax_operator.api.tpu import GENERATIONS, generation_list, topology_list
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -195,9 +195,8 @@ class TPU(SpecModel):
         min_length=3,
         max_length=12,
         pattern=r"^[1-9][0-9]{0,2}x[1-9][0-9]{0,2}(x[1-9][0-9]{0,2})?$",
-        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: 1x1, 2x2, 2x4, "
-        "4x4, 4x8, "
-        "8x8, 8x16 or 16x16 for v5e/v6e; 3-D shapes such as 2x2x1 or 2x2x2 for v5p and tpu7x.",
+        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: "
+        f"{topology_list()}.",
     )
     machine_type: str | None = Field(
         default=None,

@@ -102,6 +102,11 @@ def slice_devices(generation: str, topology: str) -> int:
     return topology_chips(topology) * CATALOG[generation].devices_per_chip
 
 
+def topology_list() -> str:
+    """Each generation's topologies, for the CRD's field description (`v5e: 1x1, 2x2, ...; v6e: ...`)."""
+    return "; ".join(f"{g}: {', '.join(r.topologies)}" for g, r in CATALOG.items())
+
+
 def generation_list() -> str:
     """The generations for messages and field descriptions: `v5e, v6e, v5p (preview), ...`."""
     return ", ".join(f"{g} (preview)" if g in PREVIEW_GENERATIONS else g for g in GENERATIONS)
