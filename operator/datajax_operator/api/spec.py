@@ -195,8 +195,7 @@ class TPU(SpecModel):
         min_length=3,
         max_length=12,
         pattern=r"^[1-9][0-9]{0,2}x[1-9][0-9]{0,2}(x[1-9][0-9]{0,2})?$",
-        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: "
-        f"{topology_list()}.",
+        description=f"Slice topology, the node pool's cloud.google.com/gke-tpu-topology: {topology_list()}.",
     )
     machine_type: str | None = Field(
         default=None,
