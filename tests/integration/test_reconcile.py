@@ -177,6 +177,13 @@ def test_example_gets_its_children_and_status(
     assert status["placement"]["workload"] == plan.placement.workload
     assert status["placement"]["chips"] == plan.placement.chips
     assert status["mesh"]["tensorParallel"] == plan.mesh.tensor_parallel
+    assert status["mesh"]["pipelineParallel"] == plan.mesh.pipeline_parallel
+    assert status["mesh"]["shape"] == [1, plan.mesh.tensor_parallel]  # what each engine process builds
+    # where the compile cache lives; no sidecar has reported a start yet
+    assert status["compileCache"] == {
+        "path": plan.storage.xla_cache_dir,
+        "volume": plan.storage.xla_cache_volume,
+    }
     assert status["endpoint"].startswith(f"http://{name}.{namespace}.svc:8000")
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["SpecValid"]["status"] == "True"
@@ -190,6 +197,7 @@ def test_example_gets_its_children_and_status(
         "observedGeneration",
         "placement",
         "mesh",
+        "compileCache",
         "endpoint",
         "conditions",
         "costEvaluation",
