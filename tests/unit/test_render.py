@@ -55,8 +55,8 @@ def test_single_host_is_a_deployment_with_both_containers() -> None:
     assert vllm["image"] == "vllm/vllm-tpu:v0.29.0"
     assert vllm["command"] == ["vllm", "serve"]
     assert vllm["resources"]["limits"] == {"google.com/tpu": "8"}
-    # The weights' node-local emptyDir is requested (100Gi when the spec does not size the model).
-    assert vllm["resources"]["requests"] == {"google.com/tpu": "8", "ephemeral-storage": "100Gi"}
+    # No size hints: the weights' emptyDir is unsized and no disk is requested (the plan warns).
+    assert vllm["resources"]["requests"] == {"google.com/tpu": "8"}
     assert vllm["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert vllm["startupProbe"]["httpGet"]["path"] == "/health"
     assert vllm["startupProbe"]["periodSeconds"] * vllm["startupProbe"]["failureThreshold"] >= 30 * 60

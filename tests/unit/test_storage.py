@@ -69,7 +69,11 @@ def test_explicit_emptydir_size_and_unknown_model_size() -> None:
     sized = model_with(model={"name": "m", "storage": {"emptyDir": {"sizeLimit": "300Gi"}}})
     assert _volume(_templates(sized)[0], "weights")["emptyDir"]["sizeLimit"] == "300Gi"
     unknown = model_with(model={"name": "m"})
-    assert _vllm(_templates(unknown)[0])["resources"]["requests"]["ephemeral-storage"] == "100Gi"
+    (template,) = _templates(unknown)
+    assert _volume(template, "weights") == {"name": "weights", "emptyDir": {}}
+    assert "ephemeral-storage" not in _vllm(template)["resources"]["requests"]
+    (warning,) = make_plan(unknown, CONFIG).warnings
+    assert warning.field == "spec.model.storage" and "parametersBillions" in warning.message
 
 
 def test_a_claim_is_mounted_without_an_ephemeral_request() -> None:

@@ -51,7 +51,7 @@ class EmptyDirStorage(SpecModel):
         max_length=12,
         description="Size of the volume and the container's ephemeral-storage request (e.g. 200Gi). When "
         "unset it is sized from model.parametersBillions and model.dtype (weights plus a quarter, plus the "
-        "XLA cache); without those hints 100Gi.",
+        "XLA cache); without those hints it is unsized and no disk is requested (the plan warns).",
     )
 
 

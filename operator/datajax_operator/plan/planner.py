@@ -17,7 +17,7 @@ from datajax_operator.plan.cost import CostPlan, estimate_cost
 from datajax_operator.plan.mesh import MeshPlan, derive_mesh
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.serving import plan_serving, read_wave_spec
-from datajax_operator.plan.storage import StoragePlan, plan_storage
+from datajax_operator.plan.storage import StoragePlan, plan_storage, storage_warnings
 from datajax_operator.plan.vllm import vllm_args
 from datajax_operator.plan.wavespec import Decision
 
@@ -87,13 +87,15 @@ def make_plan(
         raise PlanError(problems)
     served_name = spec.model.served_name or model.metadata.name
     args = vllm_args(spec, served_name, mesh, placement.hosts, serving)
+    storage = plan_storage(model, config, placement, mesh, args)
+    warnings += storage_warnings(model, storage)
     return Plan(
         served_name=served_name,
         placement=placement,
         mesh=mesh,
         cost=cost,
         vllm_args=args,
-        storage=plan_storage(model, config, placement, mesh, args),
+        storage=storage,
         decisions=serving.decisions,
         warnings=tuple(warnings),
     )

@@ -28,6 +28,7 @@ from datajax_operator.plan.catalog import Placement
 from datajax_operator.plan.checks import BYTES_PER_PARAMETER
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.mesh import MeshPlan
+from datajax_operator.plan.problems import Problem
 
 StorageKind = Literal["emptyDir", "persistentVolumeClaim", "gcsFuse"]
 
@@ -37,8 +38,6 @@ DOWNLOAD_DIR: Final = f"{WEIGHTS_DIR}/hf"
 """vLLM --download-dir."""
 XLA_CACHE_MOUNT: Final = "/var/cache/datajax-xla"
 """Mount point of a separate cache volume (serving.xlaCache)."""
-DEFAULT_SIZE_GI: Final = 100
-"""emptyDir size when the spec gives no parametersBillions/dtype to size it from."""
 XLA_CACHE_HEADROOM_GI: Final = 10
 """Room for compiled programs next to the weights (a few GiB per shape; an estimate, not measured)."""
 WEIGHTS_MARGIN: Final = 1.25
@@ -61,7 +60,8 @@ class StoragePlan:
 
     kind: StorageKind
     size_gi: int | None
-    """emptyDir size and ephemeral-storage request; None for a claim or a bucket."""
+    """emptyDir size and ephemeral-storage request; None for a claim or a bucket, or an emptyDir the
+    spec gives no size hints for (then unbounded, with a warning)."""
     download_dir: str
     xla_cache_dir: str
     xla_cache_key: str
@@ -86,13 +86,15 @@ def _gi(quantity: str) -> int:
     return {"Mi": math.ceil(number / 1024), "Gi": number, "Ti": number * 1024}[unit]
 
 
-def weights_size_gi(model: DataJaxModel) -> int:
-    """The emptyDir size in GiB: the spec's sizeLimit, else weights x 1.25 + cache headroom, else 100."""
+def weights_size_gi(model: DataJaxModel) -> int | None:
+    """The emptyDir size in GiB: the spec's sizeLimit, else weights x 1.25 + cache headroom; None when
+    the spec says neither (a guessed size would either not hold the checkpoint or, above the node's
+    disk, keep the pod Pending: GKE's default boot disk is 100 GB)."""
     m = model.spec.model
     if m.storage is not None and m.storage.empty_dir is not None and m.storage.empty_dir.size_limit:
         return _gi(m.storage.empty_dir.size_limit)
     if m.parameters_billions is None or m.dtype is None:
-        return DEFAULT_SIZE_GI
+        return None
     weights = m.parameters_billions * 1e9 * BYTES_PER_PARAMETER[m.dtype]
     return math.ceil(weights * WEIGHTS_MARGIN / 2**30) + XLA_CACHE_HEADROOM_GI
 
@@ -137,6 +139,21 @@ _CACHE_FLAGS: Final = (
     "--revision",
     "--speculative-config",
 )
+
+
+def storage_warnings(model: DataJaxModel, storage: StoragePlan) -> list[Problem]:
+    """An emptyDir the plan cannot size is served, but without a disk request: say so."""
+    if storage.kind != "emptyDir" or storage.size_gi is not None:
+        return []
+    return [
+        Problem(
+            "spec.model.storage",
+            "the weights' emptyDir has no size: without model.parametersBillions and model.dtype (or "
+            "model.storage.emptyDir.sizeLimit) no ephemeral-storage is requested, so a pod can land on a "
+            "node whose disk cannot hold the checkpoint",
+            severity="warning",
+        )
+    ]
 
 
 def plan_storage(

@@ -39,6 +39,8 @@ def weights_volume(model: DataJaxModel, plan: Plan) -> dict[str, Any]:
         return {"name": WEIGHTS_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
     if storage is not None and storage.gcs_fuse is not None:
         return _gcs_volume(WEIGHTS_VOLUME, storage.gcs_fuse)
+    if plan.storage.size_gi is None:
+        return {"name": WEIGHTS_VOLUME, "emptyDir": {}}
     return {"name": WEIGHTS_VOLUME, "emptyDir": {"sizeLimit": f"{plan.storage.size_gi}Gi"}}
 
 
