@@ -96,15 +96,20 @@ def test_a_bucket_goes_through_the_gcs_fuse_csi_driver_with_its_annotation() -> 
         assert template["spec"]["serviceAccountName"] == "vllm-sa"
         csi = _volume(template, "weights")["csi"]
         assert csi["driver"] == GCSFUSE_DRIVER == "gcsfuse.csi.storage.gke.io"
-        assert csi["volumeAttributes"] == {
-            "bucketName": "my-bucket",
-            "mountOptions": "implicit-dirs,only-dir=llama",
-        }
+        assert csi["volumeAttributes"]["bucketName"] == "my-bucket"
+        options = csi["volumeAttributes"]["mountOptions"].split(",")
+        assert options[0] == "implicit-dirs" and options[-1] == "only-dir=llama"
+        assert "file-cache:enable-parallel-downloads:true" in options
+        # As GKE's ai-ml/vllm-tpu manifest: the FUSE sidecar unlimited, its file cache in memory.
+        assert template["metadata"]["annotations"]["gke-gcsfuse/memory-limit"] == "0"
+        cache = _volume(template, "gke-gcsfuse-cache")
+        assert cache == {"name": "gke-gcsfuse-cache", "emptyDir": {"medium": "Memory"}}
 
 
 def test_no_gcs_annotation_without_a_bucket() -> None:
     for template in _templates(model_with()):
         assert GCSFUSE_ANNOTATION not in template["metadata"]["annotations"]
+        assert all(v["name"] != "gke-gcsfuse-cache" for v in template["spec"]["volumes"])
 
 
 def _cache_path(**changes: Any) -> str:
@@ -150,7 +155,8 @@ def test_a_separate_cache_volume() -> None:
     model = model_with(serving={"xlaCache": {"gcsFuse": {"bucketName": "xla-bucket"}}})
     (template,) = _templates(model)
     assert _env(template)["VLLM_XLA_CACHE_PATH"].startswith("/var/cache/datajax-xla/")
-    assert _volume(template, "xla-cache")["csi"]["volumeAttributes"]["bucketName"] == "xla-bucket"
+    attributes = _volume(template, "xla-cache")["csi"]["volumeAttributes"]
+    assert attributes == {"bucketName": "xla-bucket", "mountOptions": "implicit-dirs"}
     assert template["metadata"]["annotations"][GCSFUSE_ANNOTATION] == "true"
     claim = model_with(serving={"xlaCache": {"claimName": "xla"}})
     assert _volume(_templates(claim)[0], "xla-cache")["persistentVolumeClaim"] == {"claimName": "xla"}

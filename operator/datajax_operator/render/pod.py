@@ -312,8 +312,8 @@ def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: 
         containers.append(sidecar_container(model, plan, config))
     annotations = {"kubectl.kubernetes.io/default-container": VLLM_CONTAINER}
     if storage.uses_gcs_fuse(plan):
-        # GKE injects the Cloud Storage FUSE sidecar only into pods that carry this annotation.
-        annotations[storage.GCSFUSE_ANNOTATION] = "true"
+        # GKE injects the Cloud Storage FUSE sidecar only into pods that carry these annotations.
+        annotations.update(storage.GCSFUSE_ANNOTATIONS)
     pod_spec: dict[str, Any] = {}
     if model.spec.serving.service_account_name is not None:
         pod_spec["serviceAccountName"] = model.spec.serving.service_account_name
