@@ -18,7 +18,8 @@ example does (`examples/offload/gke/benchmarks/multi-host/deploy-baseline.yaml`,
 
 from dataclasses import dataclass
 
-from datajax_operator.api.spec import Mesh, Parallelism
+from datajax_operator.api.rules import pipeline_stages
+from datajax_operator.api.spec import TPU, Mesh
 from datajax_operator.plan.catalog import Placement
 
 AXES = ("data", "model")
@@ -72,20 +73,14 @@ class MeshPlan:
         }
 
 
-def pipeline_stages(placement: Placement, parallelism: Parallelism | None) -> int:
-    """One stage per host under PipelineAcrossHosts (the multi-host default), else one stage."""
-    if placement.hosts == 1 or parallelism == "TensorAcrossHosts":
-        return 1
-    return placement.hosts
-
-
-def derive_mesh(mesh: Mesh | None, placement: Placement, parallelism: Parallelism | None) -> MeshPlan:
+def derive_mesh(mesh: Mesh | None, placement: Placement, tpu: TPU) -> MeshPlan:
     """Degrees for a slice: the spec's mesh within each stage when given, else data=1, model=stage devices.
 
-    The admission rule `mesh-product-is-stage-devices` has already checked the spec's mesh multiplies to
-    the devices of one stage.
+    The stages are the admission rule's (`api.rules.pipeline_stages`: one per host under
+    PipelineAcrossHosts, the multi-host default), and that rule, `mesh-product-is-stage-devices`, has
+    already checked the spec's mesh multiplies to the devices of one stage.
     """
-    pp = pipeline_stages(placement, parallelism)
+    pp = pipeline_stages(tpu) or 1
     if mesh is None:
         dp, tp = 1, placement.devices // pp
     else:

@@ -67,7 +67,7 @@ def make_plan(
     placement = place(spec.tpu.generation, spec.tpu.topology, spec.tpu.machine_type)
     if placement is None and not problems_on(problems, "spec.tpu"):
         problems.append(Problem("spec.tpu.topology", "no TPU placement matches this generation and topology"))
-    mesh = derive_mesh(spec.mesh, placement, spec.tpu.parallelism) if placement is not None else None
+    mesh = derive_mesh(spec.mesh, placement, spec.tpu) if placement is not None else None
     if placement is not None and mesh is not None and not problems_on(problems, "spec.mesh"):
         problems += head_problems(spec, mesh)
         problems += hbm_problems(spec, placement, mesh)
