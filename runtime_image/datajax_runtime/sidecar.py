@@ -162,6 +162,7 @@ class Sidecar:
             plan_status_configured=self.config.plan_status_path is not None,
             plan=self._plan,
             model=self.config.model,
+            cost_window_seconds=self._ring.window_seconds,
             compile_cache=self._cache.report if self._cache is not None else None,
         )
 

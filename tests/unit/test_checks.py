@@ -91,6 +91,24 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.serving.env",
     ),
     (
+        "env-value-from-one-source",
+        {
+            "serving": {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {
+                            "fieldRef": {"fieldPath": "metadata.name"},
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                        },
+                    }
+                ]
+            }
+        },
+        "spec.serving.env",
+    ),
+    ("env-value-from-no-source", {"serving": {"env": [{"name": "A", "valueFrom": {}}]}}, "spec.serving.env"),
+    (
         "batch-holds-seqs",
         {"serving": {"maxNumSeqs": 512, "chunkedPrefill": {"maxNumBatchedTokens": 256}}},
         "spec.serving.chunkedPrefill.maxNumBatchedTokens",
@@ -187,6 +205,29 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ),
     ("pvc-storage", {"model": {"name": "m", "storage": {"persistentVolumeClaim": {"claimName": "w"}}}}),
     ("gcs-cache", {"serving": {"xlaCache": {"gcsFuse": {"bucketName": "my-bucket", "onlyDir": "xla"}}}}),
+    (
+        "env-from-each-source",
+        {
+            "serving": {
+                "env": [
+                    {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {
+                        "name": "B",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                    },
+                    {
+                        "name": "C",
+                        "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": 1}},
+                    },
+                    {
+                        "name": "D",
+                        "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k", "optional": True}},
+                    },
+                    {"name": "E", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ]
+            }
+        },
+    ),
 ]
 
 

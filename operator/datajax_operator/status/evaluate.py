@@ -15,7 +15,9 @@ from datajax_operator.api.status import (
     MeshStatus,
     Phase,
     PlacementStatus,
+    PlannedCostStatus,
 )
+from datajax_operator.plan.cost import breakeven_tokens_per_second
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
 from datajax_operator.status.conditions import Verdict, settle
@@ -103,6 +105,8 @@ def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Ver
             WORKLOAD_AVAILABLE, "False", "WorkloadMissing", "the workload has not been created yet"
         )
     counts = f"{workload.available}/{workload.desired} slices available in {workload.kind} {workload.name}"
+    if observations.unscheduled is not None:
+        counts += f"; {observations.unscheduled}"
     if workload.desired == 0:
         return Verdict(WORKLOAD_AVAILABLE, "False", "ScaledToZero", counts)
     if workload.available == 0:
@@ -145,6 +149,22 @@ def compile_cache(plan: Plan, observations: Observations) -> CompileCacheStatus:
     )
 
 
+def _planned_cost(plan: Plan, judgement: Judgement | None) -> PlannedCostStatus:
+    """The plan's price of the slices actually run (fewer under a ScaleDown, none while suspended):
+    what a new model costs from its first pass, before any sidecar has measured it."""
+    slice_usd_per_hour = plan.placement.chips * plan.cost.usd_per_chip_hour
+    if judgement is not None:
+        usd_per_hour = slice_usd_per_hour * judgement.replicas
+    else:
+        usd_per_hour = plan.cost.usd_per_hour
+    return PlannedCostStatus(
+        usd_per_hour=usd_per_hour,
+        break_even_tokens_per_second=breakeven_tokens_per_second(
+            usd_per_hour, plan.cost.ceiling_usd_per_million_tokens
+        ),
+    )
+
+
 def evaluate(
     evaluation: Evaluation,
     observations: Observations,
@@ -172,6 +192,7 @@ def evaluate(
         compile_cache=compile_cache(plan, observations) if plan else None,
         endpoint=evaluation.endpoint if plan else None,
         metrics=kept.metrics if kept is not None else None,
+        planned_cost=_planned_cost(plan, kept) if plan else None,
         cost_evaluation=kept.cost if kept is not None else None,
         latency_evaluation=kept.latency if kept is not None else None,
         conditions=settle(verdicts, previous_conditions, generation, now),
