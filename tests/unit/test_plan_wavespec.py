@@ -108,7 +108,8 @@ def _plan_cli(
 def test_plan_wavespec_json_lists_each_decision_with_its_reason(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    doc = doc_with(model={"name": "org/model", "maxModelLen": 4096})
+    sized = {"emptyDir": {"sizeLimit": "40Gi"}}  # no size hints: say the disk, or `plan` warns
+    doc = doc_with(model={"name": "org/model", "maxModelLen": 4096, "storage": sized})
     code, out, err = _plan_cli(capsys, tmp_path, doc, "--wavespec", str(CHAT))
     assert (code, err) == (0, "")
     result = json.loads(out)
