@@ -64,11 +64,13 @@ bench: install tools
 bench-autoscale: install
 	$(PY) tests/bench/run_fleet_sim.py
 
-## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
+## Regenerate every file derived from the typed API and the TPU catalog: the CRD, its copy in the chart, the API
+## reference, the runtime's copy of the catalog and the chart's default prices.
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
 	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
 	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
+	$(PY) tools/sync_tpu_catalog.py
 
 docs: crd
 

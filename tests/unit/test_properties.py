@@ -127,7 +127,7 @@ def test_accepted_specs_render_and_rejected_ones_name_a_field(doc: dict[str, Any
         problems = err.problems
     else:
         _check_objects(render_objects(model, plan, CONFIG), plan.placement.chips_per_host)
-        assert plan.mesh.tensor_parallel * plan.mesh.data_parallel == plan.placement.chips
+        assert plan.mesh.devices == plan.placement.devices  # tp x dp x pp = chips x devices per chip
         return
     assert problems
     for problem in problems:

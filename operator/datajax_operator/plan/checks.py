@@ -8,7 +8,7 @@ from typing import Final
 
 from datajax_operator.api.rules import broken_rules
 from datajax_operator.api.spec import DataJaxModelSpec
-from datajax_operator.plan.catalog import GB, GENERATIONS, Placement
+from datajax_operator.plan.catalog import GB, Placement
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
 
@@ -69,15 +69,17 @@ def _dp_for(heads: int, tp: int) -> int:
 
 
 def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> list[Problem]:
-    """Weights must fit in the HBM of one tensor-parallel group with room left for the KV cache.
+    """Weights must fit in the HBM of one engine with room left for the KV cache.
 
-    Each data-parallel engine holds a full copy of the weights over its tp chips.
+    Each data-parallel engine holds a full copy of the weights over its tp x pp devices; HBM is counted
+    per JAX device (half a chip on TPU7x, tpu-inference `get_device_hbm_limit`).
     """
     params, dtype = spec.model.parameters_billions, spec.model.dtype
     if params is None or dtype is None:
         return []
     weights = params * 1e9 * BYTES_PER_PARAMETER[dtype]
-    hbm = GENERATIONS[placement.generation].hbm_bytes_per_chip * mesh.tensor_parallel
+    engine_devices = mesh.tensor_parallel * mesh.pipeline_parallel
+    hbm = placement.hbm_bytes_per_device * engine_devices
     room = hbm * (HBM_USABLE_FRACTION - KV_CACHE_FRACTION)
     if weights <= room:
         return []
@@ -85,8 +87,8 @@ def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -
         Problem(
             "spec.model.parametersBillions",
             f"{params:g}B parameters in {dtype} need {weights / GB:.1f} GB of weights, but "
-            f"{mesh.tensor_parallel} "
-            f"{placement.generation} chips leave {room / GB:.1f} GB after runtime and KV-cache headroom: "
+            f"{engine_devices} "
+            f"{placement.generation} devices leave {room / GB:.1f} GB after runtime and KV-cache headroom: "
             "use a "
             "larger topology, a smaller dtype, or fewer data-parallel engines",
         )
