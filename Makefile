@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd docs cluster bench clean
+.PHONY: install tools tpu-env lint test test-unit run crd docs cluster bench clean
 
 # A stamp so `make install` is a no-op until pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,12 @@ tools:
 	@echo "==> tools: etcd, kube-apiserver, kubectl, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
+## Create (once) and cache the real vLLM TPU stack (vllm-tpu, tpu-inference, JAX, libtpu; ~11 GB) outside
+## the repository, for the tpu_stack tests and `validate-mesh --target tpu`. Pins: tools/versions.env.
+tpu-env:
+	@echo "==> tpu-env: vllm-tpu $$(. tools/versions.env && echo $$VLLM_TPU_VERSION) (created once under $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/tpu-env)"
+	@bash tools/tpu-env.sh > /dev/null
+
 ## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
 cluster: install tools
 	$(PY) -m datajax_operator.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
@@ -38,7 +44,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 ## Everything CI runs: tools, lint, and every test tier.
-test: install tools lint
+test: install tools tpu-env lint
 	@echo "==> pytest"
 	$(PY) -m pytest
 

@@ -1,0 +1,74 @@
+"""Write (or check) operator/datajax_operator/plan/vllm_flags.json from the real `vllm serve` parser.
+
+Run with the tpu-env's interpreter, which has the pinned vLLM:
+
+    $(tools/tpu-env.sh) tools/vllm_flags.py           # rewrite the table
+    $(tools/tpu-env.sh) tools/vllm_flags.py --check   # exit 1 if the committed table differs
+
+The parser is built as `vllm serve` builds it (vllm/entrypoints/cli/main.py: a FlexibleArgumentParser
+with one subparser per command; serve's from vllm/entrypoints/cli/serve.py over
+vllm.entrypoints.openai.cli_args.make_arg_parser). Every optional argument is recorded with its option
+strings, destination and arity, and whether the parser allows abbreviations, so the operator can
+read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
+"""
+
+import argparse
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TABLE = Path(__file__).resolve().parents[1] / "operator" / "datajax_operator" / "plan" / "vllm_flags.json"
+
+
+def serve_parser() -> Any:
+    """The `serve` subparser exactly as the `vllm` command builds it."""
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(prog="vllm")
+    subparsers = parser.add_subparsers(required=False, dest="subparser")
+    return ServeSubcommand().subparser_init(subparsers)
+
+
+def table() -> dict[str, Any]:
+    """The document vllm_flags.json holds."""
+    parser = serve_parser()
+    actions = []
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        nargs = action.nargs
+        actions.append(
+            {
+                "dest": action.dest,
+                "options": sorted(action.option_strings),
+                "nargs": nargs if isinstance(nargs, (int, str)) or nargs is None else str(nargs),
+                "takesValue": nargs != 0,
+            }
+        )
+    return {
+        "vllm": metadata.version("vllm-tpu"),
+        "generatedBy": "tools/vllm_flags.py (the `vllm serve` parser of this vLLM release)",
+        "allowAbbrev": bool(parser.allow_abbrev),
+        "actions": sorted(actions, key=lambda a: str(a["dest"])),
+    }
+
+
+def main(argv: list[str]) -> int:
+    text = json.dumps(table(), indent=1, sort_keys=True) + "\n"
+    if argv[1:] == ["--check"]:
+        if TABLE.read_text(encoding="utf-8") != text:
+            print(
+                f"{TABLE} differs from the installed vLLM's parser: run tools/vllm_flags.py", file=sys.stderr
+            )
+            return 1
+        return 0
+    TABLE.write_text(text, encoding="utf-8")
+    print(f"wrote {TABLE}: {len(json.loads(text)['actions'])} options of vLLM {json.loads(text)['vllm']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
