@@ -98,6 +98,9 @@ def model_shape_from_hf_config(path: str) -> dict[str, Any]:
             "headDim": int(config.get("head_dim") or hidden // heads),
             "vocab": int(config["vocab_size"]),
             "tiedEmbeddings": bool(config.get("tie_word_embeddings", False)),
+            "dtype": str(config.get("torch_dtype") or config.get("dtype") or "bfloat16").removeprefix(
+                "torch."
+            ),
             "source": f"config.json {path}",
         }
     except (KeyError, TypeError, ValueError) as err:
@@ -159,7 +162,7 @@ def kv_cache_tokens(plan: Plan, shape: dict[str, Any], kv_bytes: int, max_model_
 
 def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> dict[str, Any]:
     """The child's request: everything it compiles, from the plan."""
-    dtype = spec.model.dtype or "bfloat16"
+    dtype = spec.model.dtype or shape.get("dtype") or "bfloat16"
     if dtype not in WEIGHT_BYTES:
         raise GateError(
             f"spec.model.dtype {dtype}: the gate compiles bfloat16, float16 and float32 weights "
@@ -168,7 +171,7 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
     kv_dtype = str(_decided(plan, FLAG_KV_CACHE_DTYPE))
     kv_bytes = 1 if kv_dtype == "fp8" else WEIGHT_BYTES[dtype]
     p = plan.placement
-    model = {k: v for k, v in shape.items() if k != "source"} | {"dtype": dtype}
+    model = {k: v for k, v in shape.items() if k not in ("source", "dtype")} | {"dtype": dtype}
     return {
         "topology": f"{LIBTPU_GENERATION[p.generation]}:{p.topology}",
         "mesh": {"data": plan.mesh.data_parallel, "model": plan.mesh.tensor_parallel},
