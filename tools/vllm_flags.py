@@ -7,7 +7,7 @@ Run with the tpu-env's interpreter, which has the pinned vLLM:
 
 The parser is built as `vllm serve` builds it (vllm/entrypoints/cli/main.py: a FlexibleArgumentParser
 with one subparser per command; serve's from vllm/entrypoints/cli/serve.py over
-vllm.entrypoints.openai.cli_args.make_arg_parser). Every optional argument is recorded with its option
+vllm.entrypoints.launchers.cli_args.make_arg_parser in vLLM 0.29). Every optional argument is recorded with its option
 strings, destination and arity, and whether the parser allows abbreviations, so the operator can
 read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
 """
@@ -22,32 +22,35 @@ from typing import Any
 TABLE = Path(__file__).resolve().parents[1] / "operator" / "datajax_operator" / "plan" / "vllm_flags.json"
 
 
-def serve_parser() -> Any:
-    """The `serve` subparser exactly as the `vllm` command builds it."""
+def cli_parsers() -> tuple[Any, Any, Any]:
+    """The `vllm` parser, the serve command and its subparser, as vllm/entrypoints/cli/main.py builds
+    them (a FlexibleArgumentParser whose subparsers come from each command's subparser_init)."""
     from vllm.entrypoints.cli.serve import ServeSubcommand
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    parser = FlexibleArgumentParser(prog="vllm")
+    parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
     subparsers = parser.add_subparsers(required=False, dest="subparser")
-    return ServeSubcommand().subparser_init(subparsers)
+    command = ServeSubcommand()
+    return parser, command, command.subparser_init(subparsers)
 
 
 def table() -> dict[str, Any]:
     """The document vllm_flags.json holds."""
-    parser = serve_parser()
+    _, _, parser = cli_parsers()
     actions = []
     for action in parser._actions:
         if not action.option_strings or isinstance(action, argparse._HelpAction):
             continue
         nargs = action.nargs
-        actions.append(
-            {
-                "dest": action.dest,
-                "options": sorted(action.option_strings),
-                "nargs": nargs if isinstance(nargs, (int, str)) or nargs is None else str(nargs),
-                "takesValue": nargs != 0,
-            }
-        )
+        entry: dict[str, Any] = {
+            "dest": action.dest,
+            "options": sorted(action.option_strings),
+            "nargs": nargs if isinstance(nargs, (int, str)) or nargs is None else str(nargs),
+            "takesValue": nargs != 0,
+        }
+        if action.choices is not None and nargs != 0:
+            entry["choices"] = sorted(str(c) for c in action.choices)
+        actions.append(entry)
     return {
         "vllm": metadata.version("vllm-tpu"),
         "generatedBy": "tools/vllm_flags.py (the `vllm serve` parser of this vLLM release)",

@@ -94,6 +94,11 @@ def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -
     ]
 
 
+IMPLIED_DESTS: Final = frozenset({"pipeline_parallel_size"})
+"""vLLM settings the plan fixes without rendering a flag: tpu-inference's mesh is (data, model) only, so
+pipeline parallelism stays at vLLM's default of 1."""
+
+
 def _flag_groups(args: list[str]) -> list[tuple[int, list[str]]]:
     """Each flag token of extraArgs with the bare tokens that follow it (its values), by index."""
     groups: list[tuple[int, list[str]]] = []
@@ -111,6 +116,7 @@ def extra_args_problems(spec: DataJaxModelSpec) -> list[Problem]:
     as --tensor-parallel, -tp). The exact managed forms are already refused by the admission rule."""
     table = flag_table()
     managed = {dest for flag in MANAGED_VLLM_FLAGS if (dest := table.dests_of(flag)) is not None}
+    managed |= IMPLIED_DESTS
     problems = []
     for index, group in _flag_groups(list(spec.serving.extra_args)):
         field = f"spec.serving.extraArgs[{index}]"

@@ -97,8 +97,9 @@ def _parser() -> _Parser:
     )
     for action in table.actions:
         if action["takesValue"]:
-            nargs = action["nargs"]
-            parser.add_argument(*action["options"], dest=action["dest"], nargs=nargs)
+            parser.add_argument(
+                *action["options"], dest=action["dest"], nargs=action["nargs"], choices=action.get("choices")
+            )
         else:
             parser.add_argument(*action["options"], dest=action["dest"], action="store_const", const=True)
     return parser

@@ -52,7 +52,7 @@ def main() -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     argvs = json.loads(Path(sys.argv[1]).read_text())["argvs"]
-    top, serve = cli_parsers()
+    top, serve, _ = cli_parsers()
     results = []
     for argv in argvs:
         err = io.StringIO()
