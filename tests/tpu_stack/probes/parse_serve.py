@@ -1,8 +1,9 @@
 """Run in the tpu-env: parse command lines as `vllm serve` does; report the engine arguments.
 
 argv[1]: JSON {"argvs": [[arg, ...], ...]} (what follows `vllm serve`); argv[2]: where to write
-[{"ok": true, "engine": {...}} | {"ok": false, "error": "..."}] in the same order. The parser is the
-real one (tools/vllm_flags.py builds it as the `vllm` command does); the engine arguments are
+{"results": [{"ok": true, "engine": {...}} | {"ok": false, "error": "..."}, ...] in the same order,
+"table": the flag table tools/vllm_flags.py derives from this parser}. The parser is the real one
+(tools/vllm_flags.py builds it as the `vllm` command does); the engine arguments are
 `AsyncEngineArgs.from_cli_args` of the parsed namespace, after serve's own validation.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
-from vllm_flags import cli_parsers
+from vllm_flags import cli_parsers, table
 
 FIELDS = (
     "model",
@@ -73,7 +74,7 @@ def main() -> None:
         engine_fields = {f: jsonable(getattr(engine, f, None)) for f in FIELDS}
         engine_fields["host"], engine_fields["port"] = args.host, args.port
         results.append({"ok": True, "engine": engine_fields})
-    Path(sys.argv[2]).write_text(json.dumps(results))
+    Path(sys.argv[2]).write_text(json.dumps({"results": results, "table": table()}))
 
 
 if __name__ == "__main__":
