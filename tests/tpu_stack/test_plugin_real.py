@@ -62,8 +62,17 @@ def runtime_site(tpu_python: str, tmp_path_factory: pytest.TempPathFactory) -> P
     return site
 
 
-def bundle(tmp_path: Path, implementation: str) -> Path:
-    path = tmp_path / "bundle.json"
+SCENARIOS = {
+    "GoodModel": f"{MODULE}:GoodModel",
+    "KwargsModel": f"{MODULE}:KwargsModel",
+    **{k: f"{MODULE}:{k}" for k in BAD},
+    "no-module": "no_such_pkg.models:Model",
+    "no-class": f"{MODULE}:Missing",
+}
+
+
+def bundle(directory: Path, implementation: str) -> Path:
+    path = directory / "bundle.json"
     doc: dict[str, Any] = {
         "version": 1,
         "modelId": "org/model",
@@ -74,19 +83,35 @@ def bundle(tmp_path: Path, implementation: str) -> Path:
     return path
 
 
-def load(tpu_python: str, site: Path, tmp_path: Path, implementation: str) -> tuple[dict[str, Any], Path]:
-    status = tmp_path / "plan-status.json"
-    request = {"arch": ARCH, "classes": [f"{MODULE}:{c}" for c in ("GoodModel", "KwargsModel", *BAD)]}
-    env = {"DATAJAX_PLAN_BUNDLE": str(bundle(tmp_path, implementation)), "DATAJAX_PLAN_STATUS": str(status)}
-    result = run_probe(tpu_python, "load_plugin.py", request, tmp_path, site, PROBES, extra_env=env)
-    return result, status
+@pytest.fixture(scope="module")
+def loaded(tpu_python: str, runtime_site: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each scenario's outcome and plan status: one tpu-env process, one fork per scenario."""
+    tmp = tmp_path_factory.mktemp("plugin")
+    envs, statuses = [], {}
+    for name, implementation in SCENARIOS.items():
+        directory = tmp / name
+        directory.mkdir()
+        statuses[name] = directory / "plan-status.json"
+        envs.append(
+            {
+                "DATAJAX_PLAN_BUNDLE": str(bundle(directory, implementation)),
+                "DATAJAX_PLAN_STATUS": str(statuses[name]),
+            }
+        )
+    request = {
+        "arch": ARCH,
+        "classes": [f"{MODULE}:{c}" for c in ("GoodModel", "KwargsModel", *BAD)],
+        "scenarios": envs,
+    }
+    results = run_probe(tpu_python, "load_plugin.py", request, tmp, runtime_site, PROBES)
+    return {name: (result, statuses[name]) for name, result in zip(SCENARIOS, results, strict=True)}
 
 
 @pytest.mark.parametrize("klass", ["GoodModel", "KwargsModel"])
 def test_bundle_architecture_is_registered_with_the_real_tpu_inference(
-    tpu_python: str, runtime_site: Path, tmp_path: Path, klass: str
+    loaded: dict[str, Any], klass: str
 ) -> None:
-    result, status_path = load(tpu_python, runtime_site, tmp_path, f"{MODULE}:{klass}")
+    result, status_path = loaded[klass]
     assert "datajax=datajax_runtime.plugin:register" in result["entryPoints"]
     assert result["loaded"], result["error"]
     assert result["tpuInference"] == f"{MODULE}:{klass}"
@@ -98,10 +123,10 @@ def test_bundle_architecture_is_registered_with_the_real_tpu_inference(
 
 @pytest.mark.parametrize("klass", sorted(BAD))
 def test_bad_class_fails_start_up_with_our_message_and_the_real_one(
-    tpu_python: str, runtime_site: Path, tmp_path: Path, klass: str
+    loaded: dict[str, Any], klass: str
 ) -> None:
     ours, theirs = BAD[klass]
-    result, status_path = load(tpu_python, runtime_site, tmp_path, f"{MODULE}:{klass}")
+    result, status_path = loaded[klass]
     assert not result["loaded"]
     assert "PlanRegistrationError" in result["error"] and ours in result["error"]
     assert result["tpuInference"] is None and result["vllm"] is False
@@ -110,17 +135,12 @@ def test_bad_class_fails_start_up_with_our_message_and_the_real_one(
     assert status is not None and not status.registered and status.reason == "InvalidImplementation"
 
 
-def test_our_interface_check_agrees_with_the_real_register_model(
-    tpu_python: str, runtime_site: Path, tmp_path: Path
-) -> None:
-    result, _ = load(tpu_python, runtime_site, tmp_path, f"{MODULE}:GoodModel")
-    verdicts = result["realVerdicts"]
+def test_our_interface_check_agrees_with_the_real_register_model(loaded: dict[str, Any]) -> None:
+    verdicts = loaded["GoodModel"][0]["realVerdicts"]
     assert verdicts[f"{MODULE}:GoodModel"] == verdicts[f"{MODULE}:KwargsModel"] == "ok"
     assert all(verdicts[f"{MODULE}:{k}"] != "ok" for k in BAD)
 
 
-def test_missing_module_and_class_are_named(tpu_python: str, runtime_site: Path, tmp_path: Path) -> None:
-    result, _ = load(tpu_python, runtime_site, tmp_path, "no_such_pkg.models:Model")
-    assert "cannot import module 'no_such_pkg.models'" in result["error"]
-    result, _ = load(tpu_python, runtime_site, tmp_path, f"{MODULE}:Missing")
-    assert f"module '{MODULE}' has no attribute 'Missing'" in result["error"]
+def test_missing_module_and_class_are_named(loaded: dict[str, Any]) -> None:
+    assert "cannot import module 'no_such_pkg.models'" in loaded["no-module"][0]["error"]
+    assert f"module '{MODULE}' has no attribute 'Missing'" in loaded["no-class"][0]["error"]
