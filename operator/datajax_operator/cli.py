@@ -176,7 +176,7 @@ def _cmd_validate_mesh(args: argparse.Namespace) -> int:
     except validate_mesh.MeshInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_MIS_SHARDED
-    report = validate_mesh.run(mesh, timeout=args.timeout)
+    report = validate_mesh.run(mesh, timeout=args.timeout or 180.0)
     if args.output == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -198,7 +198,7 @@ def _validate_mesh_tpu(args: argparse.Namespace, planned: "_Planned") -> int:
         else:
             shape = compile_gate.model_shape_from_spec(model.spec)
         request = compile_gate.gate_request(plan, model.spec, shape)
-        verdict = compile_gate.run(request, python, timeout=args.timeout)
+        verdict = compile_gate.run(request, python, timeout=args.timeout or 1800.0)
     except compile_gate.GateError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -245,7 +245,12 @@ def _add_validate_mesh(subparsers: "argparse._SubParsersAction[argparse.Argument
     )
     parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds before the hosts are stopped")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds before the hosts (cpu, default 180) or the compile (tpu, default 1800) are stopped",
+    )
     parser.set_defaults(func=_cmd_validate_mesh)
 
 

@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1}
-QUERY_BLOCK = 256
-"""Prefill queries are attended in blocks of this many tokens, to bound the score matrix."""
 
 
 class GateInputError(ValueError):
@@ -132,7 +130,7 @@ def build_program(request: GateRequest, devices: list[Any]) -> dict[str, Any]:
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    P: Any = PartitionSpec  # Any: JAX's constructors are untyped for mypy
+    pspec: Any = PartitionSpec  # Any: JAX's constructors are untyped for mypy
     shape_dtype: Any = jax.ShapeDtypeStruct
 
     m, dp, tp = request.model, request.data, request.model_axis
@@ -166,25 +164,25 @@ def build_program(request: GateRequest, devices: list[Any]) -> dict[str, Any]:
 
     layer = (m.layers,)
     params: dict[str, Any] = {
-        "embed": arg((m.vocab, d), wdtype, P("model", None)),
-        "wq": arg((*layer, d, m.heads * hd), wdtype, P(None, None, "model")),
-        "wk": arg((*layer, d, kvh * hd), wdtype, P(None, None, "model")),
-        "wv": arg((*layer, d, kvh * hd), wdtype, P(None, None, "model")),
-        "wo": arg((*layer, m.heads * hd, d), wdtype, P(None, "model", None)),
-        "w_gate": arg((*layer, d, m.intermediate), wdtype, P(None, None, "model")),
-        "w_up": arg((*layer, d, m.intermediate), wdtype, P(None, None, "model")),
-        "w_down": arg((*layer, m.intermediate, d), wdtype, P(None, "model", None)),
-        "attn_norm": arg((*layer, d), wdtype, P()),
-        "mlp_norm": arg((*layer, d), wdtype, P()),
-        "final_norm": arg((d,), wdtype, P()),
+        "embed": arg((m.vocab, d), wdtype, pspec("model", None)),
+        "wq": arg((*layer, d, m.heads * hd), wdtype, pspec(None, None, "model")),
+        "wk": arg((*layer, d, kvh * hd), wdtype, pspec(None, None, "model")),
+        "wv": arg((*layer, d, kvh * hd), wdtype, pspec(None, None, "model")),
+        "wo": arg((*layer, m.heads * hd, d), wdtype, pspec(None, "model", None)),
+        "w_gate": arg((*layer, d, m.intermediate), wdtype, pspec(None, None, "model")),
+        "w_up": arg((*layer, d, m.intermediate), wdtype, pspec(None, None, "model")),
+        "w_down": arg((*layer, m.intermediate, d), wdtype, pspec(None, "model", None)),
+        "attn_norm": arg((*layer, d), wdtype, pspec()),
+        "mlp_norm": arg((*layer, d), wdtype, pspec()),
+        "final_norm": arg((d,), wdtype, pspec()),
     }
     if not m.tied_embeddings:
-        params["lm_head"] = arg((d, m.vocab), wdtype, P(None, "model"))
+        params["lm_head"] = arg((d, m.vocab), wdtype, pspec(None, "model"))
     # One cache per data-parallel engine: [engine, layer, k/v, page, slot, kv head, head dim].
     kv_cache = arg(
-        (dp, m.layers, 2, num_pages, s, kvh, hd), cdtype, P("data", None, None, None, None, "model")
+        (dp, m.layers, 2, num_pages, s, kvh, hd), cdtype, pspec("data", None, None, None, None, "model")
     )
-    batch = P("data")
+    batch = pspec("data")
     decode_args = {
         "tokens": arg((dp, b), jnp.int32, batch),
         "positions": arg((dp, b), jnp.int32, batch),
@@ -232,55 +230,53 @@ def build_program(request: GateRequest, devices: list[Any]) -> dict[str, Any]:
         head = p["embed"].T if m.tied_embeddings else p["lm_head"]
         return rms(x, p["final_norm"]) @ head
 
+    layer_index = jnp.arange(m.layers, dtype=jnp.int32)
+
+    def write_kv(cache: Any, i: Any, where: tuple[Any, Any], k: Any, v: Any) -> Any:
+        """The new tokens' keys and values into layer i's (pages, slots), in place (the cache is carried)."""
+        pages, slots = where
+        return cache.at[i, 0, pages, slots].set(k.astype(cdtype)).at[i, 1, pages, slots].set(v.astype(cdtype))
+
     def decode_engine(p: dict[str, Any], cache: Any, tokens: Any, positions: Any, tables: Any) -> Any:
         x = p["embed"][tokens]
         pages = jnp.take_along_axis(tables, (positions // s)[:, None], axis=1)[:, 0]
         slots = positions % s
 
-        def one_layer(x: Any, xs: tuple[dict[str, Any], Any]) -> tuple[Any, Any]:
-            lp, lc = xs
+        def one_layer(carry: tuple[Any, Any], xs: tuple[dict[str, Any], Any]) -> tuple[Any, None]:
+            (x, cache), (lp, i) = carry, xs
             h = rms(x, lp["attn_norm"])
             q = rope((h @ lp["wq"]).reshape(b, m.heads, hd), positions)
             k = rope((h @ lp["wk"]).reshape(b, kvh, hd), positions)
             v = (h @ lp["wv"]).reshape(b, kvh, hd)
-            lc = lc.at[0, pages, slots].set(k.astype(cdtype)).at[1, pages, slots].set(v.astype(cdtype))
-
-            def one_seq(args: tuple[Any, Any, Any]) -> Any:
-                qs, table, pos = args
-                keys = lc[0][table].reshape(pages_per_seq * s, kvh, hd)
-                values = lc[1][table].reshape(pages_per_seq * s, kvh, hd)
-                return attend(qs[None], keys, values, pos[None])[0]
-
-            attn = jax.lax.map(one_seq, (q, tables, positions))
+            cache = write_kv(cache, i, (pages, slots), k, v)
+            # Every sequence's pages, as ragged paged attention reads them (here gathered whole).
+            keys = cache[i, 0][tables].reshape(b, pages_per_seq * s, kvh, hd)
+            values = cache[i, 1][tables].reshape(b, pages_per_seq * s, kvh, hd)
+            attn = jax.vmap(attend)(q[:, None], keys, values, positions[:, None])[:, 0]
             x = x + attn @ lp["wo"]
-            return x + mlp(x, lp), lc
+            return (x + mlp(x, lp), cache), None
 
-        x, cache = jax.lax.scan(one_layer, x, (layer_params(p), cache))
+        (x, cache), _ = jax.lax.scan(one_layer, (x, cache), (layer_params(p), layer_index))
         return jnp.argmax(logits_of(p, x), axis=-1).astype(jnp.int32), cache
 
     def prefill_engine(p: dict[str, Any], cache: Any, tokens: Any, start: Any, table: Any) -> Any:
         positions = start + jnp.arange(t, dtype=jnp.int32)
         x = p["embed"][tokens]
         pages, slots = table[positions // s], positions % s
-        blocks = math.ceil(t / QUERY_BLOCK)
-        padded = blocks * QUERY_BLOCK
 
-        def one_layer(x: Any, xs: tuple[dict[str, Any], Any]) -> tuple[Any, Any]:
-            lp, lc = xs
+        def one_layer(carry: tuple[Any, Any], xs: tuple[dict[str, Any], Any]) -> tuple[Any, None]:
+            (x, cache), (lp, i) = carry, xs
             h = rms(x, lp["attn_norm"])
             q = rope((h @ lp["wq"]).reshape(t, m.heads, hd), positions)
             k = rope((h @ lp["wk"]).reshape(t, kvh, hd), positions)
             v = (h @ lp["wv"]).reshape(t, kvh, hd)
-            lc = lc.at[0, pages, slots].set(k.astype(cdtype)).at[1, pages, slots].set(v.astype(cdtype))
-            keys = lc[0][table].reshape(pages_per_seq * s, kvh, hd)
-            values = lc[1][table].reshape(pages_per_seq * s, kvh, hd)
-            qp = jnp.pad(q, ((0, padded - t), (0, 0), (0, 0))).reshape(blocks, QUERY_BLOCK, m.heads, hd)
-            pp = jnp.pad(positions, (0, padded - t)).reshape(blocks, QUERY_BLOCK)
-            attn = jax.lax.map(lambda a: attend(a[0], keys, values, a[1]), (qp, pp))
-            x = x + attn.reshape(padded, m.heads * hd)[:t] @ lp["wo"]
-            return x + mlp(x, lp), lc
+            cache = write_kv(cache, i, (pages, slots), k, v)
+            keys = cache[i, 0][table].reshape(pages_per_seq * s, kvh, hd)
+            values = cache[i, 1][table].reshape(pages_per_seq * s, kvh, hd)
+            x = x + attend(q, keys, values, positions) @ lp["wo"]
+            return (x + mlp(x, lp), cache), None
 
-        x, cache = jax.lax.scan(one_layer, x, (layer_params(p), cache))
+        (x, cache), _ = jax.lax.scan(one_layer, (x, cache), (layer_params(p), layer_index))
         return jnp.argmax(logits_of(p, x[-1:]), axis=-1).astype(jnp.int32), cache
 
     decode = jax.jit(jax.vmap(decode_engine, in_axes=(None, 0, 0, 0, 0)), donate_argnums=(1,))
