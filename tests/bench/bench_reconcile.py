@@ -54,7 +54,7 @@ from apiclient import (
 from procs import Process, Profiler, child_pids, cpu_seconds, py_spy, rss_bytes, wait_healthy
 from profile_summary import summarise
 
-from datajax_operator.localcluster import free_port
+from datajax_devtools.localcluster import free_port
 from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import _plan
