@@ -7,9 +7,9 @@ Run with the tpu-env's interpreter, which has the pinned vLLM:
 
 The parser is built as `vllm serve` builds it (vllm/entrypoints/cli/main.py: a FlexibleArgumentParser
 with one subparser per command; serve's from vllm/entrypoints/cli/serve.py over
-vllm.entrypoints.launchers.cli_args.make_arg_parser in vLLM 0.29). Every optional argument is recorded with its option
-strings, destination and arity, and whether the parser allows abbreviations, so the operator can
-read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
+vllm.entrypoints.launchers.cli_args.make_arg_parser in vLLM 0.29). Every optional argument is recorded
+with its option strings, destination, arity and choices, and whether the parser allows abbreviations,
+so the operator can read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
 """
 
 import argparse

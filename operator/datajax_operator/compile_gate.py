@@ -206,6 +206,9 @@ def run(request: dict[str, Any], python: str, timeout: float) -> Verdict:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env["PYTHONPATH"] = path
         env.setdefault("JAX_PLATFORMS", "cpu")  # the compile targets the topology, not a local TPU
+        # libtpu takes a machine-wide lock (/tmp/libtpu_lockfile) meant for the chips; a compile-only
+        # process opens no chip, so two gates (or a gate beside a test) must not exclude each other.
+        env.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
         try:
             done = subprocess.run(
                 [python, "-m", "datajax_runtime.compile_gate"],

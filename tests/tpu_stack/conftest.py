@@ -39,6 +39,7 @@ def probe_env(*paths: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
     env["JAX_PLATFORMS"] = "cpu"
+    env["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"  # libtpu's machine-wide lock is for chips; none is opened here
     env["VLLM_LOGGING_LEVEL"] = "WARNING"
     return env
 

@@ -126,7 +126,10 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         "2x4-on-two-hosts",
         {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
     ),
-    ("unrelated-extra-args", {"serving": {"extraArgs": ["--model-impl=auto", "--kv-cache-dtype-skip-layers=0"]}}),
+    (
+        "unrelated-extra-args",
+        {"serving": {"extraArgs": ["--model-impl=auto", "--kv-cache-dtype-skip-layers=0"]}},
+    ),
 ]
 
 
