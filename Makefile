@@ -19,11 +19,13 @@ $(VENV)/.installed: pyproject.toml runtime_image/pyproject.toml devtools/pyproje
 
 install: $(VENV)/.installed
 
-## Build (once) and cache kube-apiserver, etcd, kubectl, helm and promtool outside the repository.
+## Build (once) and cache the control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
+## kwok), kubectl, helm and promtool outside the repository.
 tools:
-	@echo "==> tools: etcd, kube-apiserver, kubectl, helm, promtool (built once into $(TOOLS_BIN))"
+	@echo "==> tools: etcd, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kwok, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
+<<<<<<< HEAD
 ## Create (once) and cache the real vLLM TPU stack (vllm-tpu, tpu-inference, JAX, libtpu; ~11 GB) outside
 ## the repository, for the tpu_stack tests and `validate-mesh --target tpu`. Pins: tools/versions.env.
 tpu-env:
@@ -31,6 +33,10 @@ tpu-env:
 	@bash tools/tpu-env.sh > /dev/null
 
 ## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
+=======
+## A real control plane in the foreground for kubectl/helm, with kwok's GKE-shaped TPU node pools
+## (`kubectl get nodes -L cloud.google.com/gke-tpu-topology`): writes .cluster/kubeconfig, Ctrl-C stops it.
+>>>>>>> main
 cluster: install tools
 	$(PY) -m datajax_devtools.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
 
@@ -55,7 +61,7 @@ test-unit: install
 ## The main job, the local demo: a real control plane, the operator and its sidecars serve the Llama 3.1 8B
 ## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
 run: install
-	@bash tools/build-tools.sh etcd kube-apiserver kubectl
+	@bash tools/build-tools.sh etcd kube-apiserver kubectl kube-scheduler kube-controller-manager kwok
 	$(PY) -m datajax_devtools.demo --model examples/llama3-8b-v6e.yaml
 
 ## Benchmarks against a local control plane (not part of `make test`; ~10 minutes on 2 cores):

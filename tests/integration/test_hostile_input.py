@@ -27,7 +27,8 @@ OPERATOR_CLI = Path(sys.executable).with_name("datajax-operator")
 
 
 def _bomb(levels: int = 9) -> str:
-    """A valid-looking DataJaxModel whose env valueFrom (free-form in the CRD) is a billion laughs."""
+    """A valid-looking DataJaxModel whose env valueFrom is a billion laughs (the YAML decoders must refuse
+    it before any schema is consulted)."""
     lines = ["apiVersion: datajax.dev/v1alpha1", "kind: DataJaxModel", "metadata: {name: bomb}", "x:"]
     lines.append("  l0: &l0 {" + ", ".join(f"k{i}: lol" for i in range(9)) + "}")
     for n in range(1, levels):
@@ -149,8 +150,9 @@ def test_injection_attempts_stay_single_arguments(
     operator: RunningOperator,
 ) -> None:
     mark = tmp_path / "pwned"
-    args = [a.format(mark=mark) for a in HOSTILE_ARGS]
-    env = [{"name": f"V{i}", "value": a} for i, a in enumerate(args)]
+    # Each hostile string as the value of a real vLLM flag: `plan` refuses flags vLLM does not have.
+    args = [f"--chat-template={a.format(mark=mark)}" for a in HOSTILE_ARGS]
+    env = [{"name": f"V{i}", "value": a.format(mark=mark)} for i, a in enumerate(HOSTILE_ARGS)]
     name = "h" + "-x" * 100  # 201 characters: children get a hashed 45-character name
     doc = model_doc(name, namespace, topology, serving={"extraArgs": args, "env": env})
     doc["spec"]["model"]["servedName"] = "模型; $(touch " + str(mark) + ")"

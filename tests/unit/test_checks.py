@@ -56,6 +56,24 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.serving.env",
     ),
     (
+        "env-value-from-one-source",
+        {
+            "serving": {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {
+                            "fieldRef": {"fieldPath": "metadata.name"},
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                        },
+                    }
+                ]
+            }
+        },
+        "spec.serving.env",
+    ),
+    ("env-value-from-no-source", {"serving": {"env": [{"name": "A", "valueFrom": {}}]}}, "spec.serving.env"),
+    (
         "batch-holds-seqs",
         {"serving": {"maxNumSeqs": 512, "chunkedPrefill": {"maxNumBatchedTokens": 256}}},
         "spec.serving.chunkedPrefill.maxNumBatchedTokens",
@@ -129,6 +147,29 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     (
         "unrelated-extra-args",
         {"serving": {"extraArgs": ["--model-impl=auto", "--kv-cache-dtype-skip-layers=0"]}},
+    ),
+    (
+        "env-from-each-source",
+        {
+            "serving": {
+                "env": [
+                    {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {
+                        "name": "B",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                    },
+                    {
+                        "name": "C",
+                        "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": 1}},
+                    },
+                    {
+                        "name": "D",
+                        "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k", "optional": True}},
+                    },
+                    {"name": "E", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ]
+            }
+        },
     ),
 ]
 
