@@ -231,8 +231,8 @@ def run(request: dict[str, Any], python: str, timeout: float) -> Verdict:
     return Verdict(done.returncode, document)
 
 
-def _gb(value: int) -> str:
-    return f"{value / 1e9:.2f} GB"
+def _gb(value: int | None) -> str:
+    return "—" if value is None else f"{value / 1e9:.2f} GB"
 
 
 def summary(name: str, verdict: dict[str, Any]) -> str:
@@ -248,9 +248,13 @@ def summary(name: str, verdict: dict[str, Any]) -> str:
         f"{_gb(verdict['usableBytesPerDevice'])} usable ({_gb(verdict['hbmBytesPerDevice'])} HBM)",
         f"  program: {program['model']}; {program['layers']} layers, KV cache "
         f"{program['kvCacheTokensPerEngine']:,} tokens/engine ({program['kvCacheDtype']}); "
-        + ", ".join(f"{s} compiled in {v['compileSeconds']:.1f}s" for s, v in program["steps"].items()),
+        + ", ".join(
+            f"{s} {'REFUSED by the compiler' if 'compilerRefused' in v else 'compiled'} in {v['compileSeconds']:.1f}s"
+            for s, v in program["steps"].items()
+        ),
         "  compiler: " + ", ".join(f"{k} {v}" for k, v in verdict["compiler"].items()),
     ]
+    lines += [f"  {s}: {v['compilerRefused']}" for s, v in program["steps"].items() if "compilerRefused" in v]
     if not verdict["fits"]:
         lines.append("  largest arrays per device:")
         lines += [

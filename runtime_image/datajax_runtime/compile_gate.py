@@ -330,12 +330,26 @@ def run_gate(request: GateRequest) -> dict[str, Any]:
     hbm_per_device = request.hbm_bytes_per_chip * request.chips // len(devices)
     usable = int(hbm_per_device * request.usable_fraction)
     steps: dict[str, Any] = {}
+    arguments = sum(_per_device_bytes(a) for a in [*program["params"].values(), program["kv_cache"]])
     for name, (fn, args) in program["steps"].items():
         t0 = time.monotonic()
-        compiled = fn.lower(*args).compile()
+        try:
+            compiled = fn.lower(*args).compile()
+        except Exception as err:  # the TPU compiler refuses a program that cannot fit a device's HBM
+            if "RESOURCE_EXHAUSTED" not in str(err):
+                raise
+            steps[name] = {
+                "argumentBytes": arguments,
+                "temporaryBytes": None,
+                "outputBytes": None,
+                "peakBytes": None,
+                "compilerRefused": str(err).strip().splitlines()[-1],
+                "compileSeconds": round(time.monotonic() - t0, 3),
+            }
+            continue
         seconds = time.monotonic() - t0
         mem = compiled.memory_analysis()
-        figures: dict[str, float] = {
+        figures: dict[str, Any] = {
             "argumentBytes": int(mem.argument_size_in_bytes),
             "temporaryBytes": int(mem.temp_size_in_bytes),
             "outputBytes": int(mem.output_size_in_bytes),
@@ -351,14 +365,17 @@ def run_gate(request: GateRequest) -> dict[str, Any]:
         )
         figures["compileSeconds"] = round(seconds, 3)
         steps[name] = figures
-    per_device = {
-        key: max(step[key] for step in steps.values())
-        for key in ("argumentBytes", "temporaryBytes", "outputBytes")
-    }
-    peak = max(step["peakBytes"] for step in steps.values())
+
+    def largest(key: str) -> int | None:
+        known = [step[key] for step in steps.values() if step[key] is not None]
+        return max(known) if known else None
+
+    per_device = {key: largest(key) for key in ("argumentBytes", "temporaryBytes", "outputBytes")}
+    peak = largest("peakBytes")
+    refused = any("compilerRefused" in step for step in steps.values())
     m = request.model
     return {
-        "fits": peak <= usable,
+        "fits": not refused and peak is not None and peak <= usable,
         "devices": len(devices),
         "deviceKind": str(devices[0].device_kind),
         "perDevice": per_device,
