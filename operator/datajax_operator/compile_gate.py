@@ -249,7 +249,7 @@ def summary(name: str, verdict: dict[str, Any]) -> str:
         f"  program: {program['model']}; {program['layers']} layers, KV cache "
         f"{program['kvCacheTokensPerEngine']:,} tokens/engine ({program['kvCacheDtype']}); "
         + ", ".join(
-            f"{s} {'REFUSED by the compiler' if 'compilerRefused' in v else 'compiled'} in {v['compileSeconds']:.1f}s"
+            f"{s} {'REFUSED' if 'compilerRefused' in v else 'compiled'} in {v['compileSeconds']:.1f}s"
             for s, v in program["steps"].items()
         ),
         "  compiler: " + ", ".join(f"{k} {v}" for k, v in verdict["compiler"].items()),
