@@ -25,18 +25,14 @@ tools:
 	@echo "==> tools: etcd, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kwok, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
-<<<<<<< HEAD
 ## Create (once) and cache the real vLLM TPU stack (vllm-tpu, tpu-inference, JAX, libtpu; ~11 GB) outside
 ## the repository, for the tpu_stack tests and `validate-mesh --target tpu`. Pins: tools/versions.env.
 tpu-env:
 	@echo "==> tpu-env: vllm-tpu $$(. tools/versions.env && echo $$VLLM_TPU_VERSION) (created once under $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/tpu-env)"
 	@bash tools/tpu-env.sh > /dev/null
 
-## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
-=======
 ## A real control plane in the foreground for kubectl/helm, with kwok's GKE-shaped TPU node pools
 ## (`kubectl get nodes -L cloud.google.com/gke-tpu-topology`): writes .cluster/kubeconfig, Ctrl-C stops it.
->>>>>>> main
 cluster: install tools
 	$(PY) -m datajax_devtools.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
 
