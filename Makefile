@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools tpu-env lint test test-unit run crd docs cluster bench clean
+.PHONY: install tools tpu-env lint test test-unit run crd docs cluster bench bench-autoscale clean
 
 # A stamp so `make install` is a no-op until a pyproject.toml changes. Three distributions, one per image
 # plus the development tools: the operator (.), the runtime (runtime_image/), devtools (devtools/).
