@@ -65,6 +65,11 @@ run: install
 bench: install tools
 	$(PY) tests/bench/run_bench.py
 
+## The autoscaling comparison (not part of `make test`; ~10 minutes of one core): a trace-driven fleet
+## simulator, spec.scaling vs an HPA on vllm:num_requests_waiting vs fixed replicas. See docs/benchmarks.md.
+bench-autoscale: install
+	$(PY) tests/bench/run_fleet_sim.py
+
 ## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
