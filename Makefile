@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd docs cluster bench bench-autoscale clean
+.PHONY: install tools tpu-env lint test test-unit run crd docs cluster bench bench-autoscale clean
 
 # A stamp so `make install` is a no-op until a pyproject.toml changes. Three distributions, one per image
 # plus the development tools: the operator (.), the runtime (runtime_image/), devtools (devtools/).
@@ -25,6 +25,12 @@ tools:
 	@echo "==> tools: etcd, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kwok, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
+## Create (once) and cache the real vLLM TPU stack (vllm-tpu, tpu-inference, JAX, libtpu; ~11 GB) outside
+## the repository, for the tpu_stack tests and `validate-mesh --target tpu`. Pins: tools/versions.env.
+tpu-env:
+	@echo "==> tpu-env: vllm-tpu $$(. tools/versions.env && echo $$VLLM_TPU_VERSION) (created once under $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/tpu-env)"
+	@bash tools/tpu-env.sh > /dev/null
+
 ## A real control plane in the foreground for kubectl/helm, with kwok's GKE-shaped TPU node pools
 ## (`kubectl get nodes -L cloud.google.com/gke-tpu-topology`): writes .cluster/kubeconfig, Ctrl-C stops it.
 cluster: install tools
@@ -41,7 +47,7 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 ## Everything CI runs: tools, lint, and every test tier.
-test: install tools lint
+test: install tools tpu-env lint
 	@echo "==> pytest"
 	$(PY) -m pytest
 

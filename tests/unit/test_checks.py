@@ -202,7 +202,10 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         "2x4-on-two-hosts",
         {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
     ),
-    ("unrelated-extra-args", {"serving": {"extraArgs": ["--max-model-len-foo", "--swap-space=4"]}}),
+    (
+        "unrelated-extra-args",
+        {"serving": {"extraArgs": ["--model-impl=auto", "--kv-cache-dtype-skip-layers=0"]}},
+    ),
     (
         "scale-to-zero-when-asked",
         {**SIZED, "slo": SLO, "scaling": {"minReplicas": 0, "maxReplicas": 4, "scaleToZeroAfter": "30m"}},

@@ -12,7 +12,7 @@ from typing import Any
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.capacity import CapacityPlan, capacity_plan
 from datajax_operator.plan.catalog import Placement, place
-from datajax_operator.plan.checks import hbm_problems, head_problems, rule_problems
+from datajax_operator.plan.checks import extra_args_problems, hbm_problems, head_problems, rule_problems
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.cost import CostPlan, estimate_cost
 from datajax_operator.plan.mesh import MeshPlan, derive_mesh
@@ -68,6 +68,8 @@ def make_plan(
     """
     spec = model.spec
     problems: list[Problem] = rule_problems(spec)
+    if not problems_on(problems, "spec.serving.extraArgs"):  # the admission rule named it already
+        problems += extra_args_problems(spec)
     placement = place(spec.tpu.generation, spec.tpu.topology, spec.tpu.machine_type)
     if placement is None and not problems_on(problems, "spec.tpu"):
         problems.append(Problem("spec.tpu.topology", "no TPU placement matches this generation and topology"))
