@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml runtime_image/pyproject.toml devtools/pyproje
 	@echo "==> creating $(VENV) and installing datajax-operator, datajax-runtime, datajax-devtools (dev)"
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./runtime_image -e ./devtools -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Second, so that a venv upgraded from the one-distribution layout keeps the sidecar script.
+	$(PY) -m pip install --quiet -e ./runtime_image -e ./devtools
 	touch $@
 
 install: $(VENV)/.installed
@@ -46,8 +48,11 @@ lint: install
 	@echo "==> import-linter (layers of DESIGN §2)"
 	$(VENV)/bin/lint-imports
 
-## Everything CI runs: tools, lint, and every test tier.
-test: install tools tpu-env lint
+## Everything CI runs: tools, lint, and every test tier. Cold, the Go tools (CPU-bound) and the TPU stack
+## (mostly download and unpack) are built side by side.
+test: install
+	@$(MAKE) --no-print-directory -j2 tools tpu-env
+	@$(MAKE) --no-print-directory lint
 	@echo "==> pytest"
 	$(PY) -m pytest
 
