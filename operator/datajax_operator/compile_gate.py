@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from datajax_operator.api.spec import DataJaxModelSpec
-from datajax_operator.plan.catalog import GENERATIONS
 from datajax_operator.plan.checks import HBM_USABLE_FRACTION, KV_CACHE_FRACTION
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.wavespec import FLAG_KV_CACHE_DTYPE, FLAG_MAX_NUM_BATCHED_TOKENS
@@ -156,7 +155,8 @@ def kv_cache_tokens(plan: Plan, shape: dict[str, Any], kv_bytes: int, max_model_
     tp = plan.mesh.tensor_parallel
     kv_heads_on_mesh = shape["kvHeads"] if shape["kvHeads"] % tp == 0 else max(shape["kvHeads"], tp)
     per_token_per_chip = 2 * shape["layers"] * (kv_heads_on_mesh / tp) * shape["headDim"] * kv_bytes
-    reserve = KV_CACHE_FRACTION * GENERATIONS[plan.placement.generation].hbm_bytes_per_chip
+    # Per JAX device: a TPU7x chip is two devices, each with half the chip's HBM (the TPU catalog).
+    reserve = KV_CACHE_FRACTION * plan.placement.hbm_bytes_per_device
     return max(max_model_len, int(reserve // per_token_per_chip))
 
 
@@ -184,7 +184,7 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
             "pageSize": PAGE_SIZE,
         },
         "kvCacheTokens": kv_cache_tokens(plan, shape, kv_bytes, spec.model.max_model_len),
-        "hbmBytesPerChip": GENERATIONS[p.generation].hbm_bytes_per_chip,
+        "hbmBytesPerChip": p.hbm_bytes_per_device,
         "chips": p.chips,
         "usableFraction": HBM_USABLE_FRACTION,
     }
