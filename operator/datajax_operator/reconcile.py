@@ -48,15 +48,16 @@ from datajax_operator.kube import (
     DATAJAX_MODEL,
     DEPLOYMENT,
     LEADER_WORKER_SET,
+    POD,
     Kube,
     KubeError,
     kind_of,
 )
-from datajax_operator.observe import gather
+from datajax_operator.observe import gather, unscheduled, workload_observation
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
-from datajax_operator.render.names import child_names
+from datajax_operator.render.names import child_names, selector_labels
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
@@ -227,6 +228,23 @@ def _previous_status(raw: dict[str, Any]) -> DataJaxModelStatus | None:
         return None  # unreadable (hand-edited?): recomputed from scratch and overwritten
 
 
+def _unscheduled(kube: Kube, namespace: str, name: str, workload: dict[str, Any] | None) -> str | None:
+    """Why the model's pods wait for a node, read only while its workload has fewer available slices
+    than desired (one list of the model's pods). A role without pod reads costs the detail, not the
+    pass."""
+    if workload is None:
+        return None
+    observed = workload_observation(workload)
+    if observed.available >= observed.desired:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+    try:
+        return unscheduled(kube.list(POD, namespace, selector))
+    except KubeError as err:
+        log.warning("%s/%s: pods not read: %s", namespace, name, err)
+        return None
+
+
 def _status_document(status: DataJaxModelStatus | None) -> dict[str, Any] | None:
     return None if status is None else status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
@@ -289,7 +307,9 @@ def reconcile(
         if workload is not None and _ref(workload) not in foreign
         else None
     )
-    observations = gather(found, waiting_for, sidecars, tuple(foreign))
+    observations = gather(
+        found, waiting_for, sidecars, tuple(foreign), _unscheduled(kube, namespace, name, found)
+    )
     generation = raw["metadata"].get("generation")
     status = evaluate(evaluation, observations, generation, previous, now, judgement=judgement)
 

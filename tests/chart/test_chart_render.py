@@ -42,6 +42,7 @@ NAMESPACED_GRANTS = {
     ("", "services"): _APPLIED,
     ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
+    ("", "pods"): {"list"},
     ("", "events"): {"create"},
 }
 CLUSTER_GRANTS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

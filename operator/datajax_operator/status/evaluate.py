@@ -104,6 +104,8 @@ def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Ver
             WORKLOAD_AVAILABLE, "False", "WorkloadMissing", "the workload has not been created yet"
         )
     counts = f"{workload.available}/{workload.desired} slices available in {workload.kind} {workload.name}"
+    if observations.unscheduled is not None:
+        counts += f"; {observations.unscheduled}"
     if workload.desired == 0:
         return Verdict(WORKLOAD_AVAILABLE, "False", "ScaledToZero", counts)
     if workload.available == 0:

@@ -71,3 +71,6 @@ class Observations:
     not_owned: tuple[str, ...] = ()
     """Children (``Kind/name``) whose name is taken by an object this model does not control; the
     operator leaves those objects untouched."""
+    unscheduled: str | None = None
+    """Why the model's pods that the scheduler could not place are Pending, in the scheduler's words
+    (their PodScheduled=False condition); None when every pod is placed or none was looked at."""
