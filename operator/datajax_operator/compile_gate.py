@@ -251,6 +251,12 @@ def summary(name: str, verdict: dict[str, Any]) -> str:
         + ", ".join(
             f"{s} {'REFUSED' if 'compilerRefused' in v else 'compiled'} in {v['compileSeconds']:.1f}s"
             for s, v in program["steps"].items()
+        )
+        + (
+            f" (side by side: {program['compileWallSeconds']:.1f}s wall, "
+            f"{program['compileCpuSeconds']:.1f}s CPU)"
+            if "compileWallSeconds" in program
+            else ""
         ),
         "  compiler: " + ", ".join(f"{k} {v}" for k, v in verdict["compiler"].items()),
     ]
@@ -259,6 +265,7 @@ def summary(name: str, verdict: dict[str, Any]) -> str:
         lines.append("  largest arrays per device:")
         lines += [
             f"    {a['name']} {a['dtype']}{a['shape']}: {_gb(a['bytesPerDevice'])}"
+            + (f" ({a['layers']} layers, {_gb(a['bytesPerDevicePerLayer'])} each)" if "layers" in a else "")
             for a in verdict["largestArrays"]
         ]
     return "\n".join(lines)
