@@ -29,7 +29,6 @@ SIDECAR_CONTAINER: Final = "datajax-sidecar"
 RUN_DIR: Final = "/var/run/datajax"
 PLAN_DIR: Final = "/etc/datajax/plan"
 PLAN_BUNDLE: Final = f"{PLAN_DIR}/bundle.json"
-WAVE_SPEC: Final = f"{PLAN_DIR}/wavespec.json"
 PLAN_STATUS: Final = f"{RUN_DIR}/plan-status.json"
 SIDECAR_SETTINGS_DIR: Final = "/etc/datajax/sidecar"
 SIDECAR_SETTINGS_KEY: Final = "settings.json"
@@ -119,7 +118,7 @@ def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if role == "leader":
         mounts.append({"name": "datajax-run", "mountPath": RUN_DIR})
-        if model.spec.plan is not None and (model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref):
+        if model.spec.plan is not None and model.spec.plan.config_map_ref is not None:
             mounts.append({"name": "datajax-plan", "mountPath": PLAN_DIR, "readOnly": True})
     if model.spec.serving.xla_cache is not None:
         mounts.append({"name": "xla-cache", "mountPath": XLA_CACHE_DIR})
@@ -267,11 +266,6 @@ def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
             ref = spec.plan.config_map_ref
             sources.append(
                 {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "bundle.json"}]}}
-            )
-        if spec.plan is not None and spec.plan.wave_spec_ref is not None:
-            ref = spec.plan.wave_spec_ref
-            sources.append(
-                {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "wavespec.json"}]}}
             )
         if sources:
             volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
