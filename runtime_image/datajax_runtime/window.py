@@ -16,7 +16,7 @@ Conventions, chosen to agree with what a Prometheus user would get from the same
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -186,26 +186,6 @@ def increase(older: Snapshot, newer: Snapshot) -> Increase:
             by_bound[bound] = by_bound.get(bound, 0.0) + grown
         buckets[name] = by_bound
     return Increase(seconds=newer.time - older.time, counters=counters, buckets=buckets)
-
-
-def combine(increases: Iterable[Increase]) -> Increase | None:
-    """Sum consecutive increases into one window (None when there is none)."""
-    seconds = 0.0
-    counters: dict[str, float] = {}
-    buckets: dict[str, dict[float, float]] = {}
-    seen = False
-    for part in increases:
-        seen = True
-        seconds += part.seconds
-        for name, value in part.counters.items():
-            counters[name] = counters.get(name, 0.0) + value
-        for name, by_bound in part.buckets.items():
-            target = buckets.setdefault(name, {})
-            for bound, value in by_bound.items():
-                target[bound] = target.get(bound, 0.0) + value
-    if not seen:
-        return None
-    return Increase(seconds=seconds, counters=counters, buckets=buckets)
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:

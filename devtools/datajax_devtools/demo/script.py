@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -662,13 +661,3 @@ def run_demo(
         shutil.rmtree(work, ignore_errors=True)
     print("stopped: no process of the demo is left running", file=out, flush=True)
     return code
-
-
-def socket_family_ok() -> bool:
-    """Loopback addresses other than 127.0.0.1 are usable (Linux routes all of 127/8 to lo)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.11", 0))
-        except OSError:
-            return False
-    return True

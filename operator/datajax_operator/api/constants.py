@@ -39,15 +39,5 @@ LATENCY_SLO_BREACHED: Final = "LatencySLOBreached"
 """p95 latency stayed above spec.slo.p95LatencySeconds (only set when an SLO is given)."""
 
 READY: Final = "Ready"
-"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on "
-    "it."""
-
-CONDITION_TYPES: Final = (
-    SPEC_VALID,
-    WORKLOAD_AVAILABLE,
-    METRICS_AVAILABLE,
-    PLAN_REGISTERED,
-    COST_CEILING_BREACHED,
-    LATENCY_SLO_BREACHED,
-    READY,
-)
+"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on
+it."""

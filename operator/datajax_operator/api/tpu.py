@@ -63,6 +63,3 @@ def topology_chips(topology: str) -> int:
 ALL_TOPOLOGIES: Final[tuple[str, ...]] = tuple(
     sorted({t for shapes in SLICE_SHAPES.values() for t in shapes}, key=lambda t: (topology_chips(t), t))
 )
-ALL_MACHINE_TYPES: Final[tuple[str, ...]] = tuple(
-    sorted({m for shapes in SLICE_SHAPES.values() for ms in shapes.values() for m in ms})
-)
