@@ -128,6 +128,7 @@ def sidecar_figures(text: str) -> SidecarFigures:
     exposition = _samples(text)
     registered = exposition.get("datajax_plan_registered", [])
     info = exposition.get("datajax_plan_info", [])
+    devices = exposition.get("datajax_devices_match", [])
     return _plausible(
         SidecarFigures(
             usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
@@ -140,6 +141,7 @@ def sidecar_figures(text: str) -> SidecarFigures:
             upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
+            devices_match=devices[0][1] == 1.0 if devices else None,
         )
     )
 

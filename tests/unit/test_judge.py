@@ -295,8 +295,8 @@ def test_latency_slo_and_plan_registration() -> None:
     assert run.condition("PlanRegistered") == ("False", "NoArchitecture")
     types = [c.type for c in (run.status.conditions if run.status else [])]
     assert types == [
-        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "PlanRegistered", "CostCeilingBreached",
-        "LatencySLOBreached", "Ready",
+        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "PlanRegistered", "DevicesMatch",
+        "CostCeilingBreached", "LatencySLOBreached", "Ready",
     ]  # fmt: skip
     plain = Run()
     plain.step(0, CHEAP)

@@ -29,6 +29,10 @@ METRICS_AVAILABLE: Final = "MetricsAvailable"
 PLAN_REGISTERED: Final = "PlanRegistered"
 """The sidecar reports the DataJAX plan registered with tpu-inference (only set when a plan is given)."""
 
+DEVICES_MATCH: Final = "DevicesMatch"
+"""The TPU devices JAX enumerated in every serving pod match the planned slice (only set when a plan is
+given; False with reason Mismatch needs a person: vLLM keeps serving on the devices it found)."""
+
 COST_CEILING_BREACHED: Final = "CostCeilingBreached"
 """Measured $/Mtok stayed above the ceiling for the whole window.
 

@@ -45,6 +45,7 @@ from datajax_operator.api.status import (
 )
 from datajax_operator.status.aggregate import ModelFigures, aggregate
 from datajax_operator.status.conditions import Verdict
+from datajax_operator.status.devices import devices_verdict
 from datajax_operator.status.observations import SidecarScrape
 
 _REASON_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -65,8 +66,8 @@ class Judgement:
 
     metrics: MetricsStatus | None
     verdicts: tuple[Verdict, ...]
-    """MetricsAvailable, PlanRegistered (with a plan), CostCeilingBreached, LatencySLOBreached (with an
-    SLO), in that order."""
+    """MetricsAvailable, PlanRegistered and DevicesMatch (with a plan), CostCeilingBreached,
+    LatencySLOBreached (with an SLO), in that order."""
     cost: CostEvaluation
     latency: LatencyEvaluation | None
     replicas: int
@@ -335,6 +336,7 @@ def judge(
     verdicts = [_metrics_verdict(sidecars)]
     if spec.plan is not None and spec.plan.config_map_ref is not None:
         verdicts.append(_plan_verdict(sidecars))
+        verdicts.append(devices_verdict(sidecars))
     verdicts.append(cost_verdict)
     latency = _latency(spec, figures, previous, previous_conditions, now)
     if latency is not None:
