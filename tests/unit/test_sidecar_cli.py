@@ -82,13 +82,14 @@ def test_malformed_input_exits_2_naming_the_line(tmp_path: Path, capsys: pytest.
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("10m", 600.0), ("5s", 5.0), ("1h", 3600.0), ("250ms", 0.25), ("30", 30.0)]
+    ("text", "seconds"),
+    [("10m", 600.0), ("5s", 5.0), ("1h", 3600.0), ("250ms", 0.25), ("30", 30.0), ("1m30s", 90.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0s", "ten minutes", "-5s", "5d"])
+@pytest.mark.parametrize("text", ["", "0s", "ten minutes", "-5s", "5 s", "nan", "inf"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)

@@ -35,6 +35,7 @@ from datajax_devtools.demo.pods import SimulatedControllers, dial_map
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
 from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
+from datajax_operator.api.spec import duration_seconds
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -533,7 +534,7 @@ class Demo:
         self.say.live(text)
 
     def _window_seconds(self) -> float:
-        return float(self.timing.window.rstrip("s"))
+        return float(duration_seconds(self.timing.window))
 
     # -- summary and cleanup ----------------------------------------------------------------------
 
