@@ -23,6 +23,7 @@ from typing import Any, Literal
 from datajax_runtime.exposition import Exposition, ExpositionError, parse_labels
 
 __all__ = [
+    "ANALYZE_KEYS",
     "COUNTERS",
     "HISTOGRAMS",
     "Figures",
@@ -34,6 +35,20 @@ __all__ = [
     "increase",
     "snapshot",
 ]
+
+ANALYZE_KEYS = (
+    "window_seconds",
+    "requests",
+    "p95_e2e_latency_seconds",
+    "p95_ttft_seconds",
+    "prefix_cache_hit_ratio",
+    "prompt_tokens_per_second",
+    "generation_tokens_per_second",
+    "usd_per_hour",
+    "usd_per_million_tokens",
+    "breakeven_tokens_per_second",
+)
+"""The `datajax-sidecar analyze -o json` keys, in order (DESIGN §6): the one list of them."""
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
@@ -114,20 +129,8 @@ class Figures:
 
     def to_json(self) -> dict[str, Any]:
         """The `analyze -o json` document: exactly the keys of DESIGN §6, NaN written as null."""
-        keys = (
-            "window_seconds",
-            "requests",
-            "p95_e2e_latency_seconds",
-            "p95_ttft_seconds",
-            "prefix_cache_hit_ratio",
-            "prompt_tokens_per_second",
-            "generation_tokens_per_second",
-            "usd_per_hour",
-            "usd_per_million_tokens",
-            "breakeven_tokens_per_second",
-        )
         out: dict[str, Any] = {}
-        for key in keys:
+        for key in ANALYZE_KEYS:
             value: float = getattr(self, key)
             out[key] = None if math.isnan(value) else value
         return out
