@@ -23,13 +23,18 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kubehelpers import GROUP, PLURAL, VERSION
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import wait_for
+
+__all__ = [  # wait_for is the tests' one poll loop (tests/polling.py), imported from here by the tier
+    "DIAL", "OBSERVE_SECONDS", "SIDECAR_PORT", "WINDOW", "Kubelet", "Served", "Slice", "endpoint_slice",
+    "loopback_address", "read_metrics", "wait_for",
+]  # fmt: skip
 from vllm_source import Traffic, VllmSource
 
 from vllm_fixtures import scrape_text
@@ -55,17 +60,6 @@ def loopback_address() -> int:
         _taken.add(n)
         return n
     raise RuntimeError("no free 127.0.0.N:9400 left")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def read_metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

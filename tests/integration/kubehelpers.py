@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.polling import wait_for
+
+__all__ = [  # wait_for is the tests' one poll loop (tests/polling.py), imported from here by the tier
+    "EXAMPLES", "GROUP", "PLURAL", "REPO", "VERSION", "Operators", "RunningOperator", "load_example",
+    "wait_for",
+]  # fmt: skip
 
 from datajax_devtools.localcluster import free_port
 from datajax_operator import runner
@@ -18,18 +22,6 @@ from datajax_operator import runner
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 GROUP, VERSION, PLURAL = "datajax.dev", "v1alpha1", "datajaxmodels"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until predicate returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass
