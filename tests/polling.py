@@ -31,3 +31,13 @@ def wait_for(
             detail = f"\n{explain()}" if explain is not None else ""
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
         time.sleep(every)
+
+
+def wait_for_passes(
+    passes: Callable[[], float], more: int = 2, timeout: float = 30.0, what: str = ""
+) -> None:
+    """Return once ``more`` passes have completed beyond those done when called (``passes`` reads the
+    operator's per-model pass counter). How a test shows that something did NOT happen: whatever
+    the operator would do by now, a whole pass that started after this call has had the chance to."""
+    start = passes()
+    wait_for(lambda: passes() >= start + more, timeout, f"{more} more operator passes{what and ' ' + what}")

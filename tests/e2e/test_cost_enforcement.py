@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from harness import OBSERVE_SECONDS, WINDOW, Served, Slice, wait_for
+from kubehelpers import RunningOperator
 from vllm_source import Traffic
 
 from datajax_devtools.localcluster import find_binary
@@ -165,7 +166,25 @@ def _breach(model: Served, slices: list[Slice]) -> tuple[dict[str, Any], float]:
     return breached, delay
 
 
-def test_scale_down_on_a_breach_and_back_up_when_it_clears(serve: Serve) -> None:
+def _a_window_of_passes(operator: RunningOperator, model: Served) -> None:
+    """Return once a whole cost window has gone by and the operator has completed at least a window's
+    worth of the model's passes (plus two) in it: what the judgement would do within a window, it has
+    had every pass to do."""
+    start, since = operator.passes(model.namespace, model.name), time.monotonic()
+    wanted = start + WINDOW_SECONDS / OBSERVE_SECONDS + 2
+    wait_for(
+        lambda: (
+            time.monotonic() - since >= WINDOW_SECONDS
+            and operator.passes(model.namespace, model.name) >= wanted
+        ),
+        3 * WINDOW_SECONDS,
+        "a window of the model's passes",
+    )
+
+
+def test_scale_down_on_a_breach_and_back_up_when_it_clears(
+    serve: Serve, e2e_operator: RunningOperator
+) -> None:
     model = serve("shrink", spec(replicas=2, cost={"action": "ScaleDown"}))
     slices = model.start_slices(2)
     for s in slices:
@@ -190,7 +209,7 @@ def test_scale_down_on_a_breach_and_back_up_when_it_clears(serve: Serve) -> None
     assert warning.type == "Warning" and mtok_in(warning.message) == pytest.approx(12.0, rel=0.1)
     assert "break-even 4000.0" in warning.message
     assert any(e.reason == "ScaledDown" and "2 -> 1" in e.message for e in events)
-    time.sleep(WINDOW_SECONDS + 2 * OBSERVE_SECONDS)
+    _a_window_of_passes(e2e_operator, model)
     assert model.replicas() == 1  # never below one
 
     for s in slices:
@@ -208,7 +227,7 @@ def test_scale_down_on_a_breach_and_back_up_when_it_clears(serve: Serve) -> None
     assert any(e.reason == "ScaledUp" for e in model.events())
 
 
-def test_suspend_scales_to_zero_until_the_spec_changes(serve: Serve) -> None:
+def test_suspend_scales_to_zero_until_the_spec_changes(serve: Serve, e2e_operator: RunningOperator) -> None:
     model = serve("halt", spec(cost={"action": "Suspend"}))
     [one] = model.start_slices(1)
     one.traffic(CHEAP)
@@ -229,7 +248,7 @@ def test_suspend_scales_to_zero_until_the_spec_changes(serve: Serve) -> None:
     assert any(e.reason == "Suspended" and e.type == "Warning" for e in model.events())
 
     one.traffic(CHEAP)  # cheaper again, but a suspension waits for the user
-    time.sleep(WINDOW_SECONDS + 2 * OBSERVE_SECONDS)
+    _a_window_of_passes(e2e_operator, model)
     assert model.replicas() == 0
 
     # any spec change resumes: here a higher ceiling, which also reaches the sidecar's settings file

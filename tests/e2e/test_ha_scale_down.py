@@ -33,6 +33,7 @@ from kubehelpers import REPO, Operators
 from kubernetes import client
 from operator_process import OperatorProcess
 from test_cost_enforcement import DEAR, spec
+from tests.polling import wait_for_passes
 
 from datajax_devtools.localcluster import LocalCluster
 
@@ -159,7 +160,8 @@ def test_one_scale_down_per_window_across_a_failover(
         messages = wait_for(
             lambda: len(scaled_down(model)) >= 2 and scaled_down(model), 5, "the second Event"
         )
-        time.sleep(2.0)  # a duplicate Event from the other replica would come within a pass or two
+        # a duplicate Event would come from a later pass: two whole ones have had the chance
+        wait_for_passes(lambda: standby.passes(namespace, model.name), 2, 10, "of the model by the standby")
         messages = scaled_down(model)
         assert len(messages) == 2, messages  # the API lists Events by name, not by time
         assert sorted("3 -> 2" in m for m in messages) == [False, True], messages

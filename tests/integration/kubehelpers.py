@@ -44,6 +44,10 @@ class RunningOperator:
                 return float(line.split(" ")[1])
         return 0.0
 
+    def passes(self, namespace: str, model: str) -> float:
+        """Passes the operator completed for one model (its pass counter)."""
+        return self.metric("datajax_operator_model_passes_total", namespace=namespace, model=model)
+
     def stop(self) -> None:
         self.stop_flag.set()
         self.thread.join(60)

@@ -104,6 +104,10 @@ class OperatorProcess:
             for r in ("changed", "unchanged", "waiting", "gone", "error")
         )
 
+    def passes(self, namespace: str, model: str) -> float:
+        """Passes this process completed for one model (its pass counter)."""
+        return self.metric("datajax_operator_model_passes_total", namespace=namespace, model=model)
+
     def kill(self) -> None:
         """SIGKILL: no cleanup, no peering goodbye, whatever request was in flight is cut."""
         if self.popen.poll() is None:

@@ -18,6 +18,7 @@ import yaml
 from cluster_state import ClusterState, converged, model_doc
 from kubehelpers import REPO, wait_for
 from operator_process import OperatorProcess
+from tests.polling import wait_for_passes
 
 from datajax_devtools.localcluster import LocalCluster
 
@@ -36,19 +37,6 @@ def _events_by_reason(state: ClusterState, ns: str) -> Counter[tuple[str, str]]:
         for e in state.events(ns)
         if e.get("source", {}).get("component") == "datajax-operator"
     )
-
-
-def _settled(proc: OperatorProcess) -> float:
-    """The process's reconcile count once it stopped moving for a second."""
-    counts = [proc.reconciles()]
-
-    def still() -> bool:
-        time.sleep(1.0)
-        counts.append(proc.reconciles())
-        return counts[-1] == counts[-2]
-
-    wait_for(still, 30, "the paused standby to finish what it had started")
-    return counts[-1]
 
 
 def test_one_replica_acts_and_the_standby_takes_over(
@@ -129,9 +117,17 @@ def test_one_replica_acts_and_the_standby_takes_over(
         survivors.append(back)
         back.wait_ready()
         wait_for(lambda: "Pausing operations in favour of" in standby.logs(), 3 * LIFETIME, "standby paused")
-        paused_at = _settled(standby)  # a reconcile already in flight at the pause may finish
-        seen = back.reconciles()
-        wait_for(lambda: back.reconciles() >= seen + 2 * len(names), 30, "the returned replica's resyncs")
+        # a pass already in flight at the pause may finish: by the time the returned replica completed a
+        # pass of every model, it has
+        for name in names:
+            wait_for_passes(
+                lambda n=name: back.passes(namespace, n), 1, 30, f"of {name} by the returned replica"
+            )
+        paused_at = standby.reconciles()
+        for name in names:
+            wait_for_passes(
+                lambda n=name: back.passes(namespace, n), 2, 30, f"of {name} by the returned replica"
+            )
         assert standby.reconciles() == paused_at, "a paused standby kept reconciling (its resync)"
     finally:
         for proc in (active, *survivors):
