@@ -52,8 +52,14 @@ def test_two_replicas_as_the_cost_model_page_computes_them() -> None:
     assert model.breakeven_tokens_per_second == pytest.approx(4000.0)
     assert model.tokens_per_second == pytest.approx(11709.9, abs=0.1)
     assert model.usd_per_million_tokens == pytest.approx(1.025, abs=5e-4)
-    mean_of_ratios = (21.6 / (4677.4 * 3600) * 1e6 + 21.6 / (7032.5 * 3600) * 1e6) / 2
-    assert mean_of_ratios == pytest.approx(1.068, abs=5e-4)  # what the rule avoids
+    # each slice's own $/Mtok, as aggregate computes it for one slice: their mean ($1.068) is what the
+    # rule avoids; the model's figure is total cost over total tokens
+    each = [
+        aggregate([one], basis="total", ceiling=3.0, min_tokens_per_second=1.0).usd_per_million_tokens
+        for one in (first, second)
+    ]
+    assert each == [pytest.approx(1.283, abs=5e-4), pytest.approx(0.853, abs=5e-4)]
+    assert sum(each) / 2 == pytest.approx(1.068, abs=5e-4) != model.usd_per_million_tokens
     assert model.prefix_cache_hit_ratio == pytest.approx(0.846, abs=5e-4)
     assert model.p95_latency_seconds == 0.764
     assert model.p95_ttft_seconds == pytest.approx(0.0764)
