@@ -57,11 +57,13 @@ run: install
 bench: install tools
 	$(PY) tests/bench/run_bench.py
 
-## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
+## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference, and
+## the chart's values schema for `config` (from OperatorConfig).
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
 	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
 	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
+	$(PY) tools/values_schema.py
 
 docs: crd
 
