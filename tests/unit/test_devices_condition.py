@@ -29,17 +29,8 @@ FULL = [  # what JAX enumerated on a real v5e 2x2 slice
 
 def _sidecar_text(devices: dict[str, Any] | None) -> str:
     """The sidecar's own exposition for a plan status with this device check (None: none ran)."""
-    state = ExportState(
-        figures=figures(None, PRICING),
-        pricing=PRICING,
-        upstream_up=True,
-        scrape_errors=0,
-        slo_p95_seconds=None,
-        plan_status_configured=True,
-        plan=PlanStatus(True, "Registered", "registered", devices=devices),
-        model="m",
-    )
-    return render(state)
+    plan = PlanStatus(True, "Registered", "registered", devices=devices)
+    return render(ExportState(figures(None, PRICING), PRICING, True, 0, None, True, plan, "m"))
 
 
 def _read(devices: dict[str, Any] | None) -> SidecarFigures:

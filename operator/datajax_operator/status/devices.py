@@ -9,32 +9,31 @@ plan bundle (`spec.plan.configMapRef`), as the check only runs in the runtime im
 from collections.abc import Sequence
 
 from datajax_operator.api.constants import DEVICES_MATCH
+from datajax_operator.api.status import ConditionStatus
 from datajax_operator.status.conditions import Verdict
 from datajax_operator.status.observations import SidecarScrape
 
 
 def devices_verdict(sidecars: Sequence[SidecarScrape]) -> Verdict:
     """True when every answering slice's check matched; False (Mismatch) as soon as one did not."""
-    answered = [s for s in sidecars if s.figures is not None]
-    if not answered:
-        return Verdict(DEVICES_MATCH, "Unknown", "NoMetrics", "no sidecar answered")
-    mismatched = [s.endpoint for s in answered if s.figures is not None and s.figures.devices_match is False]
-    if mismatched:
-        return Verdict(
-            DEVICES_MATCH,
-            "False",
-            "Mismatch",
-            f"JAX's TPU devices differ from the planned slice on {len(mismatched)} of {len(answered)} "
+    checks = {s.endpoint: s.figures.devices_match for s in sidecars if s.figures is not None}
+    mismatched = [endpoint for endpoint, match in checks.items() if match is False]
+    unchecked = [endpoint for endpoint, match in checks.items() if match is None]
+    status: ConditionStatus
+    if not checks:
+        status, reason, message = "Unknown", "NoMetrics", "no sidecar answered"
+    elif mismatched:
+        status, reason = "False", "Mismatch"
+        message = (
+            f"JAX's TPU devices differ from the planned slice on {len(mismatched)} of {len(checks)} "
             f"slice(s) ({', '.join(mismatched)}): the vLLM container's log names the difference "
-            "(wrong node pool or topology label?); vLLM keeps serving on what it found",
+            "(wrong node pool or topology label?); vLLM keeps serving on what it found"
         )
-    unchecked = [s.endpoint for s in answered if s.figures is not None and s.figures.devices_match is None]
-    if unchecked:
-        return Verdict(
-            DEVICES_MATCH,
-            "Unknown",
-            "NotChecked",
-            f"{len(unchecked)} of {len(answered)} sidecar(s) report no device check yet (vLLM still "
-            "starting?)",
+    elif unchecked:
+        status, reason = "Unknown", "NotChecked"
+        message = (
+            f"{len(unchecked)} of {len(checks)} sidecar(s) report no device check yet (vLLM still starting?)"
         )
-    return Verdict(DEVICES_MATCH, "True", "Match", f"devices match the plan on {len(answered)} slice(s)")
+    else:
+        status, reason, message = "True", "Match", f"devices match the plan on {len(checks)} slice(s)"
+    return Verdict(DEVICES_MATCH, status, reason, message)
