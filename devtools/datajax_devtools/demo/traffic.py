@@ -319,9 +319,13 @@ class SteadyTraffic:
     generation_tokens_per_second: float = 0.0
     requests_per_second: float = 0.0
     prefix_hit_ratio: float = 0.0
+    """Share of the prompt tokens served from the prefix cache."""
     e2e_seconds: float = 0.25
+    """End-to-end latency of every request."""
     ttft_seconds: float = 0.02
+    """Time to first token of every request."""
     itl_seconds: float = 0.015
+    """Latency of every generated token after the first."""
 
 
 class SteadyReplica:
