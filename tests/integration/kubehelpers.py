@@ -46,7 +46,7 @@ class RunningOperator:
 
     def passes(self, namespace: str, model: str) -> float:
         """Passes the operator completed for one model (its pass counter)."""
-        return self.metric("datajax_operator_model_passes_total", namespace=namespace, model=model)
+        return self.metric("datajax_operator_model_passes_total", model=model, namespace=namespace)
 
     def stop(self) -> None:
         self.stop_flag.set()

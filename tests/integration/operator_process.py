@@ -106,7 +106,7 @@ class OperatorProcess:
 
     def passes(self, namespace: str, model: str) -> float:
         """Passes this process completed for one model (its pass counter)."""
-        return self.metric("datajax_operator_model_passes_total", namespace=namespace, model=model)
+        return self.metric("datajax_operator_model_passes_total", model=model, namespace=namespace)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no peering goodbye, whatever request was in flight is cut."""
