@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 E2E = Path(__file__).resolve().parent
-sys.path[:0] = [str(E2E), str(E2E.parent), str(E2E.parent / "integration")]
+sys.path[:0] = [str(E2E), str(E2E.parent), str(E2E.parent / "integration"), str(E2E.parents[1])]
 
 from harness import DIAL  # noqa: E402
 
