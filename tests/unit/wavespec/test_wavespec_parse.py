@@ -73,7 +73,7 @@ def test_every_bad_field_is_named() -> None:
     with pytest.raises(WaveSpecError, match="must not decrease with depth"):
         parse_wavespec(doc)
     doc["prefix_histogram"], meta["row_count"] = {"1": 16}, 10
-    with pytest.raises(WaveSpecError, match="depth 1 exceed meta.row_count 10"):
+    with pytest.raises(WaveSpecError, match=r"depth 1 exceed meta\.row_count 10"):
         parse_wavespec(doc)
 
 
