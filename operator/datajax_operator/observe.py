@@ -159,6 +159,8 @@ def sidecar_figures(text: str) -> SidecarFigures:
     registered = exposition.get("datajax_plan_registered", [])
     info = exposition.get("datajax_plan_info", [])
     devices = exposition.get("datajax_devices_match", [])
+    cache_hit = exposition.get("datajax_xla_cache_hit", [])
+    startup = exposition.get("datajax_startup_seconds", [])
     return _plausible(
         SidecarFigures(
             usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
@@ -173,6 +175,8 @@ def sidecar_figures(text: str) -> SidecarFigures:
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
             devices_match=devices[0][1] == 1.0 if devices else None,
+            xla_cache_hit=cache_hit[0][1] == 1.0 if cache_hit else None,
+            startup_seconds=startup[0][1] if startup and math.isfinite(startup[0][1]) else None,
         )
     )
 
