@@ -2,7 +2,7 @@
 
 The chart writes `config` verbatim into the operator's config file, so what helm accepts there must be
 what the operator accepts: the schema is derived from the pydantic model, as the CRD is from the spec
-(`make crd` runs this; `--check`, run by tests/unit/test_values_schema.py, fails when the file has
+(`make crd` runs this; `--check` and tests/unit/test_values_schema.py fail when the file has
 drifted). The rest of values.schema.json (images, RBAC, monitoring, alerts, ...) describes the chart's
 own templates and stays hand-written.
 """
