@@ -1,15 +1,17 @@
 """Pure status evaluation: observations + plan + now -> conditions and status (no I/O here)."""
 
+from datajax_operator.status.actions import Action
 from datajax_operator.status.aggregate import ModelFigures, aggregate
 from datajax_operator.status.conditions import Transition, Verdict, settle, transitions
 from datajax_operator.status.evaluate import Evaluation, check_reason, evaluate
-from datajax_operator.status.judge import Action, Judgement, judge
+from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import (
     Observations,
     SidecarFigures,
     SidecarScrape,
     WorkloadObservation,
 )
+from datajax_operator.status.recent import Recent
 
 __all__ = [
     "Action",
@@ -17,6 +19,7 @@ __all__ = [
     "Judgement",
     "ModelFigures",
     "Observations",
+    "Recent",
     "SidecarFigures",
     "SidecarScrape",
     "Transition",
