@@ -98,6 +98,7 @@ def test_one_scale_down_per_window_across_a_failover(
             "--peering-lifetime",
             str(LIFETIME),
             resync_seconds=2.0,
+            observe_interval=None,  # the config's 1s
             instance=instance,
             command=(sys.executable, str(LAUNCHER)),
         )
