@@ -42,7 +42,7 @@ from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
 from datajax_operator.peering import Peering, paused_by_peers
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
-from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name
+from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name, child_names
 from datajax_operator.status.observations import SidecarScrape
 from datajax_operator.status.recent import Recent
 
@@ -156,6 +156,9 @@ class Context:
         async with self.locks.setdefault(key, asyncio.Lock()):
             if version is not None and self.workload_versions.get(key) == version:
                 return
+        if version is None:  # a deletion (or an unknown version): the children are read afresh
+            for kind, child in child_names(name).items():
+                self.objects().forget(kind, namespace, child)
         await self.reconcile(namespace, name)
 
     def forget(self, key: ModelKey) -> None:
@@ -263,6 +266,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
     async def model_changed(namespace: str | None, name: str, **_: Any) -> None:
         assert namespace is not None, "DataJaxModel is namespaced"
+        ctx.objects().forget(KIND, namespace, name)  # a spec change is planned from the server's copy
         outcome = await ctx.reconcile(namespace, name)
         if outcome is not None and outcome.waiting_for:
             raise kopf.TemporaryError(f"waiting for {outcome.waiting_for}", delay=RETRY_DELAY_SECONDS)
