@@ -133,7 +133,8 @@ def rendered_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _stamped(obj: dict[str, Any]) -> dict[str, Any]:
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with its rendered hash in the ``RENDERED_HASH`` annotation, as it is applied."""
     meta = obj["metadata"]
     annotations = {**meta.get("annotations", {}), RENDERED_HASH: rendered_hash(obj)}
     return {**obj, "metadata": {**meta, "annotations": annotations}}
@@ -175,13 +176,13 @@ def _apply_children(kube: Kube, cache: ObjectCache, desired: list[dict[str, Any]
         if observed is not None and not _controlled_by(observed, uid):
             result.foreign.append(_ref(obj))
             continue
-        stamped = _stamped(obj)
-        wanted = stamped["metadata"]["annotations"][RENDERED_HASH]
+        form = stamped(obj)
+        wanted = form["metadata"]["annotations"][RENDERED_HASH]
         if observed is not None and observed["metadata"].get("annotations", {}).get(RENDERED_HASH) == wanted:
             result.current[_ref(obj)] = observed
             continue
         try:
-            answer = kube.apply(stamped)
+            answer = kube.apply(form)
         except KubeError as err:
             if err.status not in REJECTED_STATUSES:
                 raise
