@@ -256,3 +256,12 @@ def test_sidecar_figures_from_the_sidecars_own_exposition() -> None:
     assert parsed.plan_registered is False and parsed.plan_reason == "NoArchitecture"
     with pytest.raises(ValueError, match="datajax_cost_usd_per_hour"):
         sidecar_figures("up 1\n")
+
+
+def test_every_cost_action_of_the_spec_is_in_the_actions_table() -> None:
+    from typing import get_args
+
+    from datajax_operator.api.spec import Cost
+    from datajax_operator.status.actions import ACTIONS
+
+    assert set(ACTIONS) == set(get_args(Cost.model_fields["action"].annotation))
