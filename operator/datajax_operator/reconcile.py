@@ -8,13 +8,15 @@ Level-triggered: every pass drives the cluster to what the spec asks for, whatev
    see ``observe``) and the judgement's memory of recent passes;
 2. decide (pure, ``decide``): plan the spec, judge the figures (the replica count the cost action
    allows is data in the decision, rendered into the workload), render the children;
-3. apply what changed: a child is applied only when its rendered form differs from the one it carries
-   (the hash of the rendered object, in the ``datajax.dev/rendered-hash`` annotation) or when it is
-   missing; a child whose name is taken by an object this model does not control is left exactly as
-   it is (never adopted, never deleted) and the status says so; a child the API server refuses as
-   invalid (a 400/422 for content the CRD could not check) makes the spec invalid, like a planner
-   rejection, and deletes nothing; children of kinds the plan no longer wants are deleted (only
-   those this model controls);
+3. apply what changed: a child is applied only when it is missing, when its rendered form differs from
+   the one it carries (the hash of the rendered object, in the ``datajax.dev/rendered-hash``
+   annotation), or when a field the operator renders was changed on the server (``drifted``: a
+   person's ``kubectl edit`` of a field we own is reverted at the next pass, as before); a child
+   whose name is taken by an object this model does not control is left exactly as it is (never
+   adopted, never deleted) and the status says so; a child the API server refuses as invalid (a
+   400/422 for content the CRD could not check) makes the spec invalid, like a planner rejection,
+   and deletes nothing; children of kinds the plan no longer wants are deleted (only those this
+   model controls);
 4. write once: the status only when something a person or a controller acts on changed
    (``status.writes``); the Events of the cost actions first (named after the decision, so a
    decision taken again after a crash is posted once), those of condition changes after the write.
@@ -140,6 +142,24 @@ def stamped(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": {**meta, "annotations": annotations}}
 
 
+def drifted(rendered: Any, live: Any) -> bool:
+    """Whether a field the operator renders no longer holds its rendered value on the server (a
+    person's ``kubectl edit``, another controller): fields the server or others add around ours do
+    not count. Lists compare element by element, scalars by value or by their text (the server
+    writes ``8`` back for a rendered ``"8"`` quantity and the like)."""
+    if isinstance(rendered, dict):
+        return not isinstance(live, dict) or any(
+            key not in live or drifted(value, live[key]) for key, value in rendered.items()
+        )
+    if isinstance(rendered, list):
+        return (
+            not isinstance(live, list)
+            or len(live) != len(rendered)
+            or any(drifted(r, v) for r, v in zip(rendered, live, strict=True))
+        )
+    return rendered != live and str(rendered) != str(live)
+
+
 def _observed(kube: Kube, cache: ObjectCache, kind: Kind, namespace: str, name: str, *, uid: str) -> Any:
     """The child as last seen: from the cache, else from the server (the answer cached when it is
     absent or ours; an object of another owner is read again at every pass, it is not watched)."""
@@ -178,7 +198,11 @@ def _apply_children(kube: Kube, cache: ObjectCache, desired: list[dict[str, Any]
             continue
         form = stamped(obj)
         wanted = form["metadata"]["annotations"][RENDERED_HASH]
-        if observed is not None and observed["metadata"].get("annotations", {}).get(RENDERED_HASH) == wanted:
+        if (
+            observed is not None
+            and observed["metadata"].get("annotations", {}).get(RENDERED_HASH) == wanted
+            and not drifted(form, observed)
+        ):
             result.current[_ref(obj)] = observed
             continue
         try:
