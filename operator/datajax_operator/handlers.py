@@ -266,7 +266,6 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
     async def model_changed(namespace: str | None, name: str, **_: Any) -> None:
         assert namespace is not None, "DataJaxModel is namespaced"
-        ctx.objects().forget(KIND, namespace, name)  # a spec change is planned from the server's copy
         outcome = await ctx.reconcile(namespace, name)
         if outcome is not None and outcome.waiting_for:
             raise kopf.TemporaryError(f"waiting for {outcome.waiting_for}", delay=RETRY_DELAY_SECONDS)
@@ -281,6 +280,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             ctx.objects().absent(KIND, namespace, name)
             ctx.forget((namespace, name))
         else:
+            # kopf awaits the event-watching handlers of a watch event before its change handlers
+            # (kopf._core.reactor.processing, process_resource_causes), so the create/update pass
+            # of this very event finds its object here
             _remember(ctx.objects(), event)
             ctx.observe((namespace, name))
 
