@@ -209,6 +209,11 @@ class Context:
         if self._pause is not None and time.monotonic() - self._pause[1] < PAUSE_CHECK_SECONDS:
             return self._pause[0]
         paused = await self._paused_now()
+        if self._pause is not None and self._pause[0] and not paused:
+            # kopf closed the watches while paused: what the cache holds may be older than what the
+            # other replica wrote meanwhile (a stale status would re-decide its ScaleDown), so this
+            # replica starts from the server's copies
+            self.cache = None
         self._pause = (paused, time.monotonic())
         return paused
 
