@@ -4,7 +4,6 @@ FROM python:3.11.14-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-COPY runtime_image/datajax_runtime ./runtime_image/datajax_runtime
 # Wheels of the package and its pinned-range dependencies, so the final stage needs no build tools.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -8,12 +8,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
 .PHONY: install tools lint test test-unit run crd docs cluster bench clean
 
-# A stamp so `make install` is a no-op until pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
-	@echo "==> creating $(VENV) and installing datajax-operator with dev dependencies"
+# A stamp so `make install` is a no-op until a pyproject.toml changes. Three distributions, one per image
+# plus the development tools: the operator (.), the runtime (runtime_image/), devtools (devtools/).
+$(VENV)/.installed: pyproject.toml runtime_image/pyproject.toml devtools/pyproject.toml
+	@echo "==> creating $(VENV) and installing datajax-operator, datajax-runtime, datajax-devtools (dev)"
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e ./runtime_image -e ./devtools -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,12 +26,12 @@ tools:
 
 ## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
 cluster: install tools
-	$(PY) -m datajax_operator.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
+	$(PY) -m datajax_devtools.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
 
 lint: install
 	@echo "==> ruff"
-	$(VENV)/bin/ruff check operator runtime_image tests tools
-	$(VENV)/bin/ruff format --check operator runtime_image tests tools
+	$(VENV)/bin/ruff check operator runtime_image devtools tests tools
+	$(VENV)/bin/ruff format --check operator runtime_image devtools tests tools
 	@echo "==> mypy"
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict tools
@@ -49,7 +50,7 @@ test-unit: install
 ## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
 run: install
 	@bash tools/build-tools.sh etcd kube-apiserver kubectl
-	$(PY) -m datajax_operator.demo --model examples/llama3-8b-v6e.yaml
+	$(PY) -m datajax_devtools.demo --model examples/llama3-8b-v6e.yaml
 
 ## Benchmarks against a local control plane (not part of `make test`; ~10 minutes on 2 cores):
 ## Markdown tables on stdout, the JSON in bench/results/. See docs/benchmarks.md.

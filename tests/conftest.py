@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 REPO = Path(__file__).resolve().parent.parent
 CRD_PATHS = [REPO / "crds", REPO / "tests" / "crds"]

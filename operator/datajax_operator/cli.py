@@ -8,6 +8,7 @@ stderr, one per line, naming the field).
 """
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -162,7 +163,14 @@ def _add_crd(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     parser.set_defaults(func=_cmd_crd)
 
 
+RUNTIME_HINT = "pip install ./runtime_image (datajax-runtime: its SPMD programs run the check)"
+
+
 def _cmd_validate_mesh(args: argparse.Namespace) -> int:
+    # The check runs the runtime's SPMD programs, a separate distribution the operator image leaves out.
+    if importlib.util.find_spec("datajax_runtime") is None:
+        print(f"error: validate-mesh needs datajax-runtime: {RUNTIME_HINT}", file=sys.stderr)
+        return EXIT_UNREADABLE
     from datajax_operator import validate_mesh  # starts processes; `plan` and `crd` need none of it
 
     planned = _plan_from_args(args)

@@ -5,7 +5,8 @@ in the workload's status, read through ``kube``; and the serving sidecars' figur
 HTTP from the endpoints the Service's EndpointSlices list (port ``metrics``). Scrapes of one model run
 concurrently, each with a timeout, in the event loop, so a slow or dead sidecar costs its own
 timeout and holds up neither the model's other sidecars nor any other model. The exposition is read
-with the sidecar's own parser (``datajax_runtime.exposition``): one parser in the project.
+with prometheus_client's reference parser: the sidecar's own strict parser belongs to the runtime
+distribution, which the operator image does not ship, and a sidecar's few dozen lines need no speed.
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from datajax_operator.status.observations import (
     Observations,
@@ -21,7 +23,6 @@ from datajax_operator.status.observations import (
     SidecarScrape,
     WorkloadObservation,
 )
-from datajax_runtime.exposition import Exposition, parse
 
 SIDECAR_PORT_NAME: Final = "metrics"
 MAX_EXPOSITION_BYTES: Final = 1 << 20
@@ -82,8 +83,20 @@ def sidecar_endpoints(slices: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(found)
 
 
-def _one(exposition: Exposition, name: str, **labels: str) -> float:
-    for sample_labels, value in exposition.labelled(name):
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def _samples(text: str) -> Samples:
+    """Every sample of the exposition by sample name (ValueError when the text is not an exposition)."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append((dict(sample.labels), float(sample.value)))
+    return out
+
+
+def _one(samples: Samples, name: str, **labels: str) -> float:
+    for sample_labels, value in samples.get(name, []):
         if all(sample_labels.get(k) == v for k, v in labels.items()):
             return value
     raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
@@ -112,9 +125,9 @@ def _plausible(figures: SidecarFigures) -> SidecarFigures:
 def sidecar_figures(text: str) -> SidecarFigures:
     """A sidecar's ``/metrics`` text as figures (ValueError when it is not a sidecar's exposition, or
     its figures are impossible)."""
-    exposition = parse(text)
-    registered = exposition.series("datajax_plan_registered")
-    info = exposition.labelled("datajax_plan_info")
+    exposition = _samples(text)
+    registered = exposition.get("datajax_plan_registered", [])
+    info = exposition.get("datajax_plan_info", [])
     return _plausible(
         SidecarFigures(
             usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),

@@ -54,8 +54,8 @@ from apiclient import (
 from procs import Process, Profiler, child_pids, cpu_seconds, py_spy, rss_bytes, wait_healthy
 from profile_summary import summarise
 
+from datajax_devtools.localcluster import free_port
 from datajax_operator.decide import conclude, decide
-from datajax_operator.localcluster import free_port
 from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import stamped

@@ -32,7 +32,7 @@ from bench_reconcile import CREATES_IN_FLIGHT, MODELS, Operator, Tracker, model_
 from procs import Process, cpu_seconds, rss_bytes, wait_healthy
 from sidecar_farm import SidecarFarm, endpoint_slice
 
-from datajax_operator.localcluster import free_port
+from datajax_devtools.localcluster import free_port
 from datajax_operator.render.names import base_name
 
 ENTRY = Path(__file__).with_name("bench_operator.py")

@@ -26,7 +26,7 @@ from apiclient import Api, Endpoint
 from procs import machine
 from report import check, tables
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATHS = [REPO / "crds", REPO / "tests" / "crds"]

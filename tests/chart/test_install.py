@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 from tests.chart.chartlib import CHART, CI_VALUES, binary, by_kind, one
 from tests.chart.releases import Release, existing, ref, unique
 

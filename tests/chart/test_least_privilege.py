@@ -30,7 +30,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from datajax_operator.localcluster import free_port
+from datajax_devtools.localcluster import free_port
 from tests.chart.chartlib import REPO, binary, one
 from tests.chart.releases import Release, can_i, existing, service_account_kubeconfig, unique
 

@@ -25,7 +25,7 @@ import pytest
 from harness import OBSERVE_SECONDS, WINDOW, Served, Slice, wait_for
 from vllm_source import Traffic
 
-from datajax_operator.localcluster import find_binary
+from datajax_devtools.localcluster import find_binary
 from datajax_operator.status.writes import FIGURE_TOLERANCE
 
 pytestmark = pytest.mark.e2e

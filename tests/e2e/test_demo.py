@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def start(workdir: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "datajax_operator.demo", "--short", "--workdir", str(workdir)],
+        [sys.executable, "-m", "datajax_devtools.demo", "--short", "--workdir", str(workdir)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -34,7 +34,7 @@ from kubernetes import client
 from operator_process import OperatorProcess
 from test_cost_enforcement import DEAR, spec
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.e2e
 

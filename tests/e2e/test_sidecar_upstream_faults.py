@@ -17,7 +17,7 @@ import pytest
 from fault_server import FaultServer
 from harness import read_metrics, wait_for
 
-from datajax_operator.localcluster import free_port
+from datajax_devtools.localcluster import free_port
 from vllm_fixtures import scrape_text
 
 pytestmark = pytest.mark.e2e

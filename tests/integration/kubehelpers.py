@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from datajax_devtools.localcluster import free_port
 from datajax_operator import runner
-from datajax_operator.localcluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from datajax_operator.localcluster import die_with_parent, free_port
+from datajax_devtools.localcluster import die_with_parent, free_port
 
 OPERATOR = Path(sys.executable).with_name("datajax-operator")
 

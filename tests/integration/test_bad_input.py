@@ -24,9 +24,9 @@ from operator_process import OperatorProcess
 from pydantic import ValidationError
 from spec_fuzz import model_name, model_spec
 
+from datajax_devtools.localcluster import LocalCluster
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.kube import apply_body
-from datajax_operator.localcluster import LocalCluster
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError

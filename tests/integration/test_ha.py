@@ -19,7 +19,7 @@ from cluster_state import ClusterState, converged, model_doc
 from kubehelpers import REPO, wait_for
 from operator_process import OperatorProcess
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

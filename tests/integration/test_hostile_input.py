@@ -19,7 +19,7 @@ import pytest
 from cluster_state import ClusterState, model_doc
 from kubehelpers import RunningOperator, wait_for
 
-from datajax_operator.localcluster import LocalCluster, find_binary
+from datajax_devtools.localcluster import LocalCluster, find_binary
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from datajax_operator.localcluster import LocalCluster, find_binary
+from datajax_devtools.localcluster import LocalCluster, find_binary
 
 pytestmark = pytest.mark.integration
 

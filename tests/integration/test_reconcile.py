@@ -11,8 +11,8 @@ import pytest
 from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, RunningOperator, load_example, wait_for
 from kubernetes import client
 
+from datajax_devtools.localcluster import find_binary
 from datajax_operator.api.resource import DataJaxModel
-from datajax_operator.localcluster import find_binary
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.render.objects import render_objects

@@ -14,7 +14,7 @@ import pytest
 from kubehelpers import GROUP, PLURAL, VERSION, Operators, wait_for
 from kubernetes import client
 
-from datajax_operator.localcluster import free_port
+from datajax_devtools.localcluster import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from kubehelpers import EXAMPLES, REPO, RunningOperator, load_example, wait_for
 from operator_process import OPERATOR, OperatorProcess
 from pod_security import baseline_violations, restricted_container_violations, restricted_violations
 
+from datajax_devtools.localcluster import LocalCluster, find_binary
 from datajax_operator.api.resource import DataJaxModel
-from datajax_operator.localcluster import LocalCluster, find_binary
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.render.objects import render_objects

@@ -13,7 +13,7 @@ import pytest
 from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, Operators, load_example, wait_for
 from kubernetes import client, config
 
-from datajax_operator.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from datajax_operator.demo.exposition import VllmExposition, one_two_five, template_text
-from datajax_operator.demo.traffic import SliceModel, TrafficModel
+from datajax_devtools.demo.exposition import VllmExposition, one_two_five, template_text
+from datajax_devtools.demo.traffic import SliceModel, TrafficModel
 from datajax_runtime.exposition import parse
 from datajax_runtime.window import Figures, Pricing, figures, increase, snapshot
 

@@ -1,4 +1,4 @@
-"""`python -m datajax_operator.demo [--short]`: the local demo `make run` starts (see script.py)."""
+"""`python -m datajax_devtools.demo [--short]`: the local demo `make run` starts (see script.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from datajax_operator.demo.script import FULL, SHORT, run_demo
+from datajax_devtools.demo.script import FULL, SHORT, run_demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m datajax_operator.demo",
+        prog="python -m datajax_devtools.demo",
         description="The whole product on this machine: a real control plane, the operator and the sidecars, "
         "driven by simulated vLLM traffic until the cost ceiling is breached and recovered.",
     )

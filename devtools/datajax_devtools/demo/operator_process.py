@@ -6,7 +6,7 @@ flag of `datajax-operator run` (a cluster never needs it); this module takes it 
 before the usual `run` arguments, parses those with the real command-line parser, and runs the same
 runner the CLI runs (`runner.Options.sidecar_dial`, the hook the e2e tests use in-process).
 
-    python -m datajax_operator.demo.operator_process --dial 192.0.2.11=127.0.0.11 run --kubeconfig K ...
+    python -m datajax_devtools.demo.operator_process --dial 192.0.2.11=127.0.0.11 run --kubeconfig K ...
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from datajax_operator.cli import build_parser
 
 def main(argv: Sequence[str] | None = None) -> int:
     front = argparse.ArgumentParser(
-        prog="python -m datajax_operator.demo.operator_process", description=__doc__
+        prog="python -m datajax_devtools.demo.operator_process", description=__doc__
     )
     front.add_argument("--dial", action="append", default=[], metavar="ADDRESS=LOOPBACK")
     front.add_argument("rest", nargs=argparse.REMAINDER, help="run ... (the datajax-operator arguments)")

@@ -12,7 +12,7 @@ on a real slice:
   p95 climbs when traffic lands on fewer slices;
 - gauges follow Little's law: requests running = arrival rate x time in the server.
 
-Each replica's state lives in a :class:`~datajax_operator.demo.exposition.VllmExposition`; time only
+Each replica's state lives in a :class:`~datajax_devtools.demo.exposition.VllmExposition`; time only
 advances when someone asks (``advance(now)``), so a scrape always sees every request up to its
 instant, and a seeded random generator makes a run repeatable.
 """
@@ -24,7 +24,7 @@ import random
 import threading
 from dataclasses import dataclass
 
-from datajax_operator.demo.exposition import VllmExposition
+from datajax_devtools.demo.exposition import VllmExposition
 
 __all__ = ["RequestMix", "SimulatedReplica", "SliceModel", "TrafficModel"]
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from datajax_operator.demo.vllm_server import SimulatedVllmFleet
-from datajax_operator.localcluster import LocalCluster, die_with_parent
+from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
+from datajax_devtools.localcluster import LocalCluster, die_with_parent
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from .cluster import ControlPlaneError, LocalCluster
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datajax_operator.localcluster", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m datajax_devtools.localcluster", description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, default=Path(".cluster/kubeconfig"))
     parser.add_argument(
         "--crd", type=Path, action="append", default=[], help="CRD file or directory of *.yaml (repeatable)"

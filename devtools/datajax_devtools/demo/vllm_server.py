@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from datajax_operator.demo.traffic import SimulatedReplica, TrafficModel
+from datajax_devtools.demo.traffic import SimulatedReplica, TrafficModel
 
 __all__ = ["SimulatedVllmFleet"]
 

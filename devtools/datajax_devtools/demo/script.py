@@ -32,10 +32,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from datajax_operator.demo.pods import SimulatedControllers, dial_map
-from datajax_operator.demo.traffic import TrafficModel
-from datajax_operator.demo.vllm_server import SimulatedVllmFleet
-from datajax_operator.localcluster import LocalCluster, find_binary, free_port
+from datajax_devtools.demo.pods import SimulatedControllers, dial_map
+from datajax_devtools.demo.traffic import TrafficModel
+from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
+from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -342,7 +342,7 @@ class Demo:
         command = [
             sys.executable,
             "-m",
-            "datajax_operator.demo.operator_process",
+            "datajax_devtools.demo.operator_process",
             *(f"--dial={k}={v}" for k, v in dial_map().items()),
             "run",
             "--kubeconfig",
