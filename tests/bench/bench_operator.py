@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from datajax_operator import runner
 
@@ -21,6 +22,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="bench_operator")
     runner.add_parser(parser.add_subparsers(required=True))
     args = parser.parse_args()
+    print(
+        f"bench_operator: datajax_operator from {Path(runner.__file__).parent}", file=sys.stderr, flush=True
+    )
     runner.run(dataclasses.replace(runner.options_from_args(args), sidecar_dial={STAND_IN: "127.0.0.1"}))
     return 0
 
