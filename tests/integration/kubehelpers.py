@@ -103,8 +103,12 @@ class Operators:
 
     def _start(self, overrides: dict[str, Any]) -> RunningOperator:
         self.overrides = dict(overrides)
-        # the periodic pass of each model every 5 s (30 s in production): tests wait for passes
-        settings: dict[str, Any] = {"resync_seconds": 5.0, "observe_interval": "5s", **overrides}
+        # the periodic pass of each model every 5 s (30 s in production), unless a config file sets it
+        settings: dict[str, Any] = {
+            "resync_seconds": 5.0,
+            **({} if "config_path" in overrides else {"observe_interval": "5s"}),
+            **overrides,
+        }
         options = runner.Options(
             kubeconfig=self.kubeconfig,
             log_format=None,
