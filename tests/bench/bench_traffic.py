@@ -192,9 +192,14 @@ async def measure(
     try:
         for n in settings.sizes:
             for variant in ("baseline", "current") if settings.baseline else ("current",):
-                result = await scenario(
-                    api, farm, variant, n, kubeconfig=kubeconfig, workdir=workdir, settings=settings
-                )
+                try:
+                    result = await scenario(
+                        api, farm, variant, n, kubeconfig=kubeconfig, workdir=workdir, settings=settings
+                    )
+                except TimeoutError as err:  # an operator that cannot keep up is a result too
+                    print(f"  traffic {variant:>8} N={n:<5} {err}", flush=True)
+                    results.append({"variant": variant, "models": n, "error": str(err)})
+                    continue
                 print(
                     f"  traffic {variant:>8} N={n:<5} {result['api_requests_per_model_per_minute']:6.2f} req"
                     f"  {result['etcd_writes_per_model_per_minute']:6.3f} writes /model/min"
