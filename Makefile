@@ -19,12 +19,14 @@ $(VENV)/.installed: pyproject.toml runtime_image/pyproject.toml devtools/pyproje
 
 install: $(VENV)/.installed
 
-## Build (once) and cache kube-apiserver, etcd, kubectl, helm and promtool outside the repository.
+## Build (once) and cache the control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
+## kwok), kubectl, helm and promtool outside the repository.
 tools:
-	@echo "==> tools: etcd, kube-apiserver, kubectl, helm, promtool (built once into $(TOOLS_BIN))"
+	@echo "==> tools: etcd, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kwok, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
 
-## A real control plane in the foreground for kubectl/helm: writes .cluster/kubeconfig, Ctrl-C stops it.
+## A real control plane in the foreground for kubectl/helm, with kwok's GKE-shaped TPU node pools
+## (`kubectl get nodes -L cloud.google.com/gke-tpu-topology`): writes .cluster/kubeconfig, Ctrl-C stops it.
 cluster: install tools
 	$(PY) -m datajax_devtools.localcluster --kubeconfig .cluster/kubeconfig --crd crds --crd tests/crds
 
@@ -49,7 +51,7 @@ test-unit: install
 ## The main job, the local demo: a real control plane, the operator and its sidecars serve the Llama 3.1 8B
 ## example under simulated vLLM traffic, through a cost-ceiling breach and back (a few minutes; Ctrl-C stops it).
 run: install
-	@bash tools/build-tools.sh etcd kube-apiserver kubectl
+	@bash tools/build-tools.sh etcd kube-apiserver kubectl kube-scheduler kube-controller-manager kwok
 	$(PY) -m datajax_devtools.demo --model examples/llama3-8b-v6e.yaml
 
 ## Benchmarks against a local control plane (not part of `make test`; ~10 minutes on 2 cores):

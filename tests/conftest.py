@@ -1,7 +1,8 @@
 """Shared fixtures: one real control plane per test session, started only if a test asks for it.
 
-The integration, chart and e2e tiers all use the same etcd + kube-apiserver (start-up costs seconds
-and the machine is small); unit tests never request it, so they run without the Go-built tools.
+The integration, chart and e2e tiers all use the same control plane (etcd, kube-apiserver,
+kube-scheduler, kube-controller-manager, kwok with GKE-shaped TPU node pools; start-up costs seconds and
+the machine is small); unit tests never request it, so they run without the Go-built tools.
 """
 
 from __future__ import annotations
@@ -20,16 +21,13 @@ CRD_PATHS = [REPO / "crds", REPO / "tests" / "crds"]
 
 @pytest.fixture(scope="session")
 def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    """A running control plane with RBAC on, our CRD and the LeaderWorkerSet CRD installed."""
+    """A running control plane with RBAC on, our CRD and the LeaderWorkerSet CRD installed, the
+    scheduler, the controllers and kwok's TPU nodes running (pods become Ready 1 s after they run)."""
     cluster = LocalCluster(crd_paths=[p for p in CRD_PATHS if p.exists()])
     cluster.start()
     reporter: Any = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        seconds = cluster.startup_seconds
-        reporter.write_line(
-            f"control plane {cluster.server}: ready in {seconds['total']:.1f} s "
-            f"(API server {seconds['apiserver_ready']:.1f} s, CRDs {seconds['crds']:.1f} s)"
-        )
+        reporter.write_line(f"control plane {cluster.server}: {cluster.startup_summary()}")
     try:
         yield cluster
     finally:

@@ -26,7 +26,7 @@ from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.objects import render_objects
-from datajax_operator.status.conditions import transitions
+from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import Observations, SidecarScrape
@@ -70,7 +70,7 @@ class Conclusion:
     status: DataJaxModelStatus
     write: bool
     notices: tuple[Notice, ...]
-    """Condition changes (only with a write) and cost actions."""
+    """Condition changes a person acts on (only with a write) and cost actions."""
 
     @property
     def actions(self) -> tuple[Notice, ...]:
@@ -102,8 +102,10 @@ def decide(
     *,
     wave_spec: dict[str, Any] | Problem | None,
     recent: Recent | None = None,
+    sidecars_unlisted: str | None = None,
 ) -> Decision:
-    """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
+    """The plan, the cost judgement and the rendered children, or the problems that prevent them.
+    ``sidecars_unlisted``: why the sidecars could not even be listed (see ``status.judge``)."""
     if isinstance(wave_spec, Problem):
         return Decision(Evaluation(plan=None, problems=[wave_spec]), None, [])
     try:
@@ -122,6 +124,7 @@ def decide(
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
         recent=recent,
         max_age=timedelta(seconds=CARRIED_INTERVALS * config.observe_interval_seconds),
+        sidecars_unlisted=sidecars_unlisted,
     )
     objects = render_objects(model, plan, config, replicas=judgement.replicas)
     return Decision(
@@ -147,7 +150,7 @@ def conclude(
     write = worth_writing(previous, status, now, decision.refresh)
     notices: list[Notice] = []
     if write:
-        for change in transitions(previous.conditions if previous else [], status.conditions):
+        for change in actionable_transitions(previous.conditions if previous else [], status.conditions):
             condition = change.condition
             notices.append(
                 Notice(

@@ -66,6 +66,7 @@ CONFIG_MAP: Final = Kind("v1", "ConfigMap", "configmaps")
 ENDPOINT_SLICE: Final = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
 LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 EVENT: Final = Kind("v1", "Event", "events")
+POD: Final = Kind("v1", "Pod", "pods")
 PEERING_API: Final = "/apis/kopf.dev/v1"
 
 CHILD_KINDS: Final = (CONFIG_MAP, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)

@@ -46,15 +46,35 @@ def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
     )
 
 
+def unscheduled(pods: Sequence[dict[str, Any]]) -> str | None:
+    """What the scheduler said about the pods it could not place (PodScheduled=False: reason and
+    message, e.g. "0/19 nodes are available: 2 Insufficient google.com/tpu ..."), for the first such
+    pod by name; None when there is none."""
+    stuck: list[tuple[str, dict[str, Any]]] = []
+    for pod in pods:
+        if pod["metadata"].get("deletionTimestamp") or pod.get("spec", {}).get("nodeName"):
+            continue
+        for condition in pod.get("status", {}).get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                stuck.append((pod["metadata"]["name"], condition))
+    if not stuck:
+        return None
+    name, condition = min(stuck, key=lambda item: item[0])
+    why = f"{condition.get('reason') or 'Unschedulable'}: {(condition.get('message') or '').strip()}"
+    return f"{len(stuck)} pod(s) cannot be scheduled (pod {name}: {why.rstrip(': ')})"
+
+
 def gather(
     workload: dict[str, Any] | None,
     missing_api: str | None,
     sidecars: Sequence[SidecarScrape] = (),
     not_owned: tuple[str, ...] = (),
+    unscheduled: str | None = None,
 ) -> Observations:
     """Observations from the workload as read back from the server after apply (None: it does not
-    exist), the API the plan needs when the cluster does not serve it, this pass's scrapes, and the
-    children whose names are taken by objects the model does not control."""
+    exist), the API the plan needs when the cluster does not serve it, this pass's scrapes, the
+    children whose names are taken by objects the model does not control, and why pods wait for a
+    node (:func:`unscheduled`)."""
     if missing_api is not None:
         return Observations(
             workload=None, missing_api=missing_api, sidecars=tuple(sidecars), not_owned=not_owned
@@ -63,19 +83,22 @@ def gather(
         workload=workload_observation(workload) if workload is not None else None,
         sidecars=tuple(sidecars),
         not_owned=not_owned,
+        unscheduled=unscheduled,
     )
 
 
 def sidecar_endpoints(slices: Sequence[dict[str, Any]]) -> list[str]:
-    """``host:port`` of every endpoint not reported unready, on the port named ``metrics``, in the
-    EndpointSlices of the model's Service (one per serving pod, i.e. per slice)."""
+    """``host:port`` of every endpoint on the port named ``metrics`` in the EndpointSlices of the
+    model's Service (one per serving pod, i.e. per slice), ready or not: a slice that is still warming
+    up (loading weights, compiling) is billed all the same, so its sidecar's $/hour counts. Only
+    terminating endpoints are left out: those pods are on their way out."""
     found: set[str] = set()
     for item in slices:
         ports = [
             p["port"] for p in item.get("ports") or [] if p.get("name") == SIDECAR_PORT_NAME and p.get("port")
         ]
         for endpoint in item.get("endpoints") or []:
-            if (endpoint.get("conditions") or {}).get("ready") is False:
+            if (endpoint.get("conditions") or {}).get("terminating") is True:
                 continue
             for address in endpoint.get("addresses") or []:
                 host = f"[{address}]" if ":" in address else address

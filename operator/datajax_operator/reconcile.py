@@ -44,15 +44,16 @@ from datajax_operator.kube import (
     DATAJAX_MODEL,
     DEPLOYMENT,
     LEADER_WORKER_SET,
+    POD,
     Kind,
     Kube,
     KubeError,
     kind_of,
 )
-from datajax_operator.observe import gather
+from datajax_operator.observe import gather, unscheduled, workload_observation
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.problems import Problem
-from datajax_operator.render.names import child_names
+from datajax_operator.render.names import child_names, selector_labels
 from datajax_operator.status.evaluate import Evaluation
 from datajax_operator.status.observations import SidecarScrape
 from datajax_operator.status.recent import Recent
@@ -270,6 +271,23 @@ def _post(kube: Kube, raw: dict[str, Any], notice: Notice, now: datetime) -> Non
         log.warning("event for %s/%s not posted: %s", meta["namespace"], meta["name"], err)
 
 
+def _unscheduled(kube: Kube, namespace: str, name: str, workload: dict[str, Any] | None) -> str | None:
+    """Why the model's pods wait for a node, read only while its workload has fewer available slices
+    than desired (one list of the model's pods). A role without pod reads costs the detail, not the
+    pass."""
+    if workload is None:
+        return None
+    observed = workload_observation(workload)
+    if observed.available >= observed.desired:
+        return None
+    selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+    try:
+        return unscheduled(kube.list(POD, namespace, selector))
+    except KubeError as err:
+        log.warning("%s/%s: pods not read: %s", namespace, name, err)
+        return None
+
+
 def _model(kube: Kube, cache: ObjectCache, namespace: str, name: str) -> dict[str, Any] | None:
     known = cache.lookup(DATAJAX_MODEL.kind, namespace, name)
     if known is not None:
@@ -290,6 +308,7 @@ def reconcile(
     now: datetime,
     *,
     sidecars: Sequence[SidecarScrape] = (),
+    sidecars_unlisted: str | None = None,
     cache: ObjectCache | None = None,
     recent: Recent | None = None,
 ) -> Outcome | None:
@@ -297,6 +316,8 @@ def reconcile(
 
     ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition;
     ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty);
+    ``sidecars_unlisted`` is why the endpoints could not be listed at all (the API server refused the
+    EndpointSlices): the pass goes on without metrics and says so in MetricsAvailable;
     ``cache`` the watch cache (None: read everything from the server); ``recent`` what the last
     pass's judgement remembered (``Outcome.recent``).
     """
@@ -304,7 +325,15 @@ def reconcile(
     raw = _model(kube, objects, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
-    decision = decide(raw, config, sidecars, now, wave_spec=_wave_spec(kube, raw), recent=recent)
+    decision = decide(
+        raw,
+        config,
+        sidecars,
+        now,
+        wave_spec=_wave_spec(kube, raw),
+        recent=recent,
+        sidecars_unlisted=sidecars_unlisted,
+    )
     desired = decision.desired
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
@@ -330,7 +359,9 @@ def reconcile(
 
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
     found = result.current.get(_ref(workload)) if workload is not None else None
-    observations = gather(found, waiting_for, sidecars, tuple(result.foreign))
+    observations = gather(
+        found, waiting_for, sidecars, tuple(result.foreign), _unscheduled(kube, namespace, name, found)
+    )
     conclusion = conclude(raw, decision, observations, now)
 
     # The actions' Events before the status write: a crash in between posts the same decision again

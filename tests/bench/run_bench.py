@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="datajax-bench-") as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
+        # the operator's own costs: no scheduler or controllers turning thousands of models' Deployments
+        # into pods beside it (they would measure the controllers, not the operator)
         with LocalCluster(
-            crd_paths=[p for p in CRD_PATHS if p.exists()], workdir=workdir / "cluster"
+            crd_paths=[p for p in CRD_PATHS if p.exists()], workdir=workdir / "cluster", controllers=False
         ) as cluster:
             endpoint = Endpoint(cluster.server, cluster.token, cluster.ca_cert)
             results = run(

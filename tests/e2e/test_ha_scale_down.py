@@ -19,6 +19,7 @@ is allowed; with 2 replicas the floor of 1 would hide a double action).
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from harness import Served, wait_for
+from harness import Served, dial, wait_for
 from kubehelpers import REPO, Operators
 from kubernetes import client
 from operator_process import OperatorProcess
@@ -66,10 +67,16 @@ def scaled_down(model: Served) -> list[str]:
     return [e.message for e in model.events() if e.reason == "ScaledDown"]
 
 
-def test_one_scale_down_per_window_across_a_failover(
-    admin_client: Any, kubeconfig: Path, local_cluster: LocalCluster, namespace: str, tmp_path: Path
+def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures)
+    admin_client: Any,
+    kubeconfig: Path,
+    local_cluster: LocalCluster,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     Operators.shared(kubeconfig).stop()  # the session's in-process operator would act beside them
+    monkeypatch.setenv("DATAJAX_E2E_DIAL", json.dumps(dial(local_cluster)))  # for dialling_operator.py
     local_cluster.install_crds(list(yaml.safe_load_all(PEERING_CRDS.read_text())))
     custom = client.CustomObjectsApi(admin_client)
     peering = f"ha-{uuid.uuid4().hex[:6]}"
@@ -121,6 +128,7 @@ def test_one_scale_down_per_window_across_a_failover(
 
         model = Served(
             admin_client,
+            local_cluster,
             namespace,
             "ha-dear",
             spec(replicas=3, cost={"action": "ScaleDown", "window": f"{WINDOW_SECONDS:.0f}s"}),

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from fault_server import Fault, FaultServer
-from harness import OBSERVE_SECONDS, SIDECAR_PORT, Served, Slice, loopback_address, wait_for
+from harness import OBSERVE_SECONDS, SIDECAR_PORT, Served, Slice, wait_for
 from test_cost_enforcement import CHEAP, DEAR, settled, spec
 
 from vllm_fixtures import scrape_text
@@ -137,10 +137,11 @@ def test_a_broken_endpoint_keeps_paying_and_makes_the_traffic_unknown(
     serve: Serve, operator_log: Records
 ) -> None:
     model = serve("faulty", spec(replicas=3, cost={"action": "ScaleDown"}))
-    number = loopback_address()
-    broken = FaultServer(f"127.0.0.{number}", SIDECAR_PORT).start()
+    slices = model.start_slices(2)
+    # the third pod's "sidecar" is the fault server, on that pod's address
+    [(pod, pod_ip)] = model.unserved.items()
+    broken = FaultServer(model.cluster.loopback_for(pod_ip), SIDECAR_PORT).start()
     try:
-        slices = model.start_slices(2, others=[f"198.51.100.{number}"])
         # Cheap traffic on the two readable slices: dropping the third from $/hour would read
         # $0.96/Mtok, under the ceiling, when the model really costs a third more than that.
         for s in slices:
@@ -159,7 +160,7 @@ def test_a_broken_endpoint_keeps_paying_and_makes_the_traffic_unknown(
                     name,
                     condition,
                 )
-                assert f"198.51.100.{number}:{SIDECAR_PORT}" in condition["message"], (name, condition)
+                assert f"{pod_ip}:{SIDECAR_PORT}" in condition["message"], (name, pod, condition)
                 tried[name] = condition["message"].split(": ", 1)[-1]
                 for metrics in watcher.since(since + OBSERVE_SECONDS):
                     assert metrics["costUSDPerHour"] == pytest.approx(3 * SLICE_USD_PER_HOUR), (name, metrics)

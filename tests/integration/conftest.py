@@ -16,10 +16,13 @@ import pytest
 from cluster_state import ClusterState
 from kubehelpers import Operators, RunningOperator
 
+from datajax_devtools.localcluster import LocalCluster
+
 
 @pytest.fixture(scope="session")
-def operators(kubeconfig: Path) -> Iterator[Operators]:
+def operators(kubeconfig: Path, local_cluster: LocalCluster) -> Iterator[Operators]:
     pool = Operators.shared(kubeconfig)
+    pool.base = {"sidecar_dial": local_cluster.dial_map()}
     yield pool
     pool.stop()
 
@@ -31,13 +34,16 @@ def operator(operators: Operators) -> RunningOperator:
 
 
 @pytest.fixture
-def namespace(admin_client: Any) -> str:
-    """A fresh namespace per test (never deleted: no controller here would ever finish the deletion)."""
+def namespace(admin_client: Any) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the namespace controller and the garbage
+    collector finish it), so its pods free their TPU nodes for the next test."""
     from kubernetes import client
 
+    core = client.CoreV1Api(admin_client)
     name = f"t-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin_client).create_namespace({"metadata": {"name": name}})
-    return name
+    core.create_namespace({"metadata": {"name": name}})
+    yield name
+    core.delete_namespace(name)
 
 
 @pytest.fixture

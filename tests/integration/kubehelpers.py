@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,9 @@ class Operators:
         self.kubeconfig = kubeconfig
         self.current: RunningOperator | None = None
         self.overrides: dict[str, Any] = {}
+        self.base: dict[str, Any] = {}
+        """Options of every start: the session cluster's dial map (pod IP -> loopback), so a scrape of
+        a pod with no local listener is refused at once rather than waiting on an unrouted address."""
 
     @classmethod
     def shared(cls, kubeconfig: Path) -> Operators:
@@ -107,6 +111,7 @@ class Operators:
         settings: dict[str, Any] = {
             "resync_seconds": 5.0,
             **({} if "config_path" in overrides else {"observe_interval": "5s"}),
+            **self.base,
             **overrides,
         }
         options = runner.Options(
@@ -128,3 +133,27 @@ class Operators:
         thread.start()
         assert ready.wait(60), "operator not ready within 60 s"
         return RunningOperator(options=options, thread=thread, stop_flag=stop_flag)
+
+
+@contextlib.contextmanager
+def cordoned(api_client: Any, pool: str) -> Iterator[Callable[[], None]]:
+    """The node pool's nodes marked unschedulable, as `kubectl cordon` does, so a model's pods stay
+    Pending until the test calls the yielded ``uncordon`` (or leaves the block): how a test holds a
+    workload back, now that the scheduler, the controllers and kwok bring it up within seconds."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    names = [
+        n.metadata.name for n in core.list_node(label_selector=f"cloud.google.com/gke-nodepool={pool}").items
+    ]
+    assert names, f"no node in pool {pool}"
+
+    def mark(unschedulable: bool) -> None:
+        for name in names:
+            core.patch_node(name, {"spec": {"unschedulable": unschedulable}})
+
+    mark(True)
+    try:
+        yield lambda: mark(False)
+    finally:
+        mark(False)

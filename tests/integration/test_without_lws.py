@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def bare_cluster(operators: Operators) -> Iterator[LocalCluster]:
     operators.stop()  # one operator at a time; the next test that needs one starts it again
-    with LocalCluster(crd_paths=[REPO / "crds"]) as cluster:
+    # a second control plane in the session: the API server alone is what this test needs
+    with LocalCluster(crd_paths=[REPO / "crds"], controllers=False) as cluster:
         yield cluster
 
 

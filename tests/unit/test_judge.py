@@ -226,12 +226,14 @@ def test_endpoints_from_endpoint_slices() -> None:
                 {"addresses": ["10.0.0.2"], "conditions": {"ready": True}},
                 {"addresses": ["10.0.0.3"], "conditions": {"ready": False}},
                 {"addresses": ["10.0.0.4"]},
+                {"addresses": ["10.0.0.6"], "conditions": {"ready": False, "terminating": True}},
             ],
         },
         {"ports": [{"name": "metrics", "port": 9400}], "endpoints": [{"addresses": ["fd00::5"]}]},
         {"ports": None, "endpoints": None},
     ]
-    assert sidecar_endpoints(slices) == ["10.0.0.2:9400", "10.0.0.4:9400", "[fd00::5]:9400"]
+    # a warming (not ready) slice is billed too; a terminating one is leaving
+    assert sidecar_endpoints(slices) == ["10.0.0.2:9400", "10.0.0.3:9400", "10.0.0.4:9400", "[fd00::5]:9400"]
 
 
 def test_sidecar_figures_from_the_sidecars_own_exposition() -> None:
@@ -265,3 +267,24 @@ def test_every_cost_action_of_the_spec_is_in_the_actions_table() -> None:
     from datajax_operator.status.actions import ACTIONS
 
     assert set(ACTIONS) == set(get_args(Cost.model_fields["action"].annotation))
+
+
+def test_unscheduled_pods_in_the_schedulers_words() -> None:
+    from datajax_operator.observe import unscheduled
+
+    def pod(name: str, scheduled: dict[str, str] | None, node: str | None = None) -> dict[str, Any]:
+        conditions = [{"type": "PodScheduled", **scheduled}] if scheduled else []
+        spec = {"nodeName": node} if node else {}
+        return {"metadata": {"name": name}, "spec": spec, "status": {"conditions": conditions}}
+
+    why = {
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/19 nodes are available: 2 Insufficient google.com/tpu. ",
+    }
+    running = pod("m-a", {"status": "True"}, node="tpu-v6e-2x4-0")
+    assert unscheduled([running, pod("m-new", None)]) is None  # not yet looked at by the scheduler
+    assert unscheduled([running, pod("m-c", why), pod("m-b", why)]) == (
+        "2 pod(s) cannot be scheduled (pod m-b: Unschedulable: "
+        "0/19 nodes are available: 2 Insufficient google.com/tpu.)"
+    )

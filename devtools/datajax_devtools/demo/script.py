@@ -1,12 +1,14 @@
 """The local demo behind `make run`: the whole product on one machine, driven by a traffic model.
 
-Real: etcd and kube-apiserver (127.0.0.1), the CRD, the operator process, one `datajax-sidecar serve`
-process per serving pod, kubectl. Simulated: vLLM's `/metrics` (a traffic model over a real vLLM
-scrape), the kubelet (no pod runs), the Deployment controller's status and the EndpointSlice
-controller. The story: busy traffic fills in $/Mtok, p95 and the prefix-cache hit ratio; traffic drops
-until the cost ceiling is breached for a whole window (condition, Event, ScaleDown); traffic returns
-and the model recovers. Every wait has a deadline, and every process started here is stopped on the
-way out, including on Ctrl-C.
+Real: etcd, kube-apiserver, kube-scheduler and kube-controller-manager (127.0.0.1: the Deployment,
+ReplicaSet, EndpointSlice and garbage-collector controllers), the CRD, the operator process, one
+`datajax-sidecar serve` process per serving pod, kubectl. Simulated: vLLM's `/metrics` (a traffic model
+over a real vLLM scrape); the kubelet, by kwok on GKE-shaped TPU nodes (pod IPs, Running, Ready after
+a warm-up delay); the containers, as processes on the loopback address of each pod's IP. The story:
+busy traffic fills in $/Mtok, p95 and the prefix-cache hit ratio; traffic drops until the cost
+ceiling is breached for a whole window (condition, Event, ScaleDown: the real Deployment ->
+ReplicaSet -> pod path); traffic returns and the model recovers. Every wait has a deadline, and
+every process started here is stopped on the way out, including on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from datajax_devtools.demo.pods import SimulatedControllers, dial_map
+from datajax_devtools.demo.pods import ContainerRuntime
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
 from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
@@ -68,6 +70,8 @@ SHORT = Timing(
 BUSY_RPS = 10.0
 QUIET_RPS = 1.5
 REPLICAS = 2
+WARMUP_SECONDS = 3.0
+"""How long kwok keeps a started pod not Ready: the stand-in for weight loading and XLA compile."""
 ACTION = "ScaleDown"
 
 
@@ -144,7 +148,7 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.fleet: SimulatedVllmFleet | None = None
-        self.controllers: SimulatedControllers | None = None
+        self.controllers: ContainerRuntime | None = None
         self._stop_controllers = threading.Event()
         self._controllers_thread: threading.Thread | None = None
         self._controller_error: str | None = None
@@ -275,7 +279,7 @@ class Demo:
                 f"the operator exited with {self.operator.returncode} (log: {self.workdir / 'operator.log'})"
             )
         if self._controller_error is not None:
-            raise DemoError(f"simulated controllers failed: {self._controller_error}")
+            raise DemoError(f"running the pods' processes failed: {self._controller_error}")
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -283,16 +287,15 @@ class Demo:
         say = self.say
         say.say("datajax-operator: the local demo (the whole product on this machine, no cloud)")
         say.say(
-            "  real:      etcd + kube-apiserver on 127.0.0.1, the CRD, the operator (datajax-operator run),"
+            "  real:      etcd, kube-apiserver, kube-scheduler, kube-controller-manager on 127.0.0.1, the"
         )
-        say.say("             one datajax-sidecar serve process per serving pod, kubectl")
+        say.say("             CRD, the operator (datajax-operator run), a datajax-sidecar per pod, kubectl")
+        say.say("  simulated: vLLM's /metrics (a traffic model advancing a real vLLM 0.32.0 scrape); the")
         say.say(
-            "  simulated: vLLM's /metrics (a traffic model advancing a real vLLM 0.32.0 scrape), the kubelet"
+            f"             kubelet (kwok on GKE-shaped TPU nodes: pod IPs, Ready {WARMUP_SECONDS:g} s after "
+            "start for TPU warm-up);"
         )
-        say.say(
-            "             (no pod runs: the demo writes the Deployment's status), the EndpointSlice "
-            "controller"
-        )
+        say.say("             containers (processes on the loopback address of each pod's IP)")
         self.tools()
         self.control_plane()
         self.start_operator()
@@ -305,29 +308,40 @@ class Demo:
         return 0
 
     def tools(self) -> None:
-        self.say.step(1, "tools: the pinned etcd, kube-apiserver and kubectl built by `make tools`")
-        paths = [find_binary(name) for name in ("etcd", "kube-apiserver", "kubectl")]
-        self.kubectl_path = str(paths[2])
+        self.say.step(1, "tools: the pinned control plane and kubectl built by `make tools`")
+        names = ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager", "kwok", "kubectl")
+        paths = [find_binary(name) for name in names]
+        self.kubectl_path = str(paths[-1])
         for path in paths:
             self.say.say(f"  {path.name:15} {path.resolve()}")
 
     def control_plane(self) -> None:
         self.say.step(
-            2, "control plane: etcd + kube-apiserver on 127.0.0.1 (RBAC on), then the DataJaxModel CRD"
+            2,
+            "control plane: etcd + kube-apiserver (RBAC on), scheduler, controllers, kwok's TPU node pools, "
+            "the CRD",
         )
         self.cluster = LocalCluster(
             crd_paths=[self.repo / "crds"],
             workdir=self.workdir / "cluster",
             kubeconfig=self.workdir / "kubeconfig",
+            pod_ready_delay=WARMUP_SECONDS,
         )
         self.cluster.start()
-        seconds = self.cluster.startup_seconds
-        self.say.say(
-            f"  API server {self.cluster.server}: ready in {seconds['apiserver_ready']:.1f} s, "
-            f"CRD established in {seconds['crds']:.1f} s"
-        )
+        self.say.say(f"  API server {self.cluster.server}: {self.cluster.startup_summary()}")
         self.say.say(f"  kubeconfig {self.cluster.kubeconfig}")
         self.say.say("  " + self.kubectl("get", "crd", "-o", "name").strip())
+        self.say.say("  $ kubectl get nodes -l cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice -L ...")
+        self.say.live(
+            self.kubectl(
+                "get",
+                "nodes",
+                "-l",
+                "cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice",
+                "-L",
+                "cloud.google.com/gke-nodepool,cloud.google.com/gke-tpu-topology,node.kubernetes.io/instance-type",
+            )
+        )
 
     def start_operator(self) -> None:
         assert self.cluster is not None
@@ -343,7 +357,7 @@ class Demo:
             sys.executable,
             "-m",
             "datajax_devtools.demo.operator_process",
-            *(f"--dial={k}={v}" for k, v in dial_map().items()),
+            *(f"--dial={k}={v}" for k, v in self.cluster.dial_map().items()),
             "run",
             "--kubeconfig",
             str(self.cluster.kubeconfig),
@@ -428,13 +442,17 @@ class Demo:
     def start_pods(self) -> None:
         assert self.cluster is not None
         self.say.step(
-            5, "pods (simulated kubelet): a vLLM-format metrics server + the real datajax-sidecar per replica"
+            5,
+            "pods: ReplicaSet -> pods -> scheduled on the v6e pool -> kwok runs them; per pod a simulated "
+            "vLLM + the real datajax-sidecar",
         )
         traffic = TrafficModel()
         self.fleet = SimulatedVllmFleet(traffic)
-        self.controllers = SimulatedControllers(
-            self.cluster, self.fleet, self.namespace, self.name, self.workdir
+        selector = ",".join(
+            f"{k}={v}"
+            for k, v in sorted((self.deployment() or {})["spec"]["selector"]["matchLabels"].items())
         )
+        self.controllers = ContainerRuntime(self.cluster, self.fleet, self.namespace, selector, self.workdir)
         self._controllers_thread = threading.Thread(
             target=self._controllers_loop, name="simulated-controllers", daemon=True
         )
@@ -446,11 +464,12 @@ class Demo:
             ),
             timeout=60,
         )
-        for pod in self.controllers.pods:
+        self.say.say(f"  $ kubectl get pods -n {self.namespace} -o wide")
+        self.say.live(self.kubectl("get", "pods", "-n", self.namespace, "-o", "wide"))
+        for pod in self.controllers.pods.values():
             self.say.say(
-                f"  pod {pod.name} on 127.0.0.{pod.ip.rsplit('.', 1)[1]}: vLLM (simulated) "
-                f":{self.controllers.http_port}, datajax-sidecar pid {pod.sidecar.pid} "
-                f":{self.controllers.metrics_port}; EndpointSlice address {pod.ip}"
+                f"  pod {pod.name} (IP {pod.pod_ip}) runs on {pod.address}: vLLM (simulated), "
+                f"datajax-sidecar pid {pod.sidecar.pid}"
             )
         self.say.say("  $ kubectl get endpointslices -n " + self.namespace)
         self.say.live(self.kubectl("get", "endpointslices", "-n", self.namespace))
@@ -586,8 +605,12 @@ class Demo:
             line = f"{kind:7} {reason:15} {message.split(';')[0]}"
             say.say(f"          {line if len(line) <= 140 else line[:137] + '...'}")
         say.say(
-            "  real: API server, etcd, operator, sidecars, kubectl; "
-            "simulated: vLLM traffic, kubelet status, EndpointSlices"
+            "  real: API server, etcd, scheduler, Deployment/ReplicaSet/EndpointSlice/GC controllers, "
+            "operator, sidecars, kubectl"
+        )
+        say.say(
+            "  simulated: vLLM traffic; the kubelet (kwok: pod IPs, readiness after a warm-up delay); "
+            "containers (loopback processes); LeaderWorkerSet (not built here, unused by this model)"
         )
         say.say("  next: README.md (Where to go next), docs/architecture.md, docs/install-gke.md")
 

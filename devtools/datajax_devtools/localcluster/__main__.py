@@ -1,6 +1,6 @@
 """``make cluster``: a control plane in the foreground for a person to poke at with kubectl.
 
-Runs until Ctrl-C or SIGTERM, then stops both servers and removes the kubeconfig, so a stale file
+Runs until Ctrl-C or SIGTERM, then stops every component and removes the kubeconfig, so a stale file
 never points at a dead server.
 """
 
@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--crd", type=Path, action="append", default=[], help="CRD file or directory of *.yaml (repeatable)"
     )
+    parser.add_argument(
+        "--pod-ready-delay",
+        type=float,
+        default=5.0,
+        help="seconds a pod runs before kwok marks it Ready (stands for TPU warm-up and XLA compile)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -39,11 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     workdir = args.kubeconfig.resolve().parent / "state"
     shutil.rmtree(workdir, ignore_errors=True)  # etcd data of a run that was killed hard
     cluster = LocalCluster(
-        crd_paths=[p for p in args.crd if p.exists()], workdir=workdir, kubeconfig=args.kubeconfig
+        crd_paths=[p for p in args.crd if p.exists()],
+        workdir=workdir,
+        kubeconfig=args.kubeconfig,
+        pod_ready_delay=args.pod_ready_delay,
     )
     try:
         cluster.start()
-        print(f"\nAPI server {cluster.server} (logs in {workdir})", flush=True)
+        print(f"\nAPI server {cluster.server}: {cluster.startup_summary()} (logs in {workdir})", flush=True)
+        print("TPU nodes: kubectl get nodes -L cloud.google.com/gke-tpu-topology", flush=True)
         print(f"export KUBECONFIG={args.kubeconfig.resolve()}", flush=True)
         print("Ctrl-C to stop.", flush=True)
         while not stop.wait(1.0):

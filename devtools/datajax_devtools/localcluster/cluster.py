@@ -1,9 +1,16 @@
-"""A real etcd + kube-apiserver on loopback, for tests, demos and ``make cluster``.
+"""A real control plane on loopback, for tests, demos and ``make cluster``.
 
-No container engine runs here, so kind/k3d are out; the same two binaries controller-runtime's envtest
-uses are built from source (``make tools``) and started directly. RBAC is on, so the operator's
-least-privilege Roles can be exercised for real. No controller-manager, scheduler or kubelet runs:
-nothing garbage-collects owner references and no pod ever starts — tests act as those controllers.
+No container engine runs here, so kind/k3d are out; the binaries are built from source (``make tools``)
+and started directly: etcd and kube-apiserver (what controller-runtime's envtest runs), RBAC on, so the
+operator's least-privilege Roles are exercised for real; and, unless ``controllers=False``,
+kube-scheduler, kube-controller-manager (only the controllers our objects need, see
+:data:`CONTROLLERS`) and kwok, which plays kubelet for GKE-shaped TPU node pools (nodepools.yaml).
+So Deployments get ReplicaSets and pods, pods are scheduled onto the pool their node selector names,
+kwok gives them IPs and readiness, the EndpointSlice controller lists them, and the garbage collector
+follows owner references. Each component logs in with its own identity from the token file.
+
+No container runs: a pod's processes, where a test or the demo needs them, run on loopback at the
+address :meth:`LocalCluster.dial_map` maps the pod's IP to.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import IO, Any
 
 import yaml
 
+from . import kwok, nodepools
 from .binaries import find_binary
 from .pki import Pki, write_pki
 
@@ -38,6 +46,20 @@ log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
 _START_ATTEMPTS = 3  # a free port picked here can be taken by another process before the server binds it
+
+
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+)
+"""kube-controller-manager's controllers here: what Deployments, their pods' EndpointSlices, owner
+references and namespace deletion need, and the token controller. No node-lifecycle controller (kwok
+sends no heartbeats, so it would taint every node unreachable), nothing that needs a cloud."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -132,6 +154,10 @@ class LocalCluster:
         workdir: Path | None = None,
         kubeconfig: Path | None = None,
         ready_timeout: float = 180.0,
+        *,
+        controllers: bool = True,
+        pod_ready_delay: float = 1.0,
+        node_pools: Path = nodepools.DATA,
     ) -> None:
         self._crd_paths = [Path(p) for p in crd_paths]
         self._own_workdir = workdir is None
@@ -139,7 +165,20 @@ class LocalCluster:
         self.kubeconfig = Path(kubeconfig) if kubeconfig else self.workdir / "kubeconfig"
         self._ready_timeout = ready_timeout
         self.token = secrets.token_urlsafe(32)
+        self.controllers = controllers
+        self.pod_ready_delay = pod_ready_delay
+        self.node_pools = nodepools.load(node_pools)
+        # Pod IPs 10.A.B.N are dialled at 127.A.B.N (:meth:`dial_map`); a random A.B per cluster keeps
+        # parallel sessions on one machine from listening on each other's addresses.
+        rand = secrets.SystemRandom()
+        self.pod_network = (rand.randrange(64, 128), rand.randrange(0, 256))
+        self._component_tokens = {
+            user: secrets.token_urlsafe(32)
+            for user in ("system:kube-scheduler", "system:kube-controller-manager", "system:kwok")
+        }
         self.apiserver_port = 0
+        self.scheduler_port = 0
+        self.controller_manager_port = 0
         self._processes: list[_Process] = []
         self._pki: Pki | None = None
         self.startup_seconds: dict[str, float] = {}
@@ -160,6 +199,21 @@ class LocalCluster:
         return f"https://127.0.0.1:{self.apiserver_port}"
 
     @property
+    def pod_cidr(self) -> str:
+        return f"10.{self.pod_network[0]}.{self.pod_network[1]}.0/24"
+
+    def dial_map(self) -> dict[str, str]:
+        """Pod IP -> loopback address its processes listen on: the one rule that maps the addresses
+        the EndpointSlice controller publishes to local listeners (10.A.B.N -> 127.A.B.N)."""
+        a, b = self.pod_network
+        return {f"10.{a}.{b}.{n}": f"127.{a}.{b}.{n}" for n in range(1, 255)}
+
+    @staticmethod
+    def loopback_for(pod_ip: str) -> str:
+        """The loopback address of :meth:`dial_map` for one pod IP."""
+        return "127." + pod_ip.split(".", 1)[1]
+
+    @property
     def ca_cert(self) -> Path:
         assert self._pki is not None, "start() first"
         return self._pki.ca_cert
@@ -178,7 +232,9 @@ class LocalCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._pki = write_pki(self.workdir / "pki")
         token_file = self.workdir / "tokens.csv"
-        token_file.write_text(f'{self.token},admin,admin,"system:masters"\n')
+        lines = [f'{self.token},admin,admin,"system:masters"']
+        lines += [f"{token},{user},{user}" for user, token in self._component_tokens.items()]
+        token_file.write_text("\n".join(lines) + "\n")
         token_file.chmod(0o600)
         for attempt in range(1, _START_ATTEMPTS + 1):
             try:
@@ -191,25 +247,39 @@ class LocalCluster:
                 log.warning("control plane start attempt %d failed; retrying on new ports", attempt)
         t_ready = time.monotonic()
         self.write_kubeconfig(self.kubeconfig)
+        if self.controllers:
+            self._start_controllers()
+        t_controllers = time.monotonic()
         self.install_crds(_crd_documents(self._crd_paths))
+        t_crds = time.monotonic()
+        if self.controllers:
+            self._wait_controllers()
         self.startup_seconds.update(
             apiserver_ready=t_ready - t0,
-            crds=time.monotonic() - t_ready,
+            crds=t_crds - t_controllers,
+            controllers=(time.monotonic() - t_crds) + (t_controllers - t_ready),
             total=time.monotonic() - t0,
         )
-        log.info(
-            "control plane ready at %s in %.1f s (API server ready %.1f s, CRDs %.1f s)",
-            self.server,
-            self.startup_seconds["total"],
-            self.startup_seconds["apiserver_ready"],
-            self.startup_seconds["crds"],
-        )
+        log.info("control plane ready at %s: %s", self.server, self.startup_summary())
+
+    def startup_summary(self) -> str:
+        """One line of start-up timings, for logs, the test session header and the demo."""
+        s = self.startup_seconds
+        text = f"ready in {s['total']:.1f} s (API server {s['apiserver_ready']:.1f} s, CRDs {s['crds']:.1f} s"
+        if self.controllers:
+            nodes = sum(pool.nodes for pool in self.node_pools)
+            text += f", scheduler + controller-manager + kwok with {nodes} nodes {s['controllers']:.1f} s"
+        return text + ")"
 
     def stop(self) -> None:
         """Stop the API server before etcd (so it does not log storage errors), then drop the state."""
         self._stop_servers()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def component_pids(self) -> dict[str, int]:
+        """Process id per running component (for measurements: tests/bench/control_plane_cost.py)."""
+        return {proc.name: proc.popen.pid for proc in self._processes}
 
     def check_alive(self) -> None:
         """Raise if a server died (``make cluster`` polls this to exit instead of serving nothing)."""
@@ -281,7 +351,9 @@ class LocalCluster:
                 # a /16: make bench creates thousands of ClusterIP Services (a /24 holds 254)
                 "--service-cluster-ip-range=10.0.0.0/16",
                 "--allow-privileged=true",
-                "--disable-admission-plugins=ServiceAccount",
+                # TaintNodesByCondition taints every new Node not-ready until the node-lifecycle
+                # controller sees it Ready; that controller does not run here (see CONTROLLERS)
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 f"--service-account-issuer=https://127.0.0.1:{self.apiserver_port}/",
                 f"--service-account-key-file={self._pki.sa_public_key}",
                 f"--service-account-signing-key-file={self._pki.sa_private_key}",
@@ -291,6 +363,114 @@ class LocalCluster:
         )
         self._processes.append(apiserver)
         self._wait_ready()
+
+    # -- scheduler, controllers, kwok and the nodes ------------------------------------------------
+
+    def _component_kubeconfig(self, user: str) -> Path:
+        path = self.workdir / f"{user.rsplit(':', maxsplit=1)[-1]}.kubeconfig"
+        self.write_kubeconfig(path, token=self._component_tokens[user], user=user)
+        return path
+
+    def _start_controllers(self) -> None:
+        """kwok's RBAC and config, then the three processes, then the nodes (kwok marks them Ready)."""
+        assert self._pki is not None
+        for obj in kwok.RBAC:
+            kind = obj["kind"].lower() + "s"
+            status, body = self.request("POST", f"/apis/rbac.authorization.k8s.io/v1/{kind}", obj)
+            if status not in (201, 409):
+                raise ControlPlaneError(f"creating {obj['kind']} for kwok: HTTP {status} {body!r}")
+        kwok_config = self.workdir / "kwok.yaml"
+        kwok_config.write_text(kwok.config_text(self.pod_cidr, self.pod_ready_delay))
+        self.scheduler_port, self.controller_manager_port = free_port(), free_port()
+        common = ["--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false"]
+        scheduler_kubeconfig = self._component_kubeconfig("system:kube-scheduler")
+        self._processes.append(
+            _Process(
+                "kube-scheduler",
+                [
+                    str(find_binary("kube-scheduler")),
+                    f"--kubeconfig={scheduler_kubeconfig}",
+                    f"--secure-port={self.scheduler_port}",
+                    f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                    *common,
+                ],
+                self.workdir / "kube-scheduler.log",
+            )
+        )
+        kcm_kubeconfig = self._component_kubeconfig("system:kube-controller-manager")
+        self._processes.append(
+            _Process(
+                "kube-controller-manager",
+                [
+                    str(find_binary("kube-controller-manager")),
+                    f"--kubeconfig={kcm_kubeconfig}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    # each controller acts as its own service account with its bootstrap role
+                    # (system:controller:deployment-controller, ...), as on a real cluster
+                    "--use-service-account-credentials=true",
+                    f"--service-account-private-key-file={self._pki.sa_private_key}",
+                    f"--root-ca-file={self._pki.ca_cert}",
+                    f"--secure-port={self.controller_manager_port}",
+                    f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                    *common,
+                ],
+                self.workdir / "kube-controller-manager.log",
+            )
+        )
+        self._processes.append(
+            _Process(
+                "kwok",
+                [
+                    str(find_binary("kwok")),
+                    f"--kubeconfig={self._component_kubeconfig('system:kwok')}",
+                    f"--config={kwok_config}",
+                ],
+                self.workdir / "kwok.log",
+            )
+        )
+        for node in nodepools.node_objects(self.node_pools):
+            status, body = self.request("POST", "/api/v1/nodes", node)
+            if status not in (201, 409):
+                raise ControlPlaneError(f"creating node {node['metadata']['name']}: HTTP {status} {body!r}")
+
+    def _wait_controllers(self) -> None:
+        """Until the scheduler and controller-manager answer /healthz and kwok has made every node Ready."""
+        deadline = time.monotonic() + self._ready_timeout
+        waiting = {
+            "kube-scheduler": self.scheduler_port,
+            "kube-controller-manager": self.controller_manager_port,
+        }
+        expected = {name for pool in self.node_pools for name in pool.node_names()}
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE  # their self-signed serving certificates, on loopback
+        while True:
+            self.check_alive()
+            for name, port in list(waiting.items()):
+                try:
+                    url = f"https://127.0.0.1:{port}/healthz"
+                    with urllib.request.urlopen(url, timeout=2, context=unverified) as response:
+                        if response.status == 200:
+                            del waiting[name]
+                except (OSError, http.client.HTTPException):
+                    pass
+            status, body = self.get("/api/v1/nodes")
+            ready = set()
+            if status == 200:
+                for node in json.loads(body)["items"]:
+                    conditions = node.get("status", {}).get("conditions") or []
+                    if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                        ready.add(node["metadata"]["name"])
+            if not waiting and expected <= ready:
+                return
+            if time.monotonic() > deadline:
+                missing = sorted(waiting) + ([] if expected <= ready else ["kwok"])
+                raise ControlPlaneError(
+                    f"not ready after {self._ready_timeout:.0f} s: {', '.join(missing)} "
+                    f"({len(expected - ready)} nodes not Ready)\n"
+                    + "\n".join(f"{n}: {_tail(self.workdir / f'{n}.log', 8)}" for n in missing)
+                )
+            time.sleep(0.25)
 
     # -- talking to the server -------------------------------------------------------------------
 
@@ -334,8 +514,9 @@ class LocalCluster:
             f"{_tail(self.workdir / 'kube-apiserver.log')}"
         )
 
-    def write_kubeconfig(self, path: Path) -> None:
-        """A self-contained kubeconfig (CA embedded) so it still works when copied elsewhere."""
+    def write_kubeconfig(self, path: Path, token: str | None = None, user: str = "admin") -> None:
+        """A self-contained kubeconfig (CA embedded) so it still works when copied elsewhere; the
+        admin's unless another token-file user's token is given."""
         ca_data = base64.b64encode(self.ca_cert.read_bytes()).decode()
         config = {
             "apiVersion": "v1",
@@ -346,11 +527,11 @@ class LocalCluster:
                     "cluster": {"server": self.server, "certificate-authority-data": ca_data},
                 }
             ],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
+            "users": [{"name": user, "user": {"token": token or self.token}}],
             "contexts": [
                 {
                     "name": self.context_name,
-                    "context": {"cluster": self.context_name, "user": "admin", "namespace": "default"},
+                    "context": {"cluster": self.context_name, "user": user, "namespace": "default"},
                 }
             ],
             "current-context": self.context_name,

@@ -2,7 +2,13 @@
 
 from datajax_operator.status.actions import Action
 from datajax_operator.status.aggregate import ModelFigures, aggregate
-from datajax_operator.status.conditions import Transition, Verdict, settle, transitions
+from datajax_operator.status.conditions import (
+    Transition,
+    Verdict,
+    actionable_transitions,
+    settle,
+    transitions,
+)
 from datajax_operator.status.evaluate import Evaluation, check_reason, evaluate
 from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import (
@@ -25,6 +31,7 @@ __all__ = [
     "Transition",
     "Verdict",
     "WorkloadObservation",
+    "actionable_transitions",
     "aggregate",
     "check_reason",
     "evaluate",

@@ -139,7 +139,20 @@ def _metrics(figures: ModelFigures, now: datetime) -> MetricsStatus:
     )
 
 
-def _metrics_verdict(views: Sequence[SliceView], max_age: timedelta) -> Verdict:
+ENDPOINTS_UNREADABLE = "EndpointSlicesUnreadable"
+"""MetricsAvailable=False: the API server refused the operator the EndpointSlices of the Service."""
+
+
+def _metrics_verdict(views: Sequence[SliceView], max_age: timedelta, unlisted: str | None) -> Verdict:
+    if unlisted is not None:
+        return Verdict(
+            METRICS_AVAILABLE,
+            "False",
+            ENDPOINTS_UNREADABLE,
+            f"the operator cannot list the EndpointSlices of the model's Service ({unlisted}): grant "
+            "its ServiceAccount get, list and watch on endpointslices.discovery.k8s.io (the chart's "
+            "RBAC does); the workload is reconciled meanwhile, without figures",
+        )
     if not views:
         return Verdict(
             METRICS_AVAILABLE,
@@ -330,13 +343,16 @@ def judge(
     slice_usd_per_hour: float,
     recent: Recent | None = None,
     max_age: timedelta = timedelta(seconds=90),
+    sidecars_unlisted: str | None = None,
 ) -> Judgement:
     """Metrics, metric conditions, the new evaluation state, the replicas to render and the memory for
     the next pass.
 
     ``slice_usd_per_hour`` is the plan's price of one slice: what a slice without figures still costs
     (see ``aggregate``). ``recent`` is what the last pass returned (None: nothing remembered);
-    ``max_age`` how long a slice's last good figures stand in for a failed scrape."""
+    ``max_age`` how long a slice's last good figures stand in for a failed scrape;
+    ``sidecars_unlisted`` is why no endpoint could be listed (then ``sidecars`` is empty and the
+    figures are unknown: a gap, like any pass without figures)."""
     memory = recent if recent is not None else Recent()
     cost = spec.cost
     views, kept = carry(sidecars, memory, now, max_age)
@@ -391,7 +407,7 @@ def judge(
         COST_CEILING_BREACHED, _COST_VERDICTS, run, previous_conditions.get(COST_CEILING_BREACHED), message
     )
 
-    verdicts = [_metrics_verdict(views, max_age)]
+    verdicts = [_metrics_verdict(views, max_age, sidecars_unlisted)]
     if spec.plan is not None and spec.plan.config_map_ref is not None:
         verdicts.append(_plan_verdict(views))
     verdicts.append(cost_verdict)
