@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from judge_run import CHEAP, DEAR, T0, WINDOW, Run, slice_figures
