@@ -88,7 +88,11 @@ class Context:
         without its reconcile: the workload does not depend on its figures."""
         service = base_name(name)
         try:
-            slices = await asyncio.to_thread(self.kube.endpoint_slices, namespace, service)
+            # in the reconcile pool, whose size the client's connection pool matches (the default
+            # executor's threads on top of it made the client drop and re-handshake connections)
+            slices = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.kube.endpoint_slices, namespace, service
+            )
         except KubeError as err:
             log.warning("%s/%s: EndpointSlices not readable, no metrics this pass: %s", namespace, name, err)
             return Scrapes(unlisted=str(err))
