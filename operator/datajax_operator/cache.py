@@ -66,6 +66,9 @@ class ObjectCache:
     def put(self, obj: dict[str, Any]) -> None:
         """Store an object seen in a watch event or returned by a write, unless an newer one is known."""
         key = self.key_of(obj)
+        meta = obj["metadata"]
+        if "managedFields" in meta:  # never read here, and often the larger part of the metadata
+            obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         with self._lock:
             current = self._known.get(key)
             if current is not None and current.obj is not None:
