@@ -26,6 +26,7 @@ from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.objects import render_objects
+from datajax_operator.status.autoscale import decide_scale
 from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
@@ -51,6 +52,10 @@ class Decision:
 
     @property
     def replicas(self) -> int | None:
+        """The slices rendered: the autoscaler's count with ``spec.scaling``, else what the cost
+        action allows; None without a plan."""
+        if self.evaluation.scale is not None:
+            return self.evaluation.scale.replicas
         return self.judgement.replicas if self.judgement is not None else None
 
 
@@ -63,6 +68,8 @@ class Notice:
     reason: str
     message: str
     key: str | None = None
+    action: bool = False
+    """An action's Event (posted before the status write), not a condition change's."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class Conclusion:
 
     @property
     def actions(self) -> tuple[Notice, ...]:
-        return tuple(n for n in self.notices if n.key is not None)
+        return tuple(n for n in self.notices if n.action)
 
 
 def previous_status(raw: dict[str, Any]) -> DataJaxModelStatus | None:
@@ -91,6 +98,15 @@ def _endpoint(objects: list[dict[str, Any]]) -> str | None:
             meta = obj["metadata"]
             port = next(p["port"] for p in obj["spec"]["ports"] if p["name"] == "http")
             return f"http://{meta['name']}.{meta['namespace']}.svc:{port}/v1"
+    return None
+
+
+def _selector(objects: list[dict[str, Any]]) -> str | None:
+    """The Service's selector as a label-selector string: one pod per slice (the leader of a multi-host
+    slice), what the scale subresource gives an HPA to average pod metrics over."""
+    for obj in objects:
+        if obj["kind"] == "Service":
+            return ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].items()))
     return None
 
 
@@ -115,10 +131,11 @@ def decide(
         return Decision(Evaluation(plan=None, problems=validation_problems(err)), None, [])
     except PlanError as err:
         return Decision(Evaluation(plan=None, problems=err.problems), None, [])
+    previous = previous_status(raw)
     judgement = judge(
         model.spec,
         raw["metadata"].get("generation") or 0,
-        previous_status(raw),
+        previous,
         sidecars,
         now,
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
@@ -126,13 +143,26 @@ def decide(
         max_age=timedelta(seconds=CARRIED_INTERVALS * config.observe_interval_seconds),
         sidecars_unlisted=sidecars_unlisted,
     )
-    objects = render_objects(model, plan, config, replicas=judgement.replicas)
-    return Decision(
-        Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)),
-        judgement,
-        objects,
-        refresh=timedelta(seconds=model.spec.cost.window_seconds),
+    replicas = judgement.replicas
+    scale = None
+    roof = plan.capacity.roofline if plan.capacity is not None else None
+    if model.spec.scaling is not None and roof is not None:
+        # spec.scaling: the autoscaler decides the count instead (status.autoscale)
+        scale = decide_scale(
+            model.spec,
+            raw["metadata"].get("generation") or 0,
+            previous,
+            sidecars,
+            now,
+            roof=roof,
+            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        )
+        replicas = scale.replicas
+    objects = render_objects(model, plan, config, replicas=replicas)
+    evaluation = Evaluation(
+        plan=plan, problems=[], endpoint=_endpoint(objects), selector=_selector(objects), scale=scale
     )
+    return Decision(evaluation, judgement, objects, refresh=timedelta(seconds=model.spec.cost.window_seconds))
 
 
 def conclude(
@@ -159,8 +189,9 @@ def conclude(
                     f"{condition.type} is {condition.status}: {condition.message}",
                 )
             )
-    for action in decision.judgement.actions if decision.judgement is not None else ():
+    scale_actions = decision.evaluation.scale.actions if decision.evaluation.scale is not None else ()
+    for action in (*(decision.judgement.actions if decision.judgement is not None else ()), *scale_actions):
         notices.append(
-            Notice("Warning" if action.warning else "Normal", action.reason, action.message, action.key)
+            Notice("Warning" if action.warning else "Normal", action.reason, action.message, action.key, True)
         )
     return Conclusion(status, write, tuple(notices))

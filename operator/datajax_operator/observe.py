@@ -125,6 +125,12 @@ def _one(samples: Samples, name: str, **labels: str) -> float:
     raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
 
 
+def _optional(samples: Samples, name: str) -> float:
+    """A figure an older sidecar may not export: NaN (unknown) when it is absent."""
+    found = samples.get(name, [])
+    return found[0][1] if found else math.nan
+
+
 def _plausible(figures: SidecarFigures) -> SidecarFigures:
     """Refuse figures no sidecar exports (a negative or infinite rate, a ratio above 1): they would be
     aggregated into the model's figures as if true. NaN is the sidecar's "unknown" and passes."""
@@ -136,6 +142,7 @@ def _plausible(figures: SidecarFigures) -> SidecarFigures:
         'datajax_latency_p95_seconds{kind="e2e"}': (figures.p95_e2e_latency_seconds, math.inf),
         'datajax_latency_p95_seconds{kind="ttft"}': (figures.p95_ttft_seconds, math.inf),
         "datajax_window_seconds": (figures.window_seconds, math.inf),
+        "datajax_requests_per_second": (figures.requests_per_second, math.inf),
     }
     for name, (value, upper) in checks.items():
         if math.isnan(value):
@@ -151,6 +158,8 @@ def sidecar_figures(text: str) -> SidecarFigures:
     exposition = _samples(text)
     registered = exposition.get("datajax_plan_registered", [])
     info = exposition.get("datajax_plan_info", [])
+    cache_hit = exposition.get("datajax_xla_cache_hit", [])
+    startup = exposition.get("datajax_startup_seconds", [])
     return _plausible(
         SidecarFigures(
             usd_per_hour=_one(exposition, "datajax_cost_usd_per_hour"),
@@ -161,8 +170,11 @@ def sidecar_figures(text: str) -> SidecarFigures:
             p95_ttft_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="ttft"),
             window_seconds=_one(exposition, "datajax_window_seconds"),
             upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
+            requests_per_second=_optional(exposition, "datajax_requests_per_second"),
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
+            xla_cache_hit=cache_hit[0][1] == 1.0 if cache_hit else None,
+            startup_seconds=startup[0][1] if startup and math.isfinite(startup[0][1]) else None,
         )
     )
 

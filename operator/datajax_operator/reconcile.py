@@ -18,7 +18,8 @@ Level-triggered: every pass drives the cluster to what the spec asks for, whatev
    and deletes nothing; children of kinds the plan no longer wants are deleted (only those this
    model controls);
 4. write once: the status only when something a person or a controller acts on changed
-   (``status.writes``); the Events of the cost actions first (named after the decision, so a
+   (``status.writes``); the Events of the cost actions (and of the autoscaler's, with
+   ``spec.scaling``: ``status.autoscale`` decides the count then) first (named after the decision, so a
    decision taken again after a crash is posted once), those of condition changes after the write.
 
 A spec that cannot be planned must not take a serving model down: what already serves keeps serving,
@@ -373,7 +374,7 @@ def reconcile(
         written = kube.apply_status(DATAJAX_MODEL, namespace, name, _status_document(conclusion.status))
         objects.put(written)
         for notice in conclusion.notices:
-            if notice.key is None:
+            if not notice.action:
                 _post(kube, raw, notice, now)
     return Outcome(
         status=conclusion.status,

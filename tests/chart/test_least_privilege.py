@@ -39,7 +39,7 @@ pytestmark = pytest.mark.chart
 GROUP, VERSION, PLURAL = "datajax.dev", "v1alpha1", "datajaxmodels"
 EXAMPLES = {
     "llama3-8b": ("Deployment", "apps"),
-    "llama3-70b": ("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
+    "llama3-70b-multihost": ("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
 }
 # Resources the operator never manages: no verb on them may be allowed anywhere.
 UNMANAGED = [

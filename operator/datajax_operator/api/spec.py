@@ -11,11 +11,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from datajax_operator.api.base import SpecModel
-from datajax_operator.api.tpu import Generation
+from datajax_operator.api.tpu import GENERATIONS, generation_list, topology_list
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+QUANTITY = r"^[1-9][0-9]{0,5}(Mi|Gi|Ti)$"
+BUCKET = r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$"
 
 Pricing = Literal["on-demand", "spot", "cud-1y", "cud-3y"]
 WeightDtype = Literal["bfloat16", "float16", "float32", "fp8", "int8", "int4"]
@@ -37,6 +39,66 @@ class SecretKeyRef(SpecModel):
         pattern=CONFIG_KEY,
         description="Key in the Secret that holds the Hugging Face token (the GKE tutorials use "
         "hf_api_token).",
+    )
+
+
+class EmptyDirStorage(SpecModel):
+    """Node-local scratch space for the weights: fetched again whenever a pod is recreated."""
+
+    size_limit: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        max_length=12,
+        description="Size of the volume and the container's ephemeral-storage request (e.g. 200Gi). When "
+        "unset it is sized from model.parametersBillions and model.dtype (weights plus a quarter, plus the "
+        "XLA cache); without those hints it is unsized and no disk is requested (the plan warns).",
+    )
+
+
+class ClaimStorage(SpecModel):
+    """An existing PersistentVolumeClaim in the model's namespace."""
+
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the PersistentVolumeClaim. Use ReadWriteMany (e.g. Filestore) when several pods "
+        "(replicas or hosts) mount it.",
+    )
+
+
+class GCSFuseStorage(SpecModel):
+    """A Cloud Storage bucket mounted through GKE's Cloud Storage FUSE CSI driver."""
+
+    bucket_name: str = Field(
+        min_length=3,
+        max_length=222,
+        pattern=BUCKET,
+        description="Bucket name without gs:// (the CSI volume attribute bucketName). The pod's service "
+        "account (serving.serviceAccountName) needs read/write access through Workload Identity.",
+    )
+    only_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[-_.a-zA-Z0-9][-_./a-zA-Z0-9]*$",
+        description="Mount only this folder of the bucket (the gcsfuse mount option only-dir).",
+    )
+
+
+class WeightStorage(SpecModel):
+    """Where vLLM downloads the weights (--download-dir) and keeps its XLA compile cache: exactly one."""
+
+    empty_dir: EmptyDirStorage | None = Field(
+        default=None, description="A node-local emptyDir with an ephemeral-storage request (the default)."
+    )
+    persistent_volume_claim: ClaimStorage | None = Field(
+        default=None, description="An existing PersistentVolumeClaim, shared by every pod of the model."
+    )
+    gcs_fuse: GCSFuseStorage | None = Field(
+        default=None,
+        description="A Cloud Storage bucket through the GCS FUSE CSI driver (GKE adds its sidecar when the "
+        "pod carries the gke-gcsfuse/volumes annotation, which the operator sets).",
     )
 
 
@@ -112,21 +174,28 @@ class ModelSource(SpecModel):
         "checkpoint's "
         "own dtype).",
     )
+    storage: WeightStorage | None = Field(
+        default=None,
+        description="Volume the weights are downloaded to (vLLM --download-dir) on every pod of a replica. "
+        "Defaults to an emptyDir sized from the model, with a matching ephemeral-storage request.",
+    )
+
+
+Parallelism = Literal["PipelineAcrossHosts", "TensorAcrossHosts"]
 
 
 class TPU(SpecModel):
     """The TPU slice one replica runs on."""
 
-    generation: Generation = Field(
-        description="TPU generation: v5e or v6e (Trillium); v5p and tpu7x (Ironwood) are preview."
+    generation: str = Field(
+        description=f"TPU generation, one record of the operator's TPU catalog: {generation_list()}.",
+        json_schema_extra={"enum": list(GENERATIONS)},
     )
     topology: str = Field(
         min_length=3,
         max_length=12,
         pattern=r"^[1-9][0-9]{0,2}x[1-9][0-9]{0,2}(x[1-9][0-9]{0,2})?$",
-        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: 1x1, 2x2, 2x4, "
-        "4x4, 4x8, "
-        "8x8, 8x16 or 16x16 for v5e/v6e; 3-D shapes such as 2x2x1 or 2x2x2 for v5p and tpu7x.",
+        description=f"Slice topology, the node pool's cloud.google.com/gke-tpu-topology: {topology_list()}.",
     )
     machine_type: str | None = Field(
         default=None,
@@ -151,6 +220,21 @@ class TPU(SpecModel):
         description="Name of a specific Compute Engine reservation to consume "
         "(node selector cloud.google.com/reservation-name). Cannot be combined with spot.",
     )
+    parallelism: Parallelism | None = Field(
+        default=None,
+        description="How a multi-host slice splits the model. PipelineAcrossHosts (the default): tensor "
+        "parallel within each host, one pipeline stage per host (--pipeline-parallel-size = hosts), the "
+        "multi-host mode tpu-inference's support matrix marks passing. TensorAcrossHosts: tensor parallel "
+        "over every device of the slice (multi-host TP is untested upstream). Single-host slices ignore it.",
+    )
+
+    @field_validator("generation")
+    @classmethod
+    def _known_generation(cls, generation: str) -> str:
+        """The CRD's enum says the same; this keeps `plan` offline as strict as the API server."""
+        if generation not in GENERATIONS:
+            raise ValueError(f"unknown TPU generation {generation!r}: use one of {generation_list()}")
+        return generation
 
 
 Axis = Literal["data", "model"]
@@ -174,8 +258,9 @@ class Mesh(SpecModel):
     shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         min_length=1,
         max_length=2,
-        description="Size of each axis, in the order of axes. The product must equal the chips of the "
-        "topology.",
+        description="Size of each axis, in the order of axes. The product must equal the JAX devices of one "
+        "pipeline stage: the slice's devices (chips x devices per chip), divided by the hosts when "
+        "tpu.parallelism is PipelineAcrossHosts on a multi-host slice.",
     )
 
     @field_validator("axes")
@@ -195,7 +280,8 @@ class ChunkedPrefill(SpecModel):
         ge=16,
         le=1_048_576,
         description="Tokens per scheduler step (vLLM --max-num-batched-tokens). Derived from the wave spec's "
-        "prompt lengths when plan.waveSpecRef is set, else 2048. Must be at least serving.maxNumSeqs.",
+        "prompt lengths when plan.waveSpecRef is set, else vLLM's TPU default for the generation (v6e 1024, "
+        "v5e 512, v5p 256; vllm/engine/arg_utils.py). Must be at least serving.maxNumSeqs.",
     )
 
 
@@ -304,15 +390,23 @@ class EnvVar(SpecModel):
 
 
 class XLACache(SpecModel):
-    """A persistent XLA compilation cache, so restarts skip the first (long) compile."""
+    """Where the XLA compilation cache lives when not on the weights volume (the default).
 
-    claim_name: str = Field(
+    The operator keeps it in a directory keyed by everything a compiled program depends on (image,
+    topology, mesh, max model length, batch buckets), so a changed key starts a fresh cache instead of
+    loading programs compiled for another shape.
+    """
+
+    claim_name: str | None = Field(
+        default=None,
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="PersistentVolumeClaim mounted as VLLM_XLA_CACHE_PATH. Use ReadWriteMany when several "
-        "pods "
-        "(replicas or hosts) share it.",
+        description="PersistentVolumeClaim for the cache. Use ReadWriteMany when several pods (replicas or "
+        "hosts) share it.",
+    )
+    gcs_fuse: GCSFuseStorage | None = Field(
+        default=None, description="A Cloud Storage bucket for the cache, through the GCS FUSE CSI driver."
     )
 
 
@@ -365,7 +459,16 @@ class Serving(SpecModel):
     )
     xla_cache: XLACache | None = Field(
         default=None,
-        description="Persistent XLA compilation cache; compiled graphs are lost on restart when unset.",
+        description="Separate volume for the XLA compilation cache (VLLM_XLA_CACHE_PATH). When unset the "
+        "cache lives on the weights volume (model.storage), under a directory keyed by the compiled shape.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Kubernetes service account of the serving pods (e.g. one bound to a Google service "
+        "account through Workload Identity, which GCS FUSE storage needs). The namespace default when unset.",
     )
     startup_timeout_seconds: int = Field(
         default=2400,
@@ -424,6 +527,8 @@ class PlanRefs(SpecModel):
 
 
 _SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
+DURATION = r"^[1-9][0-9]{0,4}(s|m|h)$"
+"""A duration as the API takes it: a number and a unit s, m or h (e.g. 10m)."""
 
 
 def duration_seconds(text: str) -> int:
@@ -460,7 +565,7 @@ class Cost(SpecModel):
     window: str = Field(
         default="10m",
         max_length=8,
-        pattern=r"^[1-9][0-9]{0,4}(s|m|h)$",
+        pattern=DURATION,
         description="Window the cost is evaluated over: a number and a unit s, m or h (e.g. 10m).",
     )
     min_tokens_per_second: float = Field(
@@ -473,7 +578,8 @@ class Cost(SpecModel):
         default="Alert",
         description="What happens when the ceiling is breached: Alert (condition and Event), ScaleDown "
         "(one replica fewer per window, never below 1, back to spec.replicas once the cost is under the "
-        "ceiling for a window) or Suspend (replicas to 0 until the spec changes).",
+        "ceiling for a window) or Suspend (replicas to 0 until the spec changes). With spec.scaling only "
+        "Alert: the autoscaler keeps the cost under the ceiling itself.",
     )
 
     @property
@@ -489,6 +595,58 @@ class SLO(SpecModel):
     )
 
 
+ScalingPolicy = Literal["PreferSLO", "PreferCost"]
+
+
+class Scaling(SpecModel):
+    """The operator owns the replica count: it keeps p95 under spec.slo and $/Mtok under the ceiling.
+
+    Each observation pass it estimates demand from the sidecars, the tokens/s one slice serves at the
+    SLO (learned from the slices' own load and p95, seeded by a roofline model of the TPU generation),
+    and from them the band of replica counts that meets both bounds (docs/autoscaling.md).
+    """
+
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest slices the operator runs, whatever the demand. 0 allows scale-to-zero, and "
+        "needs scaleToZeroAfter.",
+    )
+    max_replicas: int = Field(
+        ge=1, le=1000, description="Most slices the operator runs, whatever the demand (a budget cap)."
+    )
+    policy: ScalingPolicy = Field(
+        default="PreferSLO",
+        description="Which bound gives when no replica count meets both the SLO and the cost ceiling, and "
+        "where in the band to sit: PreferSLO runs enough slices for the SLO (the ceiling gives) with some "
+        "headroom; PreferCost runs no more slices than the ceiling allows (the SLO gives) and no spare.",
+    )
+    scale_to_zero_after: str | None = Field(
+        default=None,
+        max_length=8,
+        pattern=DURATION,
+        description="With minReplicas 0: how long without any traffic before the model is scaled to zero "
+        "slices (e.g. 30m). At zero no sidecar measures demand: `kubectl scale djm NAME --replicas=N` (or "
+        "any spec change) wakes it; status.scaling.expectedColdStartSeconds says how long that takes.",
+    )
+    scale_down_stabilization: str = Field(
+        default="5m",
+        max_length=8,
+        pattern=DURATION,
+        description="How long the demand must stay low before slices are removed (the largest count "
+        "asked for in that time is kept). Scaling up is immediate.",
+    )
+
+    @property
+    def scale_to_zero_after_seconds(self) -> int | None:
+        return duration_seconds(self.scale_to_zero_after) if self.scale_to_zero_after else None
+
+    @property
+    def scale_down_stabilization_seconds(self) -> int:
+        return duration_seconds(self.scale_down_stabilization)
+
+
 class DataJaxModelSpec(SpecModel):
     """Desired state of a model served by vLLM on a Cloud TPU slice."""
 
@@ -496,11 +654,17 @@ class DataJaxModelSpec(SpecModel):
     tpu: TPU = Field(description="The TPU slice each replica runs on.")
     mesh: Mesh | None = Field(
         default=None,
-        description="Explicit JAX mesh. Derived when unset: data=1, model=chips (tensor parallel over the "
-        "slice).",
+        description="Explicit JAX mesh of one engine (one pipeline stage on a multi-host slice with "
+        "tpu.parallelism PipelineAcrossHosts). Derived when unset: data=1, model=devices of the stage.",
     )
     replicas: int = Field(
-        default=1, ge=0, le=1000, description="Slices serving this model (0 suspends serving)."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Slices serving this model (0 suspends serving); the scale subresource, so `kubectl "
+        "scale` and a HorizontalPodAutoscaler or KEDA ScaledObject can set it. With spec.scaling the "
+        "operator owns the count: a new value is where the autoscaler starts from (clamped to "
+        "minReplicas..maxReplicas), e.g. to wake a model scaled to zero.",
     )
     serving: Serving = Field(
         default_factory=Serving, description="vLLM serving options.", json_schema_extra={"default": {}}
@@ -510,3 +674,8 @@ class DataJaxModelSpec(SpecModel):
         default_factory=Cost, description="Cost ceiling and measurement.", json_schema_extra={"default": {}}
     )
     slo: SLO | None = Field(default=None, description="Latency objective; no latency condition when unset.")
+    scaling: Scaling | None = Field(
+        default=None,
+        description="Autoscaling on the SLO and the cost ceiling at once; needs spec.slo. When unset, "
+        "spec.replicas (or an HPA through the scale subresource) decides, and cost.action applies.",
+    )

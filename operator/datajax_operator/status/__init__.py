@@ -2,6 +2,7 @@
 
 from datajax_operator.status.actions import Action
 from datajax_operator.status.aggregate import ModelFigures, aggregate
+from datajax_operator.status.autoscale import ScaleDecision, decide_scale
 from datajax_operator.status.conditions import (
     Transition,
     Verdict,
@@ -26,6 +27,7 @@ __all__ = [
     "ModelFigures",
     "Observations",
     "Recent",
+    "ScaleDecision",
     "SidecarFigures",
     "SidecarScrape",
     "Transition",
@@ -34,6 +36,7 @@ __all__ = [
     "actionable_transitions",
     "aggregate",
     "check_reason",
+    "decide_scale",
     "evaluate",
     "judge",
     "settle",

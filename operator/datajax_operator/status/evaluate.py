@@ -9,6 +9,7 @@ from datetime import datetime
 
 from datajax_operator.api.constants import READY, SPEC_VALID, WORKLOAD_AVAILABLE
 from datajax_operator.api.status import (
+    CompileCacheStatus,
     Condition,
     DataJaxModelStatus,
     MeshStatus,
@@ -19,6 +20,7 @@ from datajax_operator.api.status import (
 from datajax_operator.plan.cost import breakeven_tokens_per_second
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
+from datajax_operator.status.autoscale import ScaleDecision
 from datajax_operator.status.conditions import Verdict, settle
 from datajax_operator.status.judge import Judgement
 from datajax_operator.status.observations import Observations
@@ -56,6 +58,10 @@ class Evaluation:
     plan: Plan | None
     problems: list[Problem]
     endpoint: str | None = None
+    selector: str | None = None
+    """Label selector of one serving pod per slice (status.selector of the scale subresource)."""
+    scale: ScaleDecision | None = None
+    """The autoscaler's decision (with spec.scaling)."""
 
 
 def _spec_verdict(evaluation: Evaluation) -> Verdict:
@@ -134,6 +140,20 @@ def _phase(evaluation: Evaluation, observations: Observations, judgement: Judgem
     return "Ready" if workload.available >= workload.desired else "Degraded"
 
 
+def compile_cache(plan: Plan, observations: Observations) -> CompileCacheStatus:
+    """Where the compile cache is, and what the slices' sidecars reported of their start (issue 15)."""
+    reports = [s.figures for s in observations.sidecars if s.figures is not None]
+    known = [f.xla_cache_hit for f in reports if f.xla_cache_hit is not None]
+    startups = [f.startup_seconds for f in reports if f.startup_seconds is not None]
+    return CompileCacheStatus(
+        path=plan.storage.xla_cache_dir,
+        volume=plan.storage.xla_cache_volume,
+        hits=sum(known) if known else None,
+        misses=len(known) - sum(known) if known else None,
+        startup_seconds=round(max(startups), 1) if startups else None,
+    )
+
+
 def _planned_cost(plan: Plan, judgement: Judgement | None) -> PlannedCostStatus:
     """The plan's price of the slices actually run (fewer under a ScaleDown, none while suspended):
     what a new model costs from its first pass, before any sidecar has measured it."""
@@ -166,7 +186,11 @@ def evaluate(
     workload = _workload_verdict(evaluation, observations)
     plan = evaluation.plan
     judged = list(judgement.verdicts) if judgement is not None and plan is not None else []
+    scale = evaluation.scale if plan is not None else None
+    if scale is not None:
+        judged.append(scale.verdict)
     verdicts = [spec, workload, *judged, _ready_verdict(spec, workload)]
+    running = observations.workload
     previous_conditions: list[Condition] = previous.conditions if previous is not None else []
     kept = judgement if plan is not None else None
     return DataJaxModelStatus(
@@ -174,10 +198,15 @@ def evaluate(
         observed_generation=generation,
         placement=PlacementStatus.model_validate(plan.placement.to_json()) if plan else None,
         mesh=MeshStatus.model_validate(plan.mesh.to_json()) if plan else None,
+        compile_cache=compile_cache(plan, observations) if plan else None,
         endpoint=evaluation.endpoint if plan else None,
         metrics=kept.metrics if kept is not None else None,
         planned_cost=_planned_cost(plan, kept) if plan else None,
         cost_evaluation=kept.cost if kept is not None else None,
         latency_evaluation=kept.latency if kept is not None else None,
+        replicas=running.desired if running is not None else None,
+        available_replicas=running.available if running is not None else None,
+        selector=evaluation.selector if plan else None,
+        scaling=scale.status if scale is not None else None,
         conditions=settle(verdicts, previous_conditions, generation, now),
     )

@@ -4,6 +4,7 @@
 evaluation stays a pure function of (spec, plan, observations, now).
 """
 
+import math
 from dataclasses import dataclass
 
 
@@ -33,10 +34,16 @@ class SidecarFigures:
     p95_ttft_seconds: float
     window_seconds: float
     upstream_up: bool
+    requests_per_second: float = math.nan
+    """Finished requests per second over the window (NaN when the sidecar does not export it)."""
     plan_registered: bool | None = None
     """None when the sidecar reports no plan (it was started without --plan-status)."""
     plan_reason: str | None = None
     """The reason the vLLM plugin gave (CamelCase), from datajax_plan_info."""
+    xla_cache_hit: bool | None = None
+    """datajax_xla_cache_hit: the pod started with compiled programs (None: not exported)."""
+    startup_seconds: float | None = None
+    """datajax_startup_seconds: pod start to vLLM's first answer (None until vLLM has answered)."""
 
 
 @dataclass(frozen=True)

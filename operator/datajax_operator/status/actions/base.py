@@ -37,7 +37,8 @@ class Action:
     reason: str
     message: str
     warning: bool
-    key: str
+    key: str | None = None
+    """None: an Event with a generated name (an action whose repetition is harmless)."""
 
 
 @dataclass(frozen=True)
