@@ -521,7 +521,8 @@ class PlanRefs(SpecModel):
         default=None,
         description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. The operator "
         "reads it to derive serving defaults (prefix caching, chunk size, KV-cache dtype; explicit serving "
-        "fields win) and re-reads it at every resync; also mounted as /etc/datajax/plan/wavespec.json.",
+        "fields win) and re-reads it at every periodic pass; also mounted as "
+        "/etc/datajax/plan/wavespec.json.",
     )
 
 
