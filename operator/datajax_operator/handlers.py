@@ -31,14 +31,14 @@ import aiohttp
 import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
-from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube
+from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube, KubeError
 from datajax_operator.metrics import ModelKey, OperatorMetrics
 from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
 from datajax_operator.peering import Peering, paused_by_peers
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
 from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name
-from datajax_operator.status.observations import SidecarScrape
+from datajax_operator.status.observations import Scrapes
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,22 @@ class Context:
     observers: dict[ModelKey, asyncio.Task[None]] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
 
-    async def _scrape(self, namespace: str, name: str) -> tuple[SidecarScrape, ...]:
-        slices = await asyncio.to_thread(self.kube.endpoint_slices, namespace, base_name(name))
+    async def _scrape(self, namespace: str, name: str) -> Scrapes:
+        """This pass's scrapes of the model's sidecars. EndpointSlices the API server refuses to list
+        (a 403 from RBAC without ``endpointslices``, a 5xx) leave the pass without metrics, never
+        without its reconcile: the workload does not depend on its figures."""
+        service = base_name(name)
+        try:
+            slices = await asyncio.to_thread(self.kube.endpoint_slices, namespace, service)
+        except KubeError as err:
+            log.warning("%s/%s: EndpointSlices not readable, no metrics this pass: %s", namespace, name, err)
+            return Scrapes(unlisted=str(err))
         if self.session is None:
             self.session = aiohttp.ClientSession()
-        return await scrape_sidecars(
-            self.session, sidecar_endpoints(slices), self.config.scrape_timeout_seconds, self.dial
+        return Scrapes(
+            await scrape_sidecars(
+                self.session, sidecar_endpoints(slices), self.config.scrape_timeout_seconds, self.dial
+            )
         )
 
     executor: Executor | None = None
@@ -88,11 +98,18 @@ class Context:
         async with self.locks.setdefault(key, asyncio.Lock()):
             started = time.monotonic()
             try:
-                sidecars = await self._scrape(namespace, name)
+                scrapes = await self._scrape(namespace, name)
                 outcome = await asyncio.get_running_loop().run_in_executor(
                     self.executor,
                     functools.partial(
-                        reconcile, self.kube, namespace, name, self.config, self.clock(), sidecars=sidecars
+                        reconcile,
+                        self.kube,
+                        namespace,
+                        name,
+                        self.config,
+                        self.clock(),
+                        sidecars=scrapes.sidecars,
+                        sidecars_unlisted=scrapes.unlisted,
                     ),
                 )
             except Exception:

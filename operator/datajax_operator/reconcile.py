@@ -9,13 +9,15 @@ whatever happened before (an operator restart, a missed event, a person deleting
 2. render and server-side apply every wanted child (a no-op apply changes nothing on the server),
    except one whose name is taken by an object this model does not control: that object is left
    exactly as it is (never adopted, never deleted) and the status says so; a child the API server
-   refuses as invalid (a 400/422 for content the CRD could not check, e.g. an env ``valueFrom``) makes
-   the spec invalid, like a planner rejection, instead of failing every reconcile, and deletes nothing;
+   refuses as invalid (a 400/422 for content the CRD cannot check, e.g. an env ``fieldRef`` path the
+   Pod does not support) makes the spec invalid, like a planner rejection, instead of failing every
+   reconcile, and deletes nothing;
 3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
    LeaderWorkerSet, and back), only those this model controls (owner reference uid);
 4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
    ``observe``), evaluate the status (pure), and write it once, only when it differs from the stored
-   one; post an Event for each condition that changed and for each cost action taken.
+   one; post an Event for each condition change a person acts on (not a condition's birth in a
+   state nobody acts on) and for each cost action taken.
 
 The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
 (fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
@@ -57,7 +59,7 @@ from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.names import child_names, selector_labels
 from datajax_operator.render.objects import render_objects
-from datajax_operator.status.conditions import transitions
+from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import SidecarScrape
@@ -123,6 +125,7 @@ def _plan(
     now: datetime,
     *,
     wave_spec: dict[str, Any] | Problem | None,
+    sidecars_unlisted: str | None = None,
 ) -> tuple[Evaluation, Judgement | None, list[dict[str, Any]]]:
     """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
     if isinstance(wave_spec, Problem):
@@ -141,6 +144,7 @@ def _plan(
         sidecars,
         now,
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        sidecars_unlisted=sidecars_unlisted,
     )
     objects = render_objects(model, plan, config, replicas=judgement.replicas)
     return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
@@ -253,18 +257,27 @@ def reconcile(
     now: datetime,
     *,
     sidecars: Sequence[SidecarScrape] = (),
+    sidecars_unlisted: str | None = None,
 ) -> Outcome | None:
     """Drive one model's children and status to its spec. None when the model is gone or going.
 
     ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition;
-    ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty).
+    ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty);
+    ``sidecars_unlisted`` is why the endpoints could not be listed at all (the API server refused the
+    EndpointSlices): the pass goes on without metrics and says so in MetricsAvailable.
     """
     raw = kube.get(DATAJAX_MODEL, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
     previous = _previous_status(raw)
     evaluation, judgement, desired = _plan(
-        raw, config, previous, sidecars, now, wave_spec=_wave_spec(kube, raw)
+        raw,
+        config,
+        previous,
+        sidecars,
+        now,
+        wave_spec=_wave_spec(kube, raw),
+        sidecars_unlisted=sidecars_unlisted,
     )
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
@@ -304,7 +317,7 @@ def reconcile(
     written = document != _status_document(previous)
     if written and document is not None:
         kube.apply_status(DATAJAX_MODEL, namespace, name, document)
-        for change in transitions(previous.conditions if previous else [], status.conditions):
+        for change in actionable_transitions(previous.conditions if previous else [], status.conditions):
             condition = change.condition
             try:
                 kube.event(

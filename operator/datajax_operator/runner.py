@@ -2,8 +2,9 @@
 
 Standalone by default (no peering objects needed: one replica, Recreate rollout in the chart); with
 ``--peering NAME`` kopf's peering CRDs coordinate several replicas. kopf peering is not an election:
-replicas of equal priority pause each other, so a standby gets a lower ``--priority`` than the
-active replica and takes over once the active one's record is older than ``--peering-lifetime``.
+replicas of equal priority pause each other, so each replica needs a ``--priority`` of its own
+(``--priority pod-name`` derives one from the pod's name, as the chart does); the highest live one
+acts, and a standby takes over once the active one's record is older than ``--peering-lifetime``.
 kopf's own bookkeeping goes to annotations under our group, never into the model's status, which only
 the reconcile writes.
 """
@@ -29,7 +30,7 @@ from datajax_operator.api.constants import GROUP
 from datajax_operator.handlers import Context, register
 from datajax_operator.kube import Kube
 from datajax_operator.metrics import OperatorMetrics
-from datajax_operator.peering import Peering
+from datajax_operator.peering import Peering, priority_from_name
 from datajax_operator.plan.config import OperatorConfig, load_config
 
 LogFormat = Literal["json", "text"]
@@ -168,7 +169,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--bind-address", default="0.0.0.0", help="address of /healthz and /metrics")
     parser.add_argument("--peering", metavar="NAME", help="coordinate replicas through kopf peering NAME")
     parser.add_argument(
-        "--priority", type=int, default=0, help="peering priority: the highest live replica acts"
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority: the highest live replica acts. 'pod-name': one of its own, derived from "
+        "$POD_NAME (else the host name), so that the replicas of one Deployment differ",
     )
     parser.add_argument(
         "--peering-lifetime",
@@ -189,6 +194,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--workers", type=int, default=16, help="reconciles that may run at once (threads)")
     parser.set_defaults(func=_cmd_run)
+
+
+def _priority(text: str) -> int:
+    if text == "pod-name":
+        return priority_from_name(os.environ.get("POD_NAME") or socket.gethostname())
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a priority: {text!r} (an integer, or pod-name)") from None
 
 
 def _interval(text: str) -> str:

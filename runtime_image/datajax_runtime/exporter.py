@@ -27,6 +27,8 @@ class ExportState:
     plan_status_configured: bool
     plan: PlanStatus | None
     model: str
+    cost_window_seconds: float = float("nan")
+    """spec.cost.window as the sidecar was configured (its ring's span); NaN when unknown."""
 
 
 def _number(value: float) -> str:
@@ -74,6 +76,20 @@ def render(state: ExportState) -> str:
         "gauge",
         "The cost ceiling the operator enforces.",
         [("", p.ceiling_usd_per_million_tokens)],
+    )
+    _family(
+        out,
+        "datajax_cost_min_tokens_per_second",
+        "gauge",
+        "The model's spec.cost.minTokensPerSecond: below it, summed over the slices, cost is not judged.",
+        [("", p.min_tokens_per_second)],
+    )
+    _family(
+        out,
+        "datajax_cost_window_seconds",
+        "gauge",
+        "The model's spec.cost.window: how long a judgement must hold before the ceiling is breached.",
+        [("", state.cost_window_seconds)],
     )
     _family(
         out,

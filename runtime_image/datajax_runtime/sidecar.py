@@ -156,6 +156,7 @@ class Sidecar:
             plan_status_configured=self.config.plan_status_path is not None,
             plan=self._plan,
             model=self.config.model,
+            cost_window_seconds=self._ring.window_seconds,
         )
 
     def app(self) -> web.Application:

@@ -60,11 +60,16 @@ class Renderer:
         self,
         values_files: Sequence[Path] = (),
         sets: Sequence[str] = (),
-        kube_version: str = KUBE_VERSIONS[-1],
+        kube_version: str | None = None,
         extra: Sequence[str] = (),
     ) -> subprocess.CompletedProcess[str]:
+        """``kube_version`` None renders as a user does, with helm's own default Kubernetes version
+        (which its release build sets from its client-go: a helm built without it says v1.20.0 and
+        refuses the chart's kubeVersion floor)."""
         cmd = [self.helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-        cmd += ["--kube-version", kube_version, *extra]
+        if kube_version is not None:
+            cmd += ["--kube-version", kube_version]
+        cmd += list(extra)
         for f in values_files:
             cmd += ["-f", str(f)]
         for s in sets:

@@ -72,14 +72,15 @@ def test_values_reach_the_rules(renderer: Renderer) -> None:
             renderer,
             [
                 "alerts.prefixCacheHitRatio.threshold=0.35",
-                'alerts.costCeiling.for="20m"',
                 'alerts.costCeiling.severity="critical"',
                 'alerts.extraLabels.team="ml-serving"',
             ],
         )
     )
     assert "< 0.35" in found["DataJaxPrefixCacheHitRatioLow"]["expr"]
-    assert found["DataJaxCostCeilingBreached"]["for"] == "20m"
+    # held for each model's own cost.window (a series the sidecars export), not for a chart-wide `for`
+    assert "for" not in found["DataJaxCostCeilingBreached"]
+    assert "datajax_cost_window_seconds" in found["DataJaxCostCeilingBreached"]["expr"]
     assert found["DataJaxCostCeilingBreached"]["labels"] == {"severity": "critical", "team": "ml-serving"}
     assert all(r["labels"]["team"] == "ml-serving" for r in found.values())
 
@@ -122,7 +123,7 @@ def test_promtool_unit_tests_fire_and_stay_silent(renderer: Renderer, promtool: 
 @pytest.mark.parametrize(
     "mutation",
     [
-        'alerts.costCeiling.for="30m"',
+        'alerts.costCeiling.severity="critical"',
         "alerts.prefixCacheHitRatio.threshold=0.01",
         'alerts.metricsMissing.severity="info"',
     ],

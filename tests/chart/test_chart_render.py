@@ -7,6 +7,7 @@ rejections, and the properties a platform team audits (security context, RBAC ve
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +69,40 @@ def test_chart_metadata() -> None:
     assert chart["kubeVersion"] == ">=1.29.0-0"
 
 
-@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-def test_helm_lint_strict(renderer: Renderer, kube_version: str) -> None:
-    cmd = [renderer.helm, "lint", str(CHART), "--strict", "--kube-version", kube_version]
+def test_helm_template_as_a_user_runs_it(renderer: Renderer, tmp_path: Path) -> None:
+    """`helm template t charts/datajax-operator`, no flags, from the repository root: helm's default
+    capabilities must satisfy the chart's kubeVersion floor, as an official helm release's do."""
+    proc = subprocess.run(
+        [renderer.helm, "template", "t", "charts/datajax-operator"],
+        cwd=REPO,
+        env=renderer.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert one([d for d in yaml.safe_load_all(proc.stdout) if d], "Deployment")["metadata"]["name"]
+    # helm's own default Kubernetes version, as `.Capabilities` reports it to a chart
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (probe / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\n"
+        "data: {kube: {{ .Capabilities.KubeVersion.Version | quote }}}\n"
+    )
+    shown = run([renderer.helm, "template", "p", str(probe)], renderer.env)
+    assert shown.returncode == 0, shown.stderr
+    default = yaml.safe_load(shown.stdout)["data"]["kube"]
+    floor = tuple(int(x) for x in KUBE_VERSIONS[0].split("."))
+    assert tuple(int(x) for x in default.lstrip("v").split(".")[:3]) >= floor, default
+
+
+@pytest.mark.parametrize("kube_version", [None, *KUBE_VERSIONS])
+def test_helm_lint_strict(renderer: Renderer, kube_version: str | None) -> None:
+    cmd = [renderer.helm, "lint", str(CHART), "--strict"]
+    if kube_version is not None:  # None: helm's default, as a user lints
+        cmd += ["--kube-version", kube_version]
     for values in CI_VALUES:
         proc = run([*cmd, "-f", str(values)], renderer.env)
         assert proc.returncode == 0, f"helm lint {values.name}:\n{proc.stdout}\n{proc.stderr}"
@@ -190,8 +222,12 @@ def test_peering_adds_peering_objects_and_their_verbs(renderer: Renderer) -> Non
         "watch",
         "patch",
     }
-    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    deployment = one(docs, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "--peering=datajax" in container["args"]
+    # each replica its own priority (kopf pauses equal ones), from the POD_NAME the pod is given
+    assert "--priority=pod-name" in container["args"] and "--peering-lifetime=60" in container["args"]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
     assert container["image"].startswith("datajax/datajax-operator@sha256:")
 
     docs = renderer.render([CHART / "ci" / "peering-namespaced-values.yaml"])
@@ -319,7 +355,8 @@ def test_names_truncate_to_63(renderer: Renderer) -> None:
 
 # `--set-json` so numbers stay numbers (plain `--set` turns 1.5 into a string).
 BAD_VALUES = [
-    ("replicas=2", "replicas"),
+    ("replicas=6", "replicas"),
+    ("leaderElection.lifetimeSeconds=1", "lifetimeSeconds"),
     ('image.tag="latest"', "tag"),
     ('config.vllmImage="vllm/vllm-tpu:latest"', "vllmImage"),
     ("config.prices.v6e.on-demand=-1", "on-demand"),
@@ -335,6 +372,28 @@ BAD_VALUES = [
     ('watch.namespaces=["Bad_NS"]', "namespaces"),
     ('config.sidecarWindow="10m"', "sidecarWindow"),
 ]
+
+
+def test_several_replicas_peer_and_roll_one_at_a_time(renderer: Renderer) -> None:
+    docs = renderer.render([CHART / "ci" / "peering-values.yaml"], extra=["--set-json", "replicas=2"])
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+    }
+    assert (
+        one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"].count(
+            "--priority=pod-name"
+        )
+        == 1
+    )
+    # without peering, every replica would act on every model: refused, saying why
+    proc = renderer.run(extra=["--set-json", "replicas=2"])
+    assert proc.returncode != 0
+    assert "replicas above 1 need leaderElection.enabled=true" in proc.stderr, proc.stderr
+    single = one(renderer.render([CHART / "ci" / "peering-values.yaml"]), "Deployment")
+    assert single["spec"]["strategy"] == {"type": "Recreate"}
 
 
 @pytest.mark.parametrize(("value", "field"), BAD_VALUES, ids=[v for v, _ in BAD_VALUES])

@@ -83,11 +83,12 @@ SEEDS: tuple[dict[str, Any], ...] = (
         "model": {"name": "org/huge", "parametersBillions": 70, "dtype": "bfloat16"},
         "tpu": {"generation": "v5e", "topology": "2x4"},
     },
-    # Accepted (valueFrom is free-form in the CRD), then refused by the API server in the Deployment.
+    # Accepted (the CRD checks valueFrom's shape, the Pod its fieldPath), then refused by the API server
+    # in the Deployment: a field of the pod that env cannot read.
     {
         "model": {"name": "org/m"},
         "tpu": {"generation": "v6e", "topology": "1x1"},
-        "serving": {"env": [{"name": "A", "valueFrom": {"foo": "bar"}}]},
+        "serving": {"env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]},
     },
 )
 

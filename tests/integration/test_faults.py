@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from cluster_state import ClusterState, converged, model_doc
 from kubehelpers import wait_for
 from operator_process import OperatorProcess
+from service_accounts import OPERATOR_RULES, service_account_kubeconfig, without
 
 from datajax_devtools.localcluster import LocalCluster
 
@@ -25,79 +24,12 @@ pytestmark = pytest.mark.integration
 CONVERGE_SECONDS = 60.0
 
 
-def _kubeconfig_for_token(cluster: LocalCluster, token: str, path: Path) -> Path:
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    config["users"] = [{"name": "admin", "user": {"token": token}}]
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def _operator_without_delete(state: ClusterState, cluster: LocalCluster, tmp_path: Path) -> Path:
     """A kubeconfig of a ServiceAccount that may do everything the operator does except delete
     Deployments: its reconcile of a switch to a LeaderWorkerSet stops after the LWS is applied and
     before the Deployment is deleted and the status written, every time — mid-reconcile, on demand."""
-    suffix = uuid.uuid4().hex[:6]
-    ns, name = "default", f"no-delete-{suffix}"
-    rules = [
-        {
-            "apiGroups": ["datajax.dev"],
-            "resources": ["datajaxmodels"],
-            "verbs": ["get", "list", "watch", "patch"],
-        },
-        {"apiGroups": ["datajax.dev"], "resources": ["datajaxmodels/status"], "verbs": ["get", "patch"]},
-        {
-            "apiGroups": ["apps"],
-            "resources": ["deployments"],
-            "verbs": ["get", "list", "watch", "create", "patch"],
-        },
-        {
-            "apiGroups": [""],
-            "resources": ["services", "configmaps"],
-            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-        },
-        {
-            "apiGroups": ["leaderworkerset.x-k8s.io"],
-            "resources": ["leaderworkersets"],
-            "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-        },
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {
-            "apiGroups": ["discovery.k8s.io"],
-            "resources": ["endpointslices"],
-            "verbs": ["get", "list", "watch"],
-        },
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
-        {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
-            "verbs": ["get", "list", "watch"],
-        },
-    ]
-    for path, body in (
-        (f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}}),
-        ("/apis/rbac.authorization.k8s.io/v1/clusterroles", {"metadata": {"name": name}, "rules": rules}),
-        (
-            "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-            {
-                "metadata": {"name": name},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-            },
-        ),
-    ):
-        status, data = state.call("POST", path, body)
-        assert status == 201, data
-    status, data = state.call(
-        "POST",
-        f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )
-    assert status == 201, data
-    return _kubeconfig_for_token(cluster, data["status"]["token"], tmp_path / f"{name}.kubeconfig")
+    rules = without(OPERATOR_RULES, "deployments", ("delete",))
+    return service_account_kubeconfig(state, cluster, tmp_path, "no-delete", rules)
 
 
 def test_sigkill_mid_reconcile_then_restart_converges(
@@ -274,5 +206,28 @@ def test_other_writers_get_our_fields_back_and_keep_theirs(
         before = state.versions(namespace)
         time.sleep(3)
         assert state.versions(namespace) == before
+    finally:
+        proc.stop()
+
+
+def test_endpoint_slices_refused_costs_the_figures_not_the_workload(
+    state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
+) -> None:
+    """RBAC without EndpointSlices: every pass meets a 403 when it looks for the sidecars. The pass goes
+    on: the children are applied and the status written, MetricsAvailable=False naming the refusal."""
+    rules = without(OPERATOR_RULES, "endpointslices")
+    kubeconfig = service_account_kubeconfig(state, local_cluster, tmp_path, "no-slices", rules)
+    proc = OperatorProcess(kubeconfig, tmp_path / "operator.log")
+    try:
+        proc.wait_ready()
+        state.create_model(namespace, model_doc("blind", namespace))
+        wait_for(lambda: converged(state, namespace, "blind", "Deployment"), CONVERGE_SECONDS, "the workload")
+        metrics = state.condition(namespace, "blind", "MetricsAvailable")
+        assert metrics is not None and metrics["status"] == "False", metrics
+        assert metrics["reason"] == "EndpointSlicesUnreadable", metrics
+        assert "HTTP 403" in metrics["message"] and "endpointslices" in metrics["message"], metrics
+        cost = state.condition(namespace, "blind", "CostCeilingBreached")
+        assert cost is not None and cost["status"] == "Unknown", cost
+        assert proc.metric("datajax_operator_reconciles_total", result="error") == 0, proc.logs()
     finally:
         proc.stop()

@@ -9,10 +9,13 @@ and resume). The peering CRDs are the chart's own.
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,11 +23,13 @@ from cluster_state import ClusterState, converged, model_doc
 from kubehelpers import REPO, cordoned, wait_for
 from operator_process import OperatorProcess
 
-from datajax_devtools.localcluster import LocalCluster
+from datajax_devtools.localcluster import LocalCluster, find_binary
+from datajax_operator.peering import priority_from_name
 
 pytestmark = pytest.mark.integration
 
-PEERING_CRDS = REPO / "charts" / "datajax-operator" / "crds" / "kopf-peering.kopf.dev.yaml"
+CHART = REPO / "charts" / "datajax-operator"
+PEERING_CRDS = CHART / "crds" / "kopf-peering.kopf.dev.yaml"
 LIFETIME = 8
 RESYNC = 2.0
 TAKEOVER_BOUND = LIFETIME + 20.0
@@ -142,5 +147,99 @@ def test_one_replica_acts_and_the_standby_takes_over(
     finally:
         hold.close()
         for proc in (active, *survivors):
+            proc.stop()
+        state.call("DELETE", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}")
+
+
+def _chart(tmp_path: Path, *sets: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart as a user runs it (no --kube-version: helm's own default)."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+        env[var] = str(tmp_path / var.lower())
+    argv = [str(find_binary("helm")), "template", "djx", str(CHART), "-n", "datajax-system"]
+    argv += [a for s in sets for a in ("--set-json", s)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _in_cluster_args(args: list[str], config: Path) -> list[str]:
+    """The chart's operator arguments for a process on this machine: its own config file path, and
+    the ports and log format OperatorProcess sets for each process."""
+    out = []
+    for arg in args[1:]:  # "run" is OperatorProcess's
+        if arg.startswith(("--liveness-port=", "--metrics-port=", "--log-format=")):
+            continue
+        out.append(f"--config={config}" if arg.startswith("--config=") else arg)
+    return out
+
+
+def test_a_two_replica_install_fails_over(
+    state: ClusterState, namespace: str, local_cluster: LocalCluster, tmp_path: Path, solo: None
+) -> None:
+    """The chart with replicas: 2 and peering, its pods' arguments as rendered, each pod with its own
+    name: one replica acts, the other stands by; SIGKILL the active one and the standby converges the
+    next change. With one priority for both (the chart before), both pause and nothing converges."""
+    local_cluster.install_crds(list(yaml.safe_load_all(PEERING_CRDS.read_text())))
+    peering = f"ha2-{uuid.uuid4().hex[:6]}"
+    docs = _chart(
+        tmp_path,
+        "replicas=2",
+        "leaderElection.enabled=true",
+        f'leaderElection.peeringName="{peering}"',
+        f"leaderElection.lifetimeSeconds={LIFETIME}",
+    )
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    [peering_object] = [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    status, data = state.call("POST", "/apis/kopf.dev/v1/clusterkopfpeerings", peering_object)
+    assert status == 201, data
+    [config_map] = [d for d in docs if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {})]
+    config = tmp_path / "config.yaml"
+    config.write_text(config_map["data"]["config.yaml"])
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = _in_cluster_args(container["args"], config)
+
+    # Two pods of one ReplicaSet, started together as the Deployment starts them.
+    pods = [f"djx-datajax-operator-5d8f7c9b4-{suffix}" for suffix in ("q2xkz", "wm7p4")]
+    replicas = {
+        pod: OperatorProcess(
+            local_cluster.kubeconfig, tmp_path / f"{pod}.log", *args, resync_seconds=RESYNC, instance=pod
+        )
+        for pod in pods
+    }
+    try:
+        for proc in replicas.values():
+            proc.wait_ready()
+
+        def peers() -> dict[str, Any]:
+            found: dict[str, Any] = (state.get(f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}") or {}).get(
+                "status"
+            ) or {}
+            return found
+
+        wait_for(lambda: len(peers()) == 2, 30, "both replicas in the peering")
+        priorities = {info["priority"] for info in peers().values()}
+        assert len(priorities) == 2, f"the replicas share a priority: {peers()}"
+        active_pod = max(pods, key=priority_from_name)
+        active, standby = replicas[active_pod], next(p for n, p in replicas.items() if n != active_pod)
+
+        names = [f"ha2-{i}" for i in range(2)]
+        for name in names:
+            state.create_model(namespace, model_doc(name, namespace))
+        for name in names:
+            wait_for(lambda n=name: converged(state, namespace, n, "Deployment"), 60, f"{name} converged")
+        seen = active.reconciles()
+        wait_for(lambda: active.reconciles() >= seen + 2 * len(names), 30, "the active replica's resyncs")
+        assert standby.reconciles() == 0, "the standby acted beside the active replica"
+
+        active.kill()
+        t0 = time.monotonic()
+        state.patch_model_spec(namespace, names[0], {"tpu": {"topology": "4x4"}})
+        wait_for(lambda: converged(state, namespace, names[0], "LeaderWorkerSet"), TAKEOVER_BOUND, "failover")
+        print(f"two-replica install: the standby converged {time.monotonic() - t0:.1f} s after SIGKILL")
+        assert standby.reconciles() > 0
+    finally:
+        for proc in replicas.values():
             proc.stop()
         state.call("DELETE", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}")

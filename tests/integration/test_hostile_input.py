@@ -27,7 +27,8 @@ OPERATOR_CLI = Path(sys.executable).with_name("datajax-operator")
 
 
 def _bomb(levels: int = 9) -> str:
-    """A valid-looking DataJaxModel whose env valueFrom (free-form in the CRD) is a billion laughs."""
+    """A valid-looking DataJaxModel whose env valueFrom is a billion laughs (the YAML decoders must refuse
+    it before any schema is consulted)."""
     lines = ["apiVersion: datajax.dev/v1alpha1", "kind: DataJaxModel", "metadata: {name: bomb}", "x:"]
     lines.append("  l0: &l0 {" + ", ".join(f"k{i}: lol" for i in range(9)) + "}")
     for n in range(1, levels):

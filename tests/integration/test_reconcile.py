@@ -177,7 +177,13 @@ def test_example_gets_its_children_and_status(
         "conditions",
         "costEvaluation",
         "latencyEvaluation",  # the 70B example sets an SLO
+        "plannedCost",
     }
+    # the provisioned price is known from the first pass, before anything is measured
+    assert status["plannedCost"]["usdPerHour"] == pytest.approx(plan.cost.usd_per_hour)
+    assert status["plannedCost"]["breakEvenTokensPerSecond"] == pytest.approx(
+        plan.cost.breakeven_tokens_per_second, abs=1e-3
+    )
     # no sidecar endpoint exists (no kubelet runs the pods): nothing to judge, and said so
     assert conditions["MetricsAvailable"]["reason"] == "NoEndpoints"
     assert conditions["CostCeilingBreached"]["status"] == "Unknown"
@@ -223,8 +229,9 @@ def test_deployment_available_makes_the_model_ready(
     assert by_type["Ready"]["lastTransitionTime"] >= not_ready["lastTransitionTime"]
     # a condition whose status did not change keeps its transition time
     assert by_type["SpecValid"]["lastTransitionTime"] == spec_valid["lastTransitionTime"]
-    reasons = {e.reason for e in api.events(namespace, name)}
-    assert {"PlanValid", "ReplicasAvailable", "Ready"} <= reasons
+    # one Event a person acts on (the model serves), none for each condition's birth on the first pass
+    events = [(e.type, e.reason) for e in api.events(namespace, name)]
+    assert events == [("Normal", "Ready")], events
 
 
 def test_spec_the_planner_rejects_is_reported_without_a_workload(

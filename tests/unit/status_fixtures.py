@@ -79,6 +79,10 @@ def model(
         status["placement"] = PLAN.placement.to_json()
         status["mesh"] = PLAN.mesh.to_json()
         status["endpoint"] = f"http://{name}.{namespace}.svc:8000/v1"
+        status["plannedCost"] = {
+            "usdPerHour": PLAN.cost.usd_per_hour,
+            "breakEvenTokensPerSecond": round(PLAN.cost.breakeven_tokens_per_second, 3),
+        }
     if metrics_block is not None:
         status["metrics"] = metrics_block
     doc["status"] = status
@@ -157,6 +161,31 @@ def unjudged_model() -> dict[str, Any]:
         ],
         metrics_block={k: v for k, v in metrics(None).items() if k != "breakEvenTokensPerSecond"},
     )  # fmt: skip
+
+
+def applied_model() -> dict[str, Any]:
+    """Seconds after `kubectl apply`: planned and deployed, nothing measured yet (no sidecar listed)."""
+    doc = model(
+        name="llama3-8b-applied",
+        phase="Progressing",
+        conditions=[
+            condition("SpecValid", "True", "PlanValid", "8 v6e chips (2x4) on 1 host(s) as a Deployment",
+                      timedelta(seconds=20)),
+            condition("WorkloadAvailable", "False", "ReplicasUnavailable",
+                      "0/1 slices available in Deployment llama3-8b-applied", timedelta(seconds=20)),
+            condition("MetricsAvailable", "False", "NoEndpoints",
+                      "no ready sidecar endpoint (port metrics) in the EndpointSlices of the model's "
+                      "Service", timedelta(seconds=20)),
+            condition("CostCeilingBreached", "Unknown", "NoMetrics", "no sidecar figures; no figures",
+                      timedelta(seconds=20)),
+            condition("LatencySLOBreached", "Unknown", "NoMetrics", "p95 unknown against a 5 s objective",
+                      timedelta(seconds=20)),
+            condition("Ready", "False", "WorkloadUnavailable",
+                      "0/1 slices available in Deployment llama3-8b-applied", timedelta(seconds=20)),
+        ],
+    )  # fmt: skip
+    doc["metadata"]["creationTimestamp"] = stamp(timedelta(seconds=25))
+    return doc
 
 
 def invalid_model() -> dict[str, Any]:

@@ -56,6 +56,24 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.serving.env",
     ),
     (
+        "env-value-from-one-source",
+        {
+            "serving": {
+                "env": [
+                    {
+                        "name": "A",
+                        "valueFrom": {
+                            "fieldRef": {"fieldPath": "metadata.name"},
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                        },
+                    }
+                ]
+            }
+        },
+        "spec.serving.env",
+    ),
+    ("env-value-from-no-source", {"serving": {"env": [{"name": "A", "valueFrom": {}}]}}, "spec.serving.env"),
+    (
         "batch-holds-seqs",
         {"serving": {"maxNumSeqs": 512, "chunkedPrefill": {"maxNumBatchedTokens": 256}}},
         "spec.serving.chunkedPrefill.maxNumBatchedTokens",
@@ -127,6 +145,29 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
     ),
     ("unrelated-extra-args", {"serving": {"extraArgs": ["--max-model-len-foo", "--swap-space=4"]}}),
+    (
+        "env-from-each-source",
+        {
+            "serving": {
+                "env": [
+                    {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {
+                        "name": "B",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+                    },
+                    {
+                        "name": "C",
+                        "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": 1}},
+                    },
+                    {
+                        "name": "D",
+                        "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k", "optional": True}},
+                    },
+                    {"name": "E", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                ]
+            }
+        },
+    ),
 ]
 
 

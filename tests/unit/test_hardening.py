@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datajax_operator.kube import apply_body
-from datajax_operator.peering import Peering, paused_by_peers
+from datajax_operator.peering import POD_NAME_PRIORITIES, Peering, paused_by_peers, priority_from_name
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.observations import Observations, WorkloadObservation
 from datajax_operator.yamlload import DocumentTooLarge, load_bounded
@@ -70,6 +70,22 @@ def test_paused_by_peers(peers: dict[str, object], paused: bool) -> None:
 
 def test_missing_peering_object_pauses() -> None:
     assert paused_by_peers(None, _peering(), NOW) is True
+
+
+def test_pod_names_give_replicas_priorities_of_their_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pods of one ReplicaSet, same template: distinct priorities, each stable across restarts of
+    the process, below any priority a person would give a preempting operator."""
+    pods = [f"djx-datajax-operator-5d8f7c9b4-{s}" for s in ("q2xkz", "wm7p4", "bc9dd", "x8x8x")]
+    priorities = [priority_from_name(p) for p in pods]
+    assert len(set(priorities)) == len(pods)
+    assert all(1 <= p < POD_NAME_PRIORITIES for p in priorities)
+    assert priorities == [priority_from_name(p) for p in pods]
+    from datajax_operator.cli import build_parser
+
+    monkeypatch.setenv("POD_NAME", pods[0])
+    args = build_parser().parse_args(["run", "--peering", "p", "--priority", "pod-name"])
+    assert args.priority == priorities[0]
+    assert build_parser().parse_args(["run", "--priority", "7"]).priority == 7
 
 
 def test_child_not_owned_is_reported_before_availability() -> None:

@@ -143,6 +143,20 @@ def test_hf_token_only_through_a_secret_reference() -> None:
     assert token == {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "hf_api_token"}}}
 
 
+def test_user_env_reaches_the_pod_in_the_core_v1_shape() -> None:
+    """The typed valueFrom renders back exactly as written: a quantity stays an integer or a string."""
+    env = [
+        {"name": "A", "value": "1"},
+        {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "C", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+        {"name": "D", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu", "divisor": 1}}},
+        {"name": "E", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k", "optional": True}}},
+        {"name": "F", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+    ]
+    vllm = _container(_render(model_with(serving={"env": env}))[0]["spec"]["template"]["spec"], "vllm")
+    assert vllm["env"][-len(env) :] == env
+
+
 def test_spot_and_reservation_selectors() -> None:
     spot = _render(model_with(tpu={"generation": "v6e", "topology": "2x4", "spot": True}))[0]
     pod = spot["spec"]["template"]["spec"]

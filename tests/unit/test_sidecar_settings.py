@@ -109,12 +109,16 @@ async def _reload(tmp_path: Path) -> None:
         await sidecar.scrape_once(session)
         assert "datajax_cost_ceiling_usd_per_million_tokens 3.0" in sidecar.exposition
         assert "datajax_latency_slo_seconds" not in sidecar.exposition
+        # what the model-level alert needs to judge as the operator does
+        assert "datajax_cost_window_seconds 600.0" in sidecar.exposition
+        assert "datajax_cost_min_tokens_per_second 1.0" in sidecar.exposition
 
         path.write_text(json.dumps({"ceilingUSDPerMillionTokens": 4.5, "window": "6s", "sloP95Seconds": 1}))
         now[0] = 1.0
         await sidecar.scrape_once(session)
         assert "datajax_cost_ceiling_usd_per_million_tokens 4.5" in sidecar.exposition
         assert "datajax_latency_slo_seconds 1.0" in sidecar.exposition
+        assert "datajax_cost_window_seconds 6.0" in sidecar.exposition
         assert sidecar.pricing.ceiling_usd_per_million_tokens == 4.5
         breakeven = 21.6e6 / (3600 * 4.5)
         assert f"datajax_breakeven_tokens_per_second {breakeven!r}" in sidecar.exposition

@@ -8,20 +8,23 @@ from typing import Any
 import pytest
 from djm_fixtures import model_with
 
-from datajax_operator.api.status import DataJaxModelStatus
+from datajax_operator.api.status import Condition, DataJaxModelStatus
 from datajax_operator.observe import gather, workload_observation
 from datajax_operator.plan import OperatorConfig, Problem, make_plan
 from datajax_operator.status import (
     Evaluation,
     Observations,
     WorkloadObservation,
+    actionable_transitions,
     check_reason,
     evaluate,
+    judge,
     transitions,
 )
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-PLAN = make_plan(model_with(), OperatorConfig())
+PLAN_MODEL = model_with()
+PLAN = make_plan(PLAN_MODEL, OperatorConfig())
 VALID = Evaluation(plan=PLAN, problems=[], endpoint="http://m.ns.svc:8000/v1")
 HBM = Problem("spec.model.parametersBillions", "70B parameters in bfloat16 need 140.0 GB")
 
@@ -118,26 +121,87 @@ def test_unchanged_observations_give_an_equal_status() -> None:
     assert again.model_dump(mode="json", by_alias=True) == stored.model_dump(mode="json", by_alias=True)
 
 
-def test_events_for_transitions() -> None:
-    first = evaluate(VALID, deployment(0), 1, None, T0)
-    created = {t.condition.type: t.event_type for t in transitions([], first.conditions)}
-    assert created == {"SpecValid": "Normal", "WorkloadAvailable": "Normal", "Ready": "Normal"}
-    up = evaluate(VALID, deployment(1), 1, first, T0)
-    assert {t.condition.type for t in transitions(first.conditions, up.conditions)} == {
-        "WorkloadAvailable",
-        "Ready",
+def _events(before: DataJaxModelStatus | None, after: DataJaxModelStatus) -> dict[str, tuple[str, str]]:
+    """What reconcile posts for a status change: condition type -> (Event type, reason)."""
+    return {
+        t.condition.type: (t.event_type, t.condition.reason)
+        for t in actionable_transitions(before.conditions if before else [], after.conditions)
     }
-    down = evaluate(VALID, deployment(0), 1, up, T0)
-    assert {t.event_type for t in transitions(up.conditions, down.conditions)} == {"Warning"}
-    assert transitions(down.conditions, down.conditions) == []
+
+
+def _judged(
+    observations: Observations, previous: DataJaxModelStatus | None, at: datetime
+) -> DataJaxModelStatus:
+    """A status with every condition a new model has: the sidecars' ones (none listed yet) too."""
+    judgement = judge(PLAN_MODEL.spec, 1, previous, (), at, slice_usd_per_hour=21.6)
+    return evaluate(VALID, observations, 1, previous, at, judgement=judgement)
+
+
+def test_events_only_for_what_a_person_acts_on() -> None:
+    """A new model's first pass brings six conditions into being (NoEndpoints, NoMetrics,
+    ReplicasUnavailable, ...): none is worth an Event. The model becoming Ready is; so is every
+    Warning, and the news that ends one."""
+    first = _judged(deployment(0), None, T0)
+    assert len(first.conditions) >= 5
+    assert _events(None, first) == {}
+    up = _judged(deployment(1), first, T0 + timedelta(minutes=1))
+    assert _events(first, up) == {"Ready": ("Normal", "Ready")}  # not WorkloadAvailable as well
+    down = _judged(deployment(0), up, T0 + timedelta(minutes=2))
+    assert _events(up, down) == {
+        "WorkloadAvailable": ("Warning", "ReplicasUnavailable"),
+        "Ready": ("Warning", "WorkloadUnavailable"),
+    }
+    assert _events(down, down) == {}
     invalid = evaluate(Evaluation(plan=None, problems=[HBM]), Observations(workload=None), 2, None, T0)
-    by_type = {t.condition.type: t.event_type for t in transitions([], invalid.conditions)}
-    assert by_type["SpecValid"] == "Warning"
+    assert _events(None, invalid)["SpecValid"] == ("Warning", "WeightsExceedHBM")
+    fixed = evaluate(VALID, deployment(0), 3, invalid, T0 + timedelta(minutes=1))
+    assert _events(invalid, fixed) == {"SpecValid": ("Normal", "PlanValid")}
     missing = Observations(workload=None, missing_api="leaderworkerset.x-k8s.io/v1 LeaderWorkerSet")
     lws = evaluate(VALID, missing, 1, None, T0)
-    assert {t.condition.type: t.event_type for t in transitions([], lws.conditions)}[
-        "WorkloadAvailable"
-    ] == "Warning"
+    assert _events(None, lws) == {"WorkloadAvailable": ("Warning", "LeaderWorkerSetCRDMissing")}
+    installed = evaluate(VALID, deployment(1), 1, lws, T0 + timedelta(minutes=1))
+    assert _events(lws, installed) == {
+        "WorkloadAvailable": ("Normal", "ReplicasAvailable"),
+        "Ready": ("Normal", "Ready"),
+    }
+    # every change is still a transition (for whoever wants them all); only these are posted
+    assert {t.condition.type for t in transitions([], first.conditions)} == {c.type for c in first.conditions}
+
+
+def _condition(type_: str, status: str, reason: str) -> Condition:
+    return Condition(type=type_, status=status, reason=reason, message="", last_transition_time=T0)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "posted"),
+    [
+        (None, ("Unknown", "NoMetrics"), None),  # a breach condition's birth: nothing to act on
+        (("Unknown", "Evaluating"), ("False", "UnderCeiling"), None),  # first verdict: fine, as expected
+        (("False", "UnderCeiling"), ("True", "CeilingExceeded"), "Warning"),  # a breach
+        (("True", "CeilingExceeded"), ("False", "UnderCeiling"), "Normal"),  # ... and its end
+        (("True", "CeilingExceeded"), ("Unknown", "NoMetrics"), "Normal"),
+    ],
+)
+def test_breach_events_are_its_start_and_its_end(
+    before: tuple[str, str] | None, after: tuple[str, str], posted: str | None
+) -> None:
+    previous = [_condition("CostCeilingBreached", *before)] if before else []
+    found = actionable_transitions(previous, [_condition("CostCeilingBreached", *after)])
+    assert [t.event_type for t in found] == ([posted] if posted else [])
+
+
+def test_planned_cost_from_the_first_pass() -> None:
+    """Known before any sidecar answers: the plan's price of the slices run, with the break-even rate
+    at the ceiling."""
+    first = _judged(deployment(0), None, T0)
+    assert first.metrics is None
+    assert first.planned_cost is not None
+    assert first.planned_cost.usd_per_hour == pytest.approx(PLAN.cost.usd_per_hour)
+    assert first.planned_cost.break_even_tokens_per_second == pytest.approx(
+        PLAN.cost.breakeven_tokens_per_second, abs=1e-3
+    )
+    invalid = evaluate(Evaluation(plan=None, problems=[HBM]), Observations(workload=None), 2, None, T0)
+    assert invalid.planned_cost is None
 
 
 def _deployment(generation: int, observed: int, available: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from djm_fixtures import ROOT, check_golden
 from status_fixtures import (
     NOW,
     PLAN,
+    applied_model,
     breached_model,
     core_event,
     fresh_model,
@@ -32,6 +33,7 @@ MODELS: dict[str, Callable[[], dict[str, Any]]] = {
     "unjudged": unjudged_model,
     "invalid": invalid_model,
     "fresh": fresh_model,
+    "applied": applied_model,
 }
 
 
@@ -93,6 +95,25 @@ def test_unknown_figures_carry_their_reason_never_zero() -> None:
     fresh = screen(fresh_model())
     assert "$/Mtok      — (NotReported)" in fresh
     assert "no status yet" in fresh and "not Ready (no status yet)" in fresh
+
+
+def test_a_new_model_shows_its_planned_cost_until_it_is_measured() -> None:
+    """Right after `kubectl apply` the plan already knows the provisioned $/hour (8 v6e chips at the
+    catalog price for the 8B example) and the break-even rate: shown, marked as planned; the figures
+    only the sidecars can give stay unknown with their reason."""
+    text = screen(applied_model())
+    hour = re.escape(f"{PLAN.cost.usd_per_hour:,.2f} (planned)")
+    assert re.search(rf"\$/hour +{hour} +not measured yet \(NoMetrics\)\n", text), text
+    assert f"break-even  {PLAN.cost.breakeven_tokens_per_second:,.1f} tokens/s (planned)\n" in text
+    assert "$/Mtok      — (NoMetrics)" in text and "tokens/s    — (NoMetrics)" in text
+    fleet = render_fleet([ModelSummary.from_document(applied_model())], NOW, with_namespace=False)
+    assert f"{PLAN.cost.usd_per_hour:,.2f} (planned)" in fleet
+    figures = ModelSummary.from_document(applied_model()).to_json(NOW)["figures"]
+    assert figures["costUSDPerHour"] is None
+    assert figures["plannedCostUSDPerHour"] == PLAN.cost.usd_per_hour
+    # once a sidecar has measured the $/hour, the measured figures are shown, unmarked
+    measured = screen(ready_model())
+    assert "(planned)" not in measured and f"$/hour      {PLAN.cost.usd_per_hour:,.2f}\n" in measured
 
 
 def test_unknown_reason_prefers_the_judging_condition_then_the_scrape() -> None:

@@ -109,6 +109,9 @@ serving pods; dashboards and alerts group by the target label names.
 - --metrics-port={{ .Values.ports.metrics }}
 {{- if .Values.leaderElection.enabled }}
 - --peering={{ .Values.leaderElection.peeringName }}
+{{- /* a priority of its own per replica (from POD_NAME): kopf pauses replicas of equal priority */}}
+- --priority=pod-name
+- --peering-lifetime={{ .Values.leaderElection.lifetimeSeconds }}
 {{- end }}
 {{- end }}
 
@@ -120,11 +123,15 @@ serving pods; dashboards and alerts group by the target label names.
 {{- if and .Values.watch.allNamespaces (not (empty .Values.watch.namespaces)) }}
 {{- fail "watch.namespaces must be empty when watch.allNamespaces is true (pick one mode)" }}
 {{- end }}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicas above 1 need leaderElection.enabled=true: without kopf peering every replica would act on every model" }}
+{{- end }}
 {{- end }}
 
 {{/*
 The alert groups, rendered once from files/alerts.yaml (the single source) with alerts.extraLabels
-merged into every rule; PrometheusRule and ClusterRules both emit exactly this.
+merged into every alert (not into the recording rules' series); PrometheusRule and ClusterRules both
+emit exactly this.
 */}}
 {{- define "datajax-operator.alertGroups" -}}
 {{- $doc := tpl (.Files.Get "files/alerts.yaml") . | fromYaml }}
@@ -133,7 +140,9 @@ merged into every rule; PrometheusRule and ClusterRules both emit exactly this.
 {{- end }}
 {{- range $g := $doc.groups }}
 {{- range $r := $g.rules }}
+{{- if $r.alert }}
 {{- $_ := set $r "labels" (merge (dict) $r.labels $.Values.alerts.extraLabels) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- toYaml $doc.groups }}

@@ -79,6 +79,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         target = _structural(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
         return _with_field_facts(target, node)
+    if node.get("x-kubernetes-int-or-string"):
+        # an integer or a string (a quantity): structural schemas give such a node no type
+        kept = {k: v for k, v in node.items() if k in _KEPT or k.startswith("x-kubernetes-")}
+        return {k: v for k, v in kept.items() if not (k == "default" and v is None)}
     if "anyOf" in node:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
         if len(branches) != 1:

@@ -40,6 +40,8 @@ def _is_object(node: dict[str, Any]) -> bool:
 
 def _type(node: dict[str, Any], path: str) -> str:
     """The field's type; an object or a list of objects links to its own section."""
+    if node.get("x-kubernetes-int-or-string"):
+        return "integer or string"
     kind = node["type"]
     if _is_object(node):
         return f"[object](#{_anchor(path)})"
@@ -146,7 +148,7 @@ def _sections(node: dict[str, Any], path: str) -> list[str]:
         lines.append(_field_row(name, child, child_path, name in required))
         if _is_object(child):
             children.append((child_path, child))
-        elif child["type"] == "array" and _is_object(child["items"]):
+        elif child.get("type") == "array" and _is_object(child["items"]):
             children.append((child_path + "[]", child["items"]))
     lines += _rules(node, path)
     lines.append("")

@@ -132,6 +132,13 @@ def _env_single_source(serving: Serving) -> bool:
     return not any(e.value is not None and e.value_from is not None for e in serving.env)
 
 
+VALUE_FROM_SOURCES: Final = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+
+
+def _env_value_from_one_source(serving: Serving) -> bool:
+    return all(len(e.value_from.sources()) == 1 for e in serving.env if e.value_from is not None)
+
+
 def _batch_holds_seqs(serving: Serving) -> bool:
     tokens = serving.chunked_prefill.max_num_batched_tokens
     return tokens is None or tokens >= serving.max_num_seqs
@@ -234,6 +241,16 @@ RULES: Final[tuple[Rule, ...]] = (
         cel="!has(self.env) || self.env.all(e, !(has(e.value) && has(e.valueFrom)))",
         message="an env entry takes value or valueFrom, not both",
         holds=_env_single_source,
+    ),
+    Rule(
+        name="env-value-from-one-source",
+        scope="serving",
+        field=".env",
+        cel="!has(self.env) || self.env.all(e, !has(e.valueFrom) || ["
+        + ", ".join(f"has(e.valueFrom.{s})" for s in VALUE_FROM_SOURCES)
+        + "].filter(x, x).size() == 1)",
+        message=f"an env valueFrom takes exactly one of {', '.join(VALUE_FROM_SOURCES)}",
+        holds=_env_value_from_one_source,
     ),
     Rule(
         name="batch-holds-seqs",

@@ -6,7 +6,7 @@ ranges, patterns, lengths) become its OpenAPI validation. Rules that relate two 
 Lengths and list sizes are bounded so the API server can bound the cost of those CEL rules.
 """
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
@@ -210,6 +210,85 @@ class SpeculativeDecoding(SpecModel):
     )
 
 
+# The core/v1 EnvVarSource shape (k8s.io/api core/v1 types.go, v0.37.2: EnvVarSource, ObjectFieldSelector,
+# ResourceFieldSelector, ConfigMapKeySelector, SecretKeySelector), so the API server refuses a wrong
+# valueFrom when the model is applied rather than when the operator applies its workload. fileKeyRef
+# (feature gate EnvFiles) is left out: it names a volume of the pod, and the operator's pods have none
+# for it. The referent's name is required here: core/v1 lets it be empty only for backwards
+# compatibility ("almost certainly wrong", types.go LocalObjectReference).
+
+
+class ObjectFieldSelector(SpecModel):
+    """A field of the pod (core/v1 ObjectFieldSelector)."""
+
+    api_version: str | None = Field(
+        default=None, min_length=1, max_length=64, description='Version the fieldPath is written in ("v1").'
+    )
+    field_path: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Path of the field, e.g. metadata.name, metadata.namespace, spec.nodeName, status.podIP; "
+        "the Pod's validation decides which paths are supported.",
+    )
+
+
+class ResourceFieldSelector(SpecModel):
+    """A resource of a container (core/v1 ResourceFieldSelector)."""
+
+    container_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Container whose resource is read (default: the vLLM container itself).",
+    )
+    resource: str = Field(
+        min_length=1, max_length=128, description="Resource to select, e.g. limits.memory, requests.cpu."
+    )
+    divisor: int | Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description='Output format of the resource, a quantity (default "1").',
+        json_schema_extra={"x-kubernetes-int-or-string": True, "maxLength": 64},
+    )
+
+
+class KeySelector(SpecModel):
+    """A key of a ConfigMap or Secret in the model's namespace (core/v1 ConfigMapKeySelector and
+    SecretKeySelector have this shape)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN, description="Name of the ConfigMap or Secret."
+    )
+    key: str = Field(min_length=1, max_length=253, pattern=CONFIG_KEY, description="Key to select.")
+    optional: bool | None = Field(
+        default=None, description="Whether the object or its key may be missing (the variable is then unset)."
+    )
+
+
+class EnvVarSource(SpecModel):
+    """Where an environment variable's value comes from: exactly one source (core/v1 EnvVarSource)."""
+
+    field_ref: ObjectFieldSelector | None = Field(default=None, description="A field of the pod.")
+    resource_field_ref: ResourceFieldSelector | None = Field(
+        default=None, description="A resource limit or request of a container."
+    )
+    config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
+    secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
+
+    def sources(self) -> list[str]:
+        """The sources set (the CRD requires exactly one: rule env-value-from-one-source)."""
+        return [
+            name
+            for name, value in (
+                ("fieldRef", self.field_ref),
+                ("resourceFieldRef", self.resource_field_ref),
+                ("configMapKeyRef", self.config_map_key_ref),
+                ("secretKeyRef", self.secret_key_ref),
+            )
+            if value is not None
+        ]
+
+
 class EnvVar(SpecModel):
     """An environment variable for the vLLM container, in the core/v1 EnvVar shape."""
 
@@ -217,9 +296,9 @@ class EnvVar(SpecModel):
         min_length=1, max_length=128, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name."
     )
     value: str | None = Field(default=None, max_length=32768, description="Literal value.")
-    value_from: dict[str, Any] | None = Field(
+    value_from: EnvVarSource | None = Field(
         default=None,
-        description="Source of the value (secretKeyRef, configMapKeyRef, fieldRef, resourceFieldRef), "
+        description="Source of the value: one of fieldRef, resourceFieldRef, configMapKeyRef, secretKeyRef, "
         "as in core/v1 EnvVarSource.",
     )
 

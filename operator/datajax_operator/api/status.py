@@ -111,6 +111,26 @@ class MetricsStatus(StatusModel):
         return _round(value, 3)
 
 
+class PlannedCostStatus(StatusModel):
+    """The plan's cost of the slices the operator runs: the provisioned price, known from the first
+    pass, before any sidecar has measured anything. Shown marked as planned until status.metrics has
+    measured figures; never judged against the ceiling (only measured tokens are)."""
+
+    usd_per_hour: float = Field(
+        ge=0,
+        description="US dollars per hour: chips per slice x slices run x the price per chip-hour.",
+    )
+    break_even_tokens_per_second: float = Field(
+        ge=0, description="Tokens per second at which the planned cost equals the ceiling."
+    )
+
+    @field_validator("usd_per_hour", "break_even_tokens_per_second", mode="before")
+    @classmethod
+    def _readable(cls, value: float) -> float | None:
+        """Three decimals, as the measured figures."""
+        return _round(value, 3)
+
+
 CostSample = Literal["Above", "Below", "InsufficientTraffic", "NoMetrics"]
 LatencySample = Literal["Above", "Below", "NoRequests", "NoMetrics"]
 
@@ -170,6 +190,11 @@ class DataJaxModelStatus(StatusModel):
     mesh: MeshStatus | None = Field(default=None, description="Derived JAX mesh.")
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     metrics: MetricsStatus | None = Field(default=None, description="Cost, latency and cache figures.")
+    planned_cost: PlannedCostStatus | None = Field(
+        default=None,
+        description="The plan's $/hour and break-even for the slices run: what the model costs before the "
+        "sidecars measure it (metrics.costUSDPerHour once they do).",
+    )
     cost_evaluation: CostEvaluation | None = Field(
         default=None, description="State of the cost-ceiling judgement and its actions."
     )

@@ -1,7 +1,13 @@
 """Pure status evaluation: observations + plan + now -> conditions and status (no I/O here)."""
 
 from datajax_operator.status.aggregate import ModelFigures, aggregate
-from datajax_operator.status.conditions import Transition, Verdict, settle, transitions
+from datajax_operator.status.conditions import (
+    Transition,
+    Verdict,
+    actionable_transitions,
+    settle,
+    transitions,
+)
 from datajax_operator.status.evaluate import Evaluation, check_reason, evaluate
 from datajax_operator.status.judge import Action, Judgement, judge
 from datajax_operator.status.observations import (
@@ -22,6 +28,7 @@ __all__ = [
     "Transition",
     "Verdict",
     "WorkloadObservation",
+    "actionable_transitions",
     "aggregate",
     "check_reason",
     "evaluate",

@@ -14,7 +14,9 @@ from datajax_operator.api.status import (
     MeshStatus,
     Phase,
     PlacementStatus,
+    PlannedCostStatus,
 )
+from datajax_operator.plan.cost import breakeven_tokens_per_second
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
 from datajax_operator.status.conditions import Verdict, settle
@@ -132,6 +134,22 @@ def _phase(evaluation: Evaluation, observations: Observations, judgement: Judgem
     return "Ready" if workload.available >= workload.desired else "Degraded"
 
 
+def _planned_cost(plan: Plan, judgement: Judgement | None) -> PlannedCostStatus:
+    """The plan's price of the slices actually run (fewer under a ScaleDown, none while suspended):
+    what a new model costs from its first pass, before any sidecar has measured it."""
+    slice_usd_per_hour = plan.placement.chips * plan.cost.usd_per_chip_hour
+    if judgement is not None:
+        usd_per_hour = slice_usd_per_hour * judgement.replicas
+    else:
+        usd_per_hour = plan.cost.usd_per_hour
+    return PlannedCostStatus(
+        usd_per_hour=usd_per_hour,
+        break_even_tokens_per_second=breakeven_tokens_per_second(
+            usd_per_hour, plan.cost.ceiling_usd_per_million_tokens
+        ),
+    )
+
+
 def evaluate(
     evaluation: Evaluation,
     observations: Observations,
@@ -158,6 +176,7 @@ def evaluate(
         mesh=MeshStatus.model_validate(plan.mesh.to_json()) if plan else None,
         endpoint=evaluation.endpoint if plan else None,
         metrics=kept.metrics if kept is not None else None,
+        planned_cost=_planned_cost(plan, kept) if plan else None,
         cost_evaluation=kept.cost if kept is not None else None,
         latency_evaluation=kept.latency if kept is not None else None,
         conditions=settle(verdicts, previous_conditions, generation, now),

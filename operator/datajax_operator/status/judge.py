@@ -92,7 +92,20 @@ def _metrics(figures: ModelFigures, now: datetime) -> MetricsStatus:
     )
 
 
-def _metrics_verdict(sidecars: Sequence[SidecarScrape]) -> Verdict:
+ENDPOINTS_UNREADABLE = "EndpointSlicesUnreadable"
+"""MetricsAvailable=False: the API server refused the operator the EndpointSlices of the Service."""
+
+
+def _metrics_verdict(sidecars: Sequence[SidecarScrape], unlisted: str | None) -> Verdict:
+    if unlisted is not None:
+        return Verdict(
+            METRICS_AVAILABLE,
+            "False",
+            ENDPOINTS_UNREADABLE,
+            f"the operator cannot list the EndpointSlices of the model's Service ({unlisted}): grant "
+            "its ServiceAccount get, list and watch on endpointslices.discovery.k8s.io (the chart's "
+            "RBAC does); the workload is reconciled meanwhile, without figures",
+        )
     if not sidecars:
         return Verdict(
             METRICS_AVAILABLE,
@@ -252,11 +265,13 @@ def judge(
     now: datetime,
     *,
     slice_usd_per_hour: float,
+    sidecars_unlisted: str | None = None,
 ) -> Judgement:
     """Metrics, metric conditions, the new evaluation state and the replicas to render.
 
     ``slice_usd_per_hour`` is the plan's price of one slice: what a slice whose sidecar could not be
-    read still costs (see ``aggregate``)."""
+    read still costs (see ``aggregate``); ``sidecars_unlisted`` is why no endpoint could be listed
+    (then ``sidecars`` is empty and the figures are unknown)."""
     cost = spec.cost
     answered = [s.figures for s in sidecars if s.figures is not None]
     figures = (
@@ -332,7 +347,7 @@ def judge(
             established,
         )
 
-    verdicts = [_metrics_verdict(sidecars)]
+    verdicts = [_metrics_verdict(sidecars, sidecars_unlisted)]
     if spec.plan is not None and spec.plan.config_map_ref is not None:
         verdicts.append(_plan_verdict(sidecars))
     verdicts.append(cost_verdict)

@@ -49,6 +49,16 @@ class SidecarScrape:
 
 
 @dataclass(frozen=True)
+class Scrapes:
+    """One pass's look at the model's sidecars: a scrape per endpoint listed, or why none could be
+    listed (the API server refused the EndpointSlices, e.g. a 403 when RBAC lacks them)."""
+
+    sidecars: tuple[SidecarScrape, ...] = ()
+    unlisted: str | None = None
+    """The refusal, as the API server gave it; None when the EndpointSlices were read."""
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything gathered for one model in one reconcile."""
 

@@ -5,7 +5,8 @@ the SLO, conditions, recent Events) and the fleet, one line per model. ``now`` i
 ages ("12s ago") are reproducible and the screens can be checked against golden files.
 
 Unknown figures print as an em dash followed by the reason (``InsufficientTraffic``, ``NoMetrics``,
-...), never as zero: a zero would read as "free" or "instant".
+...), never as zero: a zero would read as "free" or "instant". Until the sidecars have measured the
+model's $/hour, the plan's $/hour and break-even are shown instead, marked ``(planned)``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datajax_operator.api.constants import LATENCY_SLO_BREACHED, SPEC_VALID
 from datajax_operator.status.summary import EventLine, Figure, ModelSummary
 
 DASH = "—"
+PLANNED = "(planned)"
+"""Marks a figure taken from the plan (the provisioned price), not measured by the sidecars."""
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -133,11 +136,22 @@ def _figures(summary: ModelSummary, now: datetime) -> list[str]:
     multiple = f"{tokens.value / breakeven:.2f}x break-even" if tokens.value is not None and breakeven else ""
     latency = summary.figure(m.p95_latency_seconds, LATENCY_SLO_BREACHED)
     slo = f"SLO {summary.slo.p95_latency_seconds:.3f} s" if summary.slo is not None else "no SLO set"
+    planned = summary.planned
+    if planned is not None:
+        unmeasured = f"not measured yet ({summary.figure(None).unknown_reason})"
+        cost_rows = [
+            ["$/hour", f"{planned.usd_per_hour:,.2f} {PLANNED}", unmeasured, ""],
+            ["break-even", f"{planned.break_even_tokens_per_second:,.1f} tokens/s {PLANNED}", "", ""],
+        ]
+    else:
+        cost_rows = [
+            ["$/hour", _shown(summary.figure(m.cost_usd_per_hour), "{:,.2f}"), "", ""],
+            ["break-even", _shown(summary.figure(breakeven), "{:,.1f} tokens/s"), "", ""],
+        ]
     rows = [
         ["$/Mtok", _shown(summary.figure(m.cost_usd_per_million_tokens), "{:.3f}"), ceiling,
          _headroom(summary.cost_headroom, "ceiling")],
-        ["$/hour", _shown(summary.figure(m.cost_usd_per_hour), "{:,.2f}"), "", ""],
-        ["break-even", _shown(summary.figure(breakeven), "{:,.1f} tokens/s"), "", ""],
+        *cost_rows,
         ["tokens/s", _shown(tokens, "{:,.1f}"), multiple, ""],
         ["p95 e2e", _shown(latency, "{:.3f} s"), slo, _headroom(summary.latency_headroom, "SLO")],
         ["p95 TTFT", _shown(summary.figure(m.p95_ttft_seconds), "{:.3f} s"), "", ""],
@@ -222,7 +236,9 @@ def render_fleet(summaries: Sequence[ModelSummary], now: datetime, with_namespac
                 _value(m.cost_usd_per_million_tokens, "{:.3f}"),
                 _value(s.ceiling, "{:.3f}"),
                 _value(s.cost_headroom, "{:.1f}%"),
-                _value(m.cost_usd_per_hour, "{:,.2f}"),
+                _value(m.cost_usd_per_hour, "{:,.2f}")
+                if s.planned is None
+                else f"{s.planned.usd_per_hour:,.2f} {PLANNED}",
                 _value(m.tokens_per_second, "{:,.1f}"),
                 _value(m.p95_latency_seconds, "{:.3f}s"),
                 _value(s.slo.p95_latency_seconds if s.slo else None, "{:.3f}s"),

@@ -24,7 +24,7 @@ from datajax_operator.api.constants import (
     READY,
 )
 from datajax_operator.api.spec import SLO, Cost
-from datajax_operator.api.status import Condition, DataJaxModelStatus, MetricsStatus
+from datajax_operator.api.status import Condition, DataJaxModelStatus, MetricsStatus, PlannedCostStatus
 
 _Section = TypeVar("_Section", Cost, SLO)
 
@@ -210,6 +210,12 @@ class ModelSummary:
     def metrics(self) -> MetricsStatus:
         return self.status.metrics or MetricsStatus()
 
+    @property
+    def planned(self) -> PlannedCostStatus | None:
+        """The plan's $/hour and break-even, shown (marked as planned) while no sidecar has measured
+        the model's $/hour: a new model's cost is known from its first pass."""
+        return self.status.planned_cost if self.metrics.cost_usd_per_hour is None else None
+
     def _unknown_reason(self, judged_by: str) -> str:
         """Why a figure is absent: the judging condition's Unknown reason (InsufficientTraffic,
         NoMetrics), else why the sidecars were not scraped, else that nothing reported it."""
@@ -256,6 +262,7 @@ class ModelSummary:
     def to_json(self, now: datetime, events: list[EventLine] | None = None) -> dict[str, Any]:
         """The same reading as the screen, for scripts (``-o json``)."""
         m = self.metrics
+        planned = self.status.planned_cost
         status = self.status.model_dump(mode="json", by_alias=True, exclude_none=True)
         figures: dict[str, Any] = {
             "costUSDPerMillionTokens": m.cost_usd_per_million_tokens,
@@ -263,6 +270,8 @@ class ModelSummary:
             "costHeadroomPercent": _rounded(self.cost_headroom),
             "costUSDPerHour": m.cost_usd_per_hour,
             "breakEvenTokensPerSecond": m.break_even_tokens_per_second,
+            "plannedCostUSDPerHour": planned.usd_per_hour if planned else None,
+            "plannedBreakEvenTokensPerSecond": planned.break_even_tokens_per_second if planned else None,
             "tokensPerSecond": m.tokens_per_second,
             "p95LatencySeconds": m.p95_latency_seconds,
             "sloP95LatencySeconds": self.slo.p95_latency_seconds if self.slo else None,

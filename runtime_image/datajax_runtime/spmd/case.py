@@ -71,6 +71,30 @@ class MeshCase:
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).digest()
 
 
+def plan_digest(case: MeshCase) -> str:
+    """The short form of the case's fingerprint that a host reports and a verdict names."""
+
+    return case.fingerprint().hex()[:12]
+
+
+PLAN_DISAGREEMENT = "hosts disagree on the plan they loaded: "
+
+
+def plan_disagreement(digests: Mapping[int, str]) -> str | None:
+    """The verdict on hosts (process id -> ``plan_digest``) that loaded different plans; None when all
+    agree. One wording, whoever compares: the launcher (from the digests each host reported before
+    any collective) and each worker (from its cross-host all-gather)."""
+
+    groups: dict[str, list[int]] = {}
+    for host in sorted(digests):
+        groups.setdefault(digests[host], []).append(host)
+    if len(groups) < 2:
+        return None
+    return PLAN_DISAGREEMENT + "; ".join(
+        f"hosts {hosts} read plan {digest}" for digest, hosts in groups.items()
+    )
+
+
 def static_problems(case: MeshCase) -> list[str]:
     """Mis-sharding visible without running anything: each message names the array and the axis."""
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from datajax_runtime.spmd.case import MeshCase, static_problems
+from datajax_runtime.spmd.case import PLAN_DISAGREEMENT, MeshCase, plan_disagreement, static_problems
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 CRASH_GRACE_SECONDS = 10.0
@@ -116,9 +116,17 @@ def _wait(procs: list[subprocess.Popen[str]], deadline: float) -> list[tuple[int
 
 
 def _merge(outputs: list[tuple[int | None, str, str]]) -> list[str]:
+    """The hosts' problems, de-duplicated. Whether they loaded the same plan is judged first, from the
+    digest each host printed before joining any collective: that verdict never depends on how the
+    collectives fared (under load a host can time out joining them, and then no host's own check
+    says anything about the plans)."""
+    digests: dict[int, str] = {}
     by_problem: dict[str, list[int]] = {}
     for host, (code, out, err) in enumerate(outputs):
         lines = out.strip().splitlines()
+        digest = _digest(lines[0]) if lines else None
+        if digest is not None:
+            digests[host] = digest
         verdict = _verdict(lines[-1]) if lines else None
         if verdict is None:
             tail = err.strip().splitlines()[-1:] or ["no output"]
@@ -127,8 +135,23 @@ def _merge(outputs: list[tuple[int | None, str, str]]) -> list[str]:
             continue
         for problem in verdict:
             by_problem.setdefault(problem, []).append(host)
+    disagreement = plan_disagreement(digests)
     hosts = len(outputs)
-    return [p if len(h) == hosts else f"host {h}: {p}" for p, h in by_problem.items()]
+    merged = [
+        p if len(h) == hosts else f"host {h}: {p}"
+        for p, h in by_problem.items()
+        if disagreement is None or not p.startswith(PLAN_DISAGREEMENT)  # the workers' copy of it
+    ]
+    return [disagreement, *merged] if disagreement is not None else merged
+
+
+def _digest(line: str) -> str | None:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    plan = data.get("plan") if isinstance(data, dict) else None
+    return plan if isinstance(plan, str) else None
 
 
 def _verdict(line: str) -> list[str] | None:

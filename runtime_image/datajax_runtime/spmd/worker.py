@@ -6,7 +6,8 @@ worker joins the others through ``jax.distributed.initialize`` (coordinator on l
 over gloo) and every cross-host step goes through ``jax.experimental.multihost_utils``. Every host runs
 the same sequence of collectives whatever it finds, so a mismatch is reported, never turned into a hang.
 
-The last stdout line is the JSON verdict ``{"process", "ok", "problems"}``; exit 0 when the lowering is
+The first stdout line, printed before JAX starts, is ``{"process", "plan"}``: the digest of the plan this
+host loaded. The last is the JSON verdict ``{"process", "ok", "problems"}``; exit 0 when the lowering is
 sharded as the plan says, 1 when it is not.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from datajax_runtime.partition_spec import ArraySpec, array_problems, format_spec, spec_axes
-from datajax_runtime.spmd.case import MeshCase, static_problems
+from datajax_runtime.spmd.case import MeshCase, plan_digest, plan_disagreement, static_problems
 from datajax_runtime.spmd.programs import resolve
 
 TOLERANCE = {"float32": 1e-4, "bfloat16": 2e-2}
@@ -49,17 +50,14 @@ def _slicer(value: np.ndarray[Any, Any]) -> Callable[[Any], np.ndarray[Any, Any]
 
 
 def _fingerprint_problems(case: MeshCase) -> list[str]:
+    """The cross-host gate: every host learns whether all loaded the same plan, and none runs the
+    collectives of a program the others do not run (that would hang, not fail)."""
     from jax.experimental import multihost_utils
 
     mine = np.frombuffer(case.fingerprint(), dtype=np.uint8)
     every = np.asarray(multihost_utils.process_allgather(mine))
-    groups: dict[str, list[int]] = {}
-    for host, row in enumerate(every):
-        groups.setdefault(bytes(row).hex()[:12], []).append(host)
-    if len(groups) == 1:
-        return []
-    parts = [f"hosts {hosts} read plan {digest}" for digest, hosts in groups.items()]
-    return ["hosts disagree on the plan they loaded: " + "; ".join(parts)]
+    found = plan_disagreement({host: bytes(row).hex()[:12] for host, row in enumerate(every)})
+    return [found] if found is not None else []
 
 
 def _sharding_problem(
@@ -166,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     case = MeshCase.from_json(json.loads(args.case.read_text()))
     multi = args.num_processes > 1
+    # Before JAX and any collective: which plan this host loaded, for the launcher to compare
+    # whatever becomes of the collectives (a host that times out joining still said what it read).
+    print(json.dumps({"process": args.process_id, "plan": plan_digest(case)}), flush=True)
 
     import jax
 

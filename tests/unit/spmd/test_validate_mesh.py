@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from datajax_runtime.partition_spec import ArraySpec
+from datajax_runtime.spmd import launcher
 from datajax_runtime.spmd.__main__ import main
-from datajax_runtime.spmd.case import MeshCase, attention_projection_case, static_problems
-from datajax_runtime.spmd.launcher import validate
+from datajax_runtime.spmd.case import MeshCase, attention_projection_case, plan_digest, static_problems
+from datajax_runtime.spmd.launcher import Report, validate
 
 
 @pytest.mark.parametrize(
@@ -79,15 +82,46 @@ def test_output_sharded_on_the_wrong_axis_multi_host() -> None:
     assert "dim 1 should be replicated, the lowering splits it over mesh axis 'model' (x16)" in problem
 
 
+DISAGREEMENT = "hosts disagree on the plan they loaded: "
+
+
+def _disagreement(report: Report) -> str:
+    """The one plan verdict of a report, unprefixed: every host's digest was compared."""
+    (problem,) = [p for p in report.problems if p.startswith(DISAGREEMENT)]
+    return problem
+
+
 def test_hosts_disagreeing_on_the_plan() -> None:
+    """Three 4-host runs at once (12 JAX processes on a shared machine: the load under which a host's
+    collective used to time out and the verdict went missing), each must name the stale host."""
     case = attention_projection_case(1, 16)
     stale = dataclasses.replace(case, seed=7)  # host 2 loaded another bundle
-    report = validate(case, hosts=4, host_cases={2: stale})
+    with ThreadPoolExecutor(3) as pool:
+        reports = list(pool.map(lambda _: validate(case, hosts=4, host_cases={2: stale}), range(3)))
+    for report in reports:
+        assert not report.ok
+        problem = _disagreement(report)
+        assert f"hosts [0, 1, 3] read plan {plan_digest(case)}" in problem, report.problems
+        assert f"hosts [2] read plan {plan_digest(stale)}" in problem, report.problems
+        assert report.problems[0] == problem  # the verdict on the plans comes first
+
+
+def test_the_plan_verdict_does_not_wait_for_the_collectives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator's port is held by a socket that never answers: no host can join the
+    collectives, so no host's own check runs. The hosts' digests, reported before JAX starts, still
+    give the verdict."""
+    case = attention_projection_case(1, 16)
+    stale = dataclasses.replace(case, seed=7)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(8)
+        monkeypatch.setattr(launcher, "_free_port", lambda: held.getsockname()[1])
+        report = launcher.validate(case, hosts=4, host_cases={2: stale}, timeout=15)
     assert not report.ok
-    # under heavy load a host may also report a follow-on failure of the collective; the verdict on
-    # the plans is what this test is about
-    (problem,) = [p for p in report.problems if p.startswith("hosts disagree on the plan they loaded:")]
-    assert "hosts [0, 1, 3] read plan" in problem and "hosts [2] read plan" in problem
+    assert "hosts [0, 1, 3] read plan" in _disagreement(report) and "hosts [2] read plan" in _disagreement(
+        report
+    )
+    assert any("validation process" in p for p in report.problems), report.problems  # and why no more
 
 
 def test_devices_must_split_evenly_over_hosts() -> None:
