@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd docs cluster bench clean
+.PHONY: install tools lint test test-unit run crd docs cluster bench bench-autoscale clean
 
 # A stamp so `make install` is a no-op until a pyproject.toml changes. Three distributions, one per image
 # plus the development tools: the operator (.), the runtime (runtime_image/), devtools (devtools/).
@@ -58,6 +58,11 @@ run: install
 ## Markdown tables on stdout, the JSON in bench/results/. See docs/benchmarks.md.
 bench: install tools
 	$(PY) tests/bench/run_bench.py
+
+## The autoscaling comparison (not part of `make test`; ~10 minutes of one core): a trace-driven fleet
+## simulator, spec.scaling vs an HPA on vllm:num_requests_waiting vs fixed replicas. See docs/benchmarks.md.
+bench-autoscale: install
+	$(PY) tests/bench/run_fleet_sim.py
 
 ## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
 crd: install

@@ -125,6 +125,12 @@ def _one(samples: Samples, name: str, **labels: str) -> float:
     raise ValueError(f"no {name}{labels or ''} in the exposition: not a datajax sidecar?")
 
 
+def _optional(samples: Samples, name: str) -> float:
+    """A figure an older sidecar may not export: NaN (unknown) when it is absent."""
+    found = samples.get(name, [])
+    return found[0][1] if found else math.nan
+
+
 def _plausible(figures: SidecarFigures) -> SidecarFigures:
     """Refuse figures no sidecar exports (a negative or infinite rate, a ratio above 1): they would be
     aggregated into the model's figures as if true. NaN is the sidecar's "unknown" and passes."""
@@ -136,6 +142,7 @@ def _plausible(figures: SidecarFigures) -> SidecarFigures:
         'datajax_latency_p95_seconds{kind="e2e"}': (figures.p95_e2e_latency_seconds, math.inf),
         'datajax_latency_p95_seconds{kind="ttft"}': (figures.p95_ttft_seconds, math.inf),
         "datajax_window_seconds": (figures.window_seconds, math.inf),
+        "datajax_requests_per_second": (figures.requests_per_second, math.inf),
     }
     for name, (value, upper) in checks.items():
         if math.isnan(value):
@@ -161,6 +168,7 @@ def sidecar_figures(text: str) -> SidecarFigures:
             p95_ttft_seconds=_one(exposition, "datajax_latency_p95_seconds", kind="ttft"),
             window_seconds=_one(exposition, "datajax_window_seconds"),
             upstream_up=_one(exposition, "datajax_upstream_up") == 1.0,
+            requests_per_second=_optional(exposition, "datajax_requests_per_second"),
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
         )

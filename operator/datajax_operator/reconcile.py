@@ -21,7 +21,10 @@ whatever happened before (an operator restart, a missed event, a person deleting
 
 The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
 (fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
-user's, and the count is derived from it and ``status.costEvaluation`` alone.
+user's, and the count is derived from it and ``status.costEvaluation`` alone. With ``spec.scaling``
+the autoscaler (``status.autoscale``) decides the count instead, from the sidecars' figures and
+``status.scaling`` (the previous pass's decision, fit and availability); its Events follow the
+cost action's.
 
 An edit that cannot be planned must not take a serving model down: nothing is lost, and the status
 (``SpecValid=False``, ``Ready=False``) says that the running workload is the last valid spec's.
@@ -59,6 +62,7 @@ from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.names import child_names, selector_labels
 from datajax_operator.render.objects import render_objects
+from datajax_operator.status.autoscale import decide_scale
 from datajax_operator.status.conditions import actionable_transitions
 from datajax_operator.status.evaluate import Evaluation, evaluate
 from datajax_operator.status.judge import Judgement, judge
@@ -146,8 +150,25 @@ def _plan(
         slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
         sidecars_unlisted=sidecars_unlisted,
     )
-    objects = render_objects(model, plan, config, replicas=judgement.replicas)
-    return Evaluation(plan=plan, problems=[], endpoint=_endpoint(objects)), judgement, objects
+    replicas = judgement.replicas
+    scale = None
+    roof = plan.capacity.roofline if plan.capacity is not None else None
+    if model.spec.scaling is not None and roof is not None:
+        scale = decide_scale(
+            model.spec,
+            raw["metadata"].get("generation") or 0,
+            previous,
+            sidecars,
+            now,
+            roof=roof,
+            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        )
+        replicas = scale.replicas
+    objects = render_objects(model, plan, config, replicas=replicas)
+    evaluation = Evaluation(
+        plan=plan, problems=[], endpoint=_endpoint(objects), selector=_selector(objects), scale=scale
+    )
+    return evaluation, judgement, objects
 
 
 def _endpoint(objects: list[dict[str, Any]]) -> str | None:
@@ -156,6 +177,15 @@ def _endpoint(objects: list[dict[str, Any]]) -> str | None:
             meta = obj["metadata"]
             port = next(p["port"] for p in obj["spec"]["ports"] if p["name"] == "http")
             return f"http://{meta['name']}.{meta['namespace']}.svc:{port}/v1"
+    return None
+
+
+def _selector(objects: list[dict[str, Any]]) -> str | None:
+    """The Service's selector as a label-selector string: one pod per slice (the leader of a multi-host
+    slice), what the scale subresource gives an HPA to average pod metrics over."""
+    for obj in objects:
+        if obj["kind"] == "Service":
+            return ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].items()))
     return None
 
 
@@ -329,7 +359,8 @@ def reconcile(
                 )
             except KubeError as err:  # an Event is a courtesy; never fail a reconcile over one
                 log.warning("event for %s/%s not posted: %s", namespace, name, err)
-    for action in judgement.actions if judgement is not None else ():
+    scale_actions = evaluation.scale.actions if evaluation.scale is not None else ()
+    for action in (*(judgement.actions if judgement is not None else ()), *scale_actions):
         log.info("%s/%s: %s: %s", namespace, name, action.reason, action.message)
         try:
             kube.event(

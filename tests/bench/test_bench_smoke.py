@@ -3,6 +3,7 @@ timed or compared here; `make bench` measures)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -55,3 +56,29 @@ def test_reconcile_benchmark_runs_in_tiny_mode(local_cluster: Any, kubeconfig: P
     text = tables(results)
     for heading in ("Throughput", "ratio", "Latency", "Steady state", "Sidecar"):
         assert heading in text
+
+
+@pytest.mark.bench
+def test_fleet_simulator_runs_every_cell_in_tiny_mode(tmp_path: Path) -> None:
+    """Every trace x policy x scenario of the autoscaling comparison, on a few simulated minutes: the
+    table has every row and the JSON every figure, each a share in [0, 1] or a count (nothing judged)."""
+    script = Path(__file__).with_name("run_fleet_sim.py")
+    done = subprocess.run(
+        [sys.executable, str(script), "--hours-scale", "0.03", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("| diurnal", "| bursty", "| step"))]
+    assert len(rows) == 2 * 3 * 3
+    [path] = tmp_path.glob("fleet-sim-*.json")
+    results = json.loads(path.read_text())["results"]
+    for block in results.values():
+        for cells in block["traces"].values():
+            assert set(cells) == {"autoscaler", "hpa", "fixed"}
+            for cell in cells.values():
+                for share in ("both_all", "slo_all", "cost_all"):
+                    assert 0.0 <= cell[share] <= 1.0
+                assert cell["tokens_served_millions"] <= cell["tokens_offered_millions"]
+                assert cell["usd"] > 0 and cell["scale_events"] >= 0

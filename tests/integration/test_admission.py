@@ -23,6 +23,11 @@ VALID: dict[str, Any] = {
     "spec": {"model": {"name": "org/model"}, "tpu": {"generation": "v6e", "topology": "2x4"}},
 }
 
+_SCALABLE: dict[str, Any] = {
+    "model": {"parametersBillions": 8, "dtype": "bfloat16"},
+    "slo": {"p95LatencySeconds": 2},
+}
+
 # (case id, spec patch (deep-merged into VALID's spec), field the message must name)
 BAD: list[tuple[str, dict[str, Any], str]] = [
     ("model-name-missing", {"model": {"name": None}}, "spec.model.name"),
@@ -100,6 +105,32 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.serving.chunkedPrefill.maxNumBatchedTokens",
     ),
     ("unknown-field", {"tpu": {"topolgy": "2x4"}}, "spec.tpu.topolgy"),
+    (
+        "scaling-min-above-max",
+        {**_SCALABLE, "scaling": {"minReplicas": 3, "maxReplicas": 2}},
+        "spec.scaling.minReplicas",
+    ),
+    (
+        "scaling-zero-without-delay",
+        {**_SCALABLE, "scaling": {"minReplicas": 0, "maxReplicas": 2}},
+        "spec.scaling.minReplicas",
+    ),
+    ("scaling-without-slo", {"model": _SCALABLE["model"], "scaling": {"maxReplicas": 2}}, "spec.scaling"),
+    (
+        "scaling-without-model-size",
+        {"slo": _SCALABLE["slo"], "scaling": {"maxReplicas": 2}},
+        "spec.model.parametersBillions",
+    ),
+    (
+        "scaling-with-cost-action",
+        {**_SCALABLE, "scaling": {"maxReplicas": 2}, "cost": {"action": "Suspend"}},
+        "spec.cost.action",
+    ),
+    (
+        "scaling-policy-unknown",
+        {**_SCALABLE, "scaling": {"maxReplicas": 2, "policy": "Cheap"}},
+        "spec.scaling.policy",
+    ),
 ]
 
 

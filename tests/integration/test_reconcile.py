@@ -178,6 +178,9 @@ def test_example_gets_its_children_and_status(
         "costEvaluation",
         "latencyEvaluation",  # the 70B example sets an SLO
         "plannedCost",
+        "replicas",  # the scale subresource's status.replicas and status.selector
+        "availableReplicas",
+        "selector",
     }
     # the provisioned price is known from the first pass, before anything is measured
     assert status["plannedCost"]["usdPerHour"] == pytest.approx(plan.cost.usd_per_hour)

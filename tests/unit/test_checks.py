@@ -9,6 +9,8 @@ from datajax_operator.api.rules import RULES
 from datajax_operator.plan import OperatorConfig, PlanError, make_plan
 
 CONFIG = OperatorConfig()
+SIZED: dict[str, Any] = {"model": {"name": "m", "parametersBillions": 8, "dtype": "bfloat16"}}
+SLO = {"p95LatencySeconds": 2}
 
 # (name, spec sections, field the problem must name)
 BAD: list[tuple[str, dict[str, Any], str]] = [
@@ -98,6 +100,27 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.model.parametersBillions",
     ),
     ("price-known", {"tpu": {"generation": "tpu7x", "topology": "2x2x1"}}, "spec.cost.usdPerChipHour"),
+    (
+        "scaling-min-at-most-max",
+        {**SIZED, "slo": SLO, "scaling": {"minReplicas": 5, "maxReplicas": 4}},
+        "spec.scaling.minReplicas",
+    ),
+    (
+        "scaling-zero-needs-delay",
+        {**SIZED, "slo": SLO, "scaling": {"minReplicas": 0, "maxReplicas": 4}},
+        "spec.scaling.minReplicas",
+    ),
+    ("scaling-needs-slo", {**SIZED, "scaling": {"maxReplicas": 4}}, "spec.scaling"),
+    (
+        "scaling-needs-model-size",
+        {"slo": SLO, "scaling": {"maxReplicas": 4}},
+        "spec.model.parametersBillions",
+    ),
+    (
+        "scaling-owns-replicas",
+        {**SIZED, "slo": SLO, "scaling": {"maxReplicas": 4}, "cost": {"action": "ScaleDown"}},
+        "spec.cost.action",
+    ),
 ]
 
 
@@ -145,6 +168,10 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
     ),
     ("unrelated-extra-args", {"serving": {"extraArgs": ["--max-model-len-foo", "--swap-space=4"]}}),
+    (
+        "scale-to-zero-when-asked",
+        {**SIZED, "slo": SLO, "scaling": {"minReplicas": 0, "maxReplicas": 4, "scaleToZeroAfter": "30m"}},
+    ),
     (
         "env-from-each-source",
         {

@@ -25,8 +25,9 @@ def test_plan_json_has_the_design_keys(capsys: pytest.CaptureFixture[str], path:
     code, out, err = _run(capsys, "plan", "-f", str(path), "-o", "json")
     assert (code, err) == (0, "")
     doc = json.loads(out)
-    # DESIGN §6 keys exactly, plus `decisions` (the wave-spec-informed flags with their reasons).
-    assert list(doc) == ["placement", "mesh", "cost", "vllmArgs", "decisions", "objects"]
+    # DESIGN §6 keys exactly, plus `decisions` (the wave-spec-informed flags with their reasons) and
+    # `capacity` (one slice's roofline against the ceiling's floor on its throughput).
+    assert list(doc) == ["placement", "mesh", "cost", "vllmArgs", "decisions", "capacity", "objects"]
     assert list(doc["placement"]) == [
         "generation", "accelerator", "topology", "chips", "hosts", "chipsPerHost", "machineType", "workload"
     ]  # fmt: skip

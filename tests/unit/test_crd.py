@@ -45,7 +45,14 @@ def test_names_scope_and_subresources() -> None:
     assert crd["spec"]["scope"] == "Namespaced"
     [version] = crd["spec"]["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["TPU", "Topology", "Replicas", "Ready", "$/Mtok", "P95", "PrefixHit", "Ceiling", "Age"]
 

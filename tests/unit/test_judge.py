@@ -347,6 +347,34 @@ def test_sidecar_figures_from_the_sidecars_own_exposition() -> None:
         sidecar_figures("up 1\n")
 
 
+def test_requests_per_second_is_read_and_optional() -> None:
+    """The autoscaler's requests/s comes from datajax_requests_per_second; a sidecar that does not
+    export it still parses (NaN: unknown)."""
+    from datajax_runtime.exporter import ExportState, render
+    from datajax_runtime.window import Pricing, figures
+
+    pricing = Pricing(chips=8, usd_per_chip_hour=2.7)
+    text = render(
+        ExportState(
+            figures=figures(None, pricing),
+            pricing=pricing,
+            upstream_up=True,
+            scrape_errors=0,
+            slo_p95_seconds=None,
+            plan_status_configured=False,
+            plan=None,
+            model="m",
+        )
+    )
+    lines = text.splitlines()
+    [sample] = [line for line in lines if line.startswith("datajax_requests_per_second ")]
+    assert sidecar_figures("\n".join(lines) + "\n").requests_per_second != 12.5
+    with_rate = [("datajax_requests_per_second 12.5" if line == sample else line) for line in lines]
+    assert sidecar_figures("\n".join(with_rate) + "\n").requests_per_second == 12.5
+    without = [line for line in lines if "datajax_requests_per_second" not in line]
+    assert math.isnan(sidecar_figures("\n".join(without) + "\n").requests_per_second)
+
+
 def test_unscheduled_pods_in_the_schedulers_words() -> None:
     from datajax_operator.observe import unscheduled
 

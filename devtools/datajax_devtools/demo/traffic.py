@@ -26,7 +26,18 @@ from dataclasses import dataclass
 
 from datajax_devtools.demo.exposition import VllmExposition
 
-__all__ = ["RequestMix", "SimulatedReplica", "SliceModel", "TrafficModel"]
+__all__ = [
+    "Gauges",
+    "RequestMix",
+    "ServedRequest",
+    "SimulatedReplica",
+    "SliceModel",
+    "TrafficModel",
+    "draw_request",
+    "expected_gauges",
+    "slowdown",
+    "utilisation",
+]
 
 ENGINE = "0"
 
@@ -77,6 +88,88 @@ class SliceModel:
     max_slowdown: float = 10.0
 
 
+def utilisation(mix: RequestMix, slice_model: SliceModel, requests_per_second: float) -> float:
+    """Offered tokens/s over what the slice sustains."""
+    return requests_per_second * mix.mean_tokens() / slice_model.capacity_tokens_per_second
+
+
+def slowdown(slice_model: SliceModel, utilisation: float) -> float:
+    """How much longer everything takes than on an idle slice: 1 / (1 - utilisation), capped."""
+    cap = slice_model.max_slowdown
+    return min(1.0 / max(1.0 - utilisation, 1.0 / cap), cap)
+
+
+@dataclass(frozen=True)
+class ServedRequest:
+    """One finished request: its token counts and where its time went (seconds)."""
+
+    prompt: int
+    cached: int
+    output: int
+    stopped: bool
+    max_tokens: int
+    queue: float
+    prefill: float
+    itl: float
+    decode: float
+
+    @property
+    def ttft(self) -> float:
+        return self.queue + self.prefill
+
+    @property
+    def e2e(self) -> float:
+        return self.ttft + self.decode
+
+
+def _lognormal(rnd: random.Random, median: float, sigma: float) -> int:
+    return max(1, round(rnd.lognormvariate(math.log(median), sigma)))
+
+
+def draw_request(mix: RequestMix, slc: SliceModel, utilisation: float, rnd: random.Random) -> ServedRequest:
+    """One request of the mix served by a slice at this utilisation (the random draws in a fixed order,
+    so a seeded generator repeats a run)."""
+    limit = slc.max_model_len - 1
+    if rnd.random() < mix.prefix_share:
+        prompt = min(
+            mix.shared_prefix_tokens + _lognormal(rnd, mix.user_tokens_median, mix.prompt_tokens_sigma), limit
+        )
+        cached = (min(mix.shared_prefix_tokens, prompt) // slc.block_size) * slc.block_size
+    else:
+        prompt = min(_lognormal(rnd, mix.prompt_tokens_median, mix.prompt_tokens_sigma), limit)
+        cached = 0
+    output = min(
+        _lognormal(rnd, mix.output_tokens_median, mix.output_tokens_sigma), slc.max_model_len - prompt
+    )
+    stopped = rnd.random() < mix.stop_share
+    max_tokens = min(max(512, output), slc.max_model_len - prompt) if stopped else output
+    slow = slowdown(slc, utilisation)
+    queue = rnd.expovariate(1.0 / (slc.queue_seconds * 2 * utilisation * slow)) if utilisation > 0 else 0.0
+    prefill = (prompt - cached) / slc.prefill_tokens_per_second * slow
+    itl = slc.inter_token_seconds * slow * rnd.lognormvariate(0.0, 0.15)
+    return ServedRequest(prompt, cached, output, stopped, max_tokens, queue, prefill, itl, itl * (output - 1))
+
+
+@dataclass(frozen=True)
+class Gauges:
+    """vLLM's gauges of one slice at a steady arrival rate."""
+
+    running: float
+    waiting: float
+    kv_cache_usage: float
+
+
+def expected_gauges(mix: RequestMix, slc: SliceModel, requests_per_second: float) -> Gauges:
+    """Little's law on the expected times at this rate and the load it puts on the slice."""
+    load = utilisation(mix, slc, requests_per_second)
+    slow = slowdown(slc, load)
+    output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
+    in_server = slc.inter_token_seconds * slow * output
+    waiting = requests_per_second * slc.queue_seconds * 2 * load * slow
+    running = min(requests_per_second * in_server, slc.max_num_seqs)
+    return Gauges(running, waiting, min(running * mix.mean_tokens() / slc.kv_cache_tokens, 1.0))
+
+
 class SimulatedReplica:
     """One vLLM server (engine 0) fed by its share of the traffic."""
 
@@ -101,11 +194,11 @@ class SimulatedReplica:
 
     @property
     def utilisation(self) -> float:
-        return self.rate * self.mix.mean_tokens() / self.slice.capacity_tokens_per_second
+        return utilisation(self.mix, self.slice, self.rate)
 
     def slowdown(self) -> float:
         """How much longer everything takes than on an idle slice."""
-        return min(1.0 / max(1.0 - self.utilisation, 1.0 / self.slice.max_slowdown), self.slice.max_slowdown)
+        return slowdown(self.slice, self.utilisation)
 
     def set_rate(self, requests_per_second: float, now: float) -> None:
         """Change the arrival rate from ``now`` on (everything before is accounted at the old rate)."""
@@ -124,37 +217,10 @@ class SimulatedReplica:
     def _gap(self) -> float:
         return self._random.expovariate(self.rate)
 
-    def _lognormal(self, median: float, sigma: float) -> int:
-        return max(1, round(self._random.lognormvariate(math.log(median), sigma)))
-
     def _serve_one(self) -> None:
-        mix, slc, rnd = self.mix, self.slice, self._random
-        limit = slc.max_model_len - 1
-        if rnd.random() < mix.prefix_share:
-            prompt = min(
-                mix.shared_prefix_tokens + self._lognormal(mix.user_tokens_median, mix.prompt_tokens_sigma),
-                limit,
-            )
-            cached = (min(mix.shared_prefix_tokens, prompt) // slc.block_size) * slc.block_size
-        else:
-            prompt = min(self._lognormal(mix.prompt_tokens_median, mix.prompt_tokens_sigma), limit)
-            cached = 0
-        output = min(
-            self._lognormal(mix.output_tokens_median, mix.output_tokens_sigma), slc.max_model_len - prompt
-        )
-        stopped = rnd.random() < mix.stop_share
-        max_tokens = min(max(512, output), slc.max_model_len - prompt) if stopped else output
-        slow = self.slowdown()
-        queue = (
-            rnd.expovariate(1.0 / (slc.queue_seconds * 2 * self.utilisation * slow))
-            if self.utilisation > 0
-            else 0.0
-        )
-        prefill = (prompt - cached) / slc.prefill_tokens_per_second * slow
-        itl = slc.inter_token_seconds * slow * rnd.lognormvariate(0.0, 0.15)
-        decode = itl * (output - 1)
-        ttft = queue + prefill
-        e2e = ttft + decode
+        r = draw_request(self.mix, self.slice, self.utilisation, self._random)
+        prompt, cached, output, stopped, max_tokens = r.prompt, r.cached, r.output, r.stopped, r.max_tokens
+        queue, prefill, itl, decode, ttft, e2e = r.queue, r.prefill, r.itl, r.decode, r.ttft, r.e2e
 
         m = self.metrics
         labels = {"engine": ENGINE}
@@ -185,20 +251,12 @@ class SimulatedReplica:
 
     def _update_gauges(self) -> None:
         """Little's law on the expected times at the current rate and load."""
-        mix, slc = self.mix, self.slice
-        slow = self.slowdown()
-        output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
-        in_server = slc.inter_token_seconds * slow * output
-        waiting = self.rate * slc.queue_seconds * 2 * self.utilisation * slow
-        running = min(self.rate * in_server, slc.max_num_seqs)
-        tokens = mix.mean_tokens()
+        g = expected_gauges(self.mix, self.slice, self.rate)
         labels = {"engine": ENGINE}
-        self.metrics.set("vllm:num_requests_running", round(running), **labels)
-        self.metrics.set("vllm:num_requests_waiting", round(waiting), **labels)
-        self.metrics.set("vllm:num_requests_waiting_by_reason", round(waiting), reason="capacity", **labels)
-        self.metrics.set(
-            "vllm:kv_cache_usage_perc", min(running * tokens / slc.kv_cache_tokens, 1.0), **labels
-        )
+        self.metrics.set("vllm:num_requests_running", round(g.running), **labels)
+        self.metrics.set("vllm:num_requests_waiting", round(g.waiting), **labels)
+        self.metrics.set("vllm:num_requests_waiting_by_reason", round(g.waiting), reason="capacity", **labels)
+        self.metrics.set("vllm:kv_cache_usage_perc", g.kv_cache_usage, **labels)
 
     def scrape(self, now: float) -> str:
         """The `/metrics` text at ``now``."""

@@ -38,6 +38,11 @@ Unknown with reason InsufficientTraffic or NoMetrics when the cost cannot be jud
 LATENCY_SLO_BREACHED: Final = "LatencySLOBreached"
 """p95 latency stayed above spec.slo.p95LatencySeconds (only set when an SLO is given)."""
 
+SCALING_FEASIBLE: Final = "ScalingFeasible"
+"""Some replica count within spec.scaling's bounds keeps both p95 under the SLO and $/Mtok under the
+ceiling at the measured demand (only set with spec.scaling); False with reason CostSLOInfeasible and the
+figures when none does, and spec.scaling.policy decides which bound gives."""
+
 READY: Final = "Ready"
 """SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on "
     "it."""
@@ -49,5 +54,6 @@ CONDITION_TYPES: Final = (
     PLAN_REGISTERED,
     COST_CEILING_BREACHED,
     LATENCY_SLO_BREACHED,
+    SCALING_FEASIBLE,
     READY,
 )

@@ -3,7 +3,9 @@
 The CRD is never hand-written: `build_crd()` turns the pydantic JSON schema into a Kubernetes
 structural schema (every node typed, refs inlined, nullable unions collapsed, JSON-Schema-2020 idioms
 rewritten in OpenAPI v3.0 terms), adds the CEL rules of `api.rules` where they are attached, and
-wraps it with names, printer columns and the status subresource. `crds/` holds its output.
+wraps it with names, printer columns and the status and scale subresources (the scale
+subresource lets `kubectl scale`, an HPA or KEDA set spec.replicas as on a Deployment).
+`crds/` holds its output.
 """
 
 from typing import Any, Final
@@ -194,7 +196,14 @@ def build_crd() -> dict[str, Any]:
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {
+                        "status": {},
+                        "scale": {
+                            "specReplicasPath": ".spec.replicas",
+                            "statusReplicasPath": ".status.replicas",
+                            "labelSelectorPath": ".status.selector",
+                        },
+                    },
                     "additionalPrinterColumns": PRINTER_COLUMNS,
                     "schema": {"openAPIV3Schema": root},
                 }

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Serving
+from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Scaling, Serving
 from datajax_operator.api.tpu import ALL_TOPOLOGIES, SLICE_SHAPES, topology_chips
 
 MANAGED_VLLM_FLAGS: Final = (
@@ -144,6 +144,28 @@ def _batch_holds_seqs(serving: Serving) -> bool:
     return tokens is None or tokens >= serving.max_num_seqs
 
 
+def _scaling_band_ordered(scaling: Scaling) -> bool:
+    return scaling.min_replicas <= scaling.max_replicas
+
+
+def _zero_asked_with_delay(scaling: Scaling) -> bool:
+    return scaling.min_replicas > 0 or scaling.scale_to_zero_after is not None
+
+
+def _scaling_has_slo(spec: DataJaxModelSpec) -> bool:
+    return spec.scaling is None or spec.slo is not None
+
+
+def _scaling_has_size(spec: DataJaxModelSpec) -> bool:
+    return spec.scaling is None or (
+        spec.model.parameters_billions is not None and spec.model.dtype is not None
+    )
+
+
+def _scaling_alert_only(spec: DataJaxModelSpec) -> bool:
+    return spec.scaling is None or spec.cost.action == "Alert"
+
+
 RULES: Final[tuple[Rule, ...]] = (
     Rule(
         name="topology-legal",
@@ -262,6 +284,50 @@ RULES: Final[tuple[Rule, ...]] = (
         "per "
         "sequence per step): raise it or lower maxNumSeqs",
         holds=_batch_holds_seqs,
+    ),
+    Rule(
+        name="scaling-min-at-most-max",
+        scope="scaling",
+        field=".minReplicas",
+        cel="!has(self.minReplicas) || self.minReplicas <= self.maxReplicas",
+        message="minReplicas must be at most maxReplicas: raise maxReplicas or lower minReplicas",
+        holds=_scaling_band_ordered,
+    ),
+    Rule(
+        name="scaling-zero-needs-delay",
+        scope="scaling",
+        field=".minReplicas",
+        cel="!has(self.minReplicas) || self.minReplicas > 0 || has(self.scaleToZeroAfter)",
+        message="minReplicas 0 lets the model scale to zero: set scaleToZeroAfter (how long without "
+        "traffic first, e.g. 30m), or set minReplicas to 1",
+        holds=_zero_asked_with_delay,
+    ),
+    Rule(
+        name="scaling-needs-slo",
+        scope="",
+        field=".scaling",
+        cel="!has(self.scaling) || has(self.slo)",
+        message="spec.scaling keeps p95 under spec.slo.p95LatencySeconds and $/Mtok under the ceiling: "
+        "set slo.p95LatencySeconds, or remove scaling",
+        holds=_scaling_has_slo,
+    ),
+    Rule(
+        name="scaling-needs-model-size",
+        scope="",
+        field=".model.parametersBillions",
+        cel="!has(self.scaling) || (has(self.model.parametersBillions) && has(self.model.dtype))",
+        message="spec.scaling seeds a slice's capacity from the roofline of the model's size: set "
+        "model.parametersBillions and model.dtype",
+        holds=_scaling_has_size,
+    ),
+    Rule(
+        name="scaling-owns-replicas",
+        scope="",
+        field=".cost.action",
+        cel="!has(self.scaling) || !has(self.cost) || !has(self.cost.action) || self.cost.action == 'Alert'",
+        message="with spec.scaling the autoscaler owns the replica count and keeps the cost under the "
+        "ceiling: set cost.action to Alert (ScaleDown and Suspend are for models without scaling)",
+        holds=_scaling_alert_only,
     ),
 )
 

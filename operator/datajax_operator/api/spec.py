@@ -423,6 +423,8 @@ class PlanRefs(SpecModel):
 
 
 _SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
+DURATION = r"^[1-9][0-9]{0,4}(s|m|h)$"
+"""A duration as the API takes it: a number and a unit s, m or h (e.g. 10m)."""
 
 
 def duration_seconds(text: str) -> int:
@@ -459,7 +461,7 @@ class Cost(SpecModel):
     window: str = Field(
         default="10m",
         max_length=8,
-        pattern=r"^[1-9][0-9]{0,4}(s|m|h)$",
+        pattern=DURATION,
         description="Window the cost is evaluated over: a number and a unit s, m or h (e.g. 10m).",
     )
     min_tokens_per_second: float = Field(
@@ -472,7 +474,8 @@ class Cost(SpecModel):
         default="Alert",
         description="What happens when the ceiling is breached: Alert (condition and Event), ScaleDown "
         "(one replica fewer per window, never below 1, back to spec.replicas once the cost is under the "
-        "ceiling for a window) or Suspend (replicas to 0 until the spec changes).",
+        "ceiling for a window) or Suspend (replicas to 0 until the spec changes). With spec.scaling only "
+        "Alert: the autoscaler keeps the cost under the ceiling itself.",
     )
 
     @property
@@ -488,6 +491,58 @@ class SLO(SpecModel):
     )
 
 
+ScalingPolicy = Literal["PreferSLO", "PreferCost"]
+
+
+class Scaling(SpecModel):
+    """The operator owns the replica count: it keeps p95 under spec.slo and $/Mtok under the ceiling.
+
+    Each observation pass it estimates demand from the sidecars, the tokens/s one slice serves at the
+    SLO (learned from the slices' own load and p95, seeded by a roofline model of the TPU generation),
+    and from them the band of replica counts that meets both bounds (docs/autoscaling.md).
+    """
+
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Fewest slices the operator runs, whatever the demand. 0 allows scale-to-zero, and "
+        "needs scaleToZeroAfter.",
+    )
+    max_replicas: int = Field(
+        ge=1, le=1000, description="Most slices the operator runs, whatever the demand (a budget cap)."
+    )
+    policy: ScalingPolicy = Field(
+        default="PreferSLO",
+        description="Which bound gives when no replica count meets both the SLO and the cost ceiling, and "
+        "where in the band to sit: PreferSLO runs enough slices for the SLO (the ceiling gives) with some "
+        "headroom; PreferCost runs no more slices than the ceiling allows (the SLO gives) and no spare.",
+    )
+    scale_to_zero_after: str | None = Field(
+        default=None,
+        max_length=8,
+        pattern=DURATION,
+        description="With minReplicas 0: how long without any traffic before the model is scaled to zero "
+        "slices (e.g. 30m). At zero no sidecar measures demand: `kubectl scale djm NAME --replicas=N` (or "
+        "any spec change) wakes it; status.scaling.expectedColdStartSeconds says how long that takes.",
+    )
+    scale_down_stabilization: str = Field(
+        default="5m",
+        max_length=8,
+        pattern=DURATION,
+        description="How long the demand must stay low before slices are removed (the largest count "
+        "asked for in that time is kept). Scaling up is immediate.",
+    )
+
+    @property
+    def scale_to_zero_after_seconds(self) -> int | None:
+        return duration_seconds(self.scale_to_zero_after) if self.scale_to_zero_after else None
+
+    @property
+    def scale_down_stabilization_seconds(self) -> int:
+        return duration_seconds(self.scale_down_stabilization)
+
+
 class DataJaxModelSpec(SpecModel):
     """Desired state of a model served by vLLM on a Cloud TPU slice."""
 
@@ -499,7 +554,13 @@ class DataJaxModelSpec(SpecModel):
         "slice).",
     )
     replicas: int = Field(
-        default=1, ge=0, le=1000, description="Slices serving this model (0 suspends serving)."
+        default=1,
+        ge=0,
+        le=1000,
+        description="Slices serving this model (0 suspends serving); the scale subresource, so `kubectl "
+        "scale` and a HorizontalPodAutoscaler or KEDA ScaledObject can set it. With spec.scaling the "
+        "operator owns the count: a new value is where the autoscaler starts from (clamped to "
+        "minReplicas..maxReplicas), e.g. to wake a model scaled to zero.",
     )
     serving: Serving = Field(
         default_factory=Serving, description="vLLM serving options.", json_schema_extra={"default": {}}
@@ -509,3 +570,8 @@ class DataJaxModelSpec(SpecModel):
         default_factory=Cost, description="Cost ceiling and measurement.", json_schema_extra={"default": {}}
     )
     slo: SLO | None = Field(default=None, description="Latency objective; no latency condition when unset.")
+    scaling: Scaling | None = Field(
+        default=None,
+        description="Autoscaling on the SLO and the cost ceiling at once; needs spec.slo. When unset, "
+        "spec.replicas (or an HPA through the scale subresource) decides, and cost.action applies.",
+    )

@@ -176,6 +176,96 @@ class LatencyEvaluation(StatusModel):
     since: datetime = Field(description="First sample of the current run of the same judgement.")
 
 
+CapacitySource = Literal["Roofline", "Learned"]
+
+
+class LatencyFit(StatusModel):
+    """The online fit of 1/p95 against load per slice (exponentially forgetting least squares), kept
+    in status so a restarted operator resumes it: sums of the weighted samples, the lowest p95 and the
+    highest load seen."""
+
+    key: str = Field(
+        max_length=512,
+        description="What the fit was learned for (model, TPU, topology, mesh, context); a change starts "
+        "afresh.",
+    )
+    samples: int = Field(ge=0, description="Samples taken since the fit started.")
+    weight: float = Field(ge=0, description="Sum of the sample weights.")
+    load: float = Field(description="Weighted sum of load per slice (tokens/s).")
+    inverse_p95: float = Field(description="Weighted sum of 1/p95 (1/s).")
+    load_squared: float = Field(description="Weighted sum of the squared load.")
+    load_inverse_p95: float = Field(description="Weighted sum of load x 1/p95.")
+    min_p95: float | None = Field(
+        default=None, gt=0, description="Lowest p95 seen (s): the fit's anchor at no load."
+    )
+    max_load: float | None = Field(
+        default=None, ge=0, description="Highest load per slice seen (tokens/s): the fit's trust region."
+    )
+    sampled_at: datetime | None = Field(default=None, description="When the last sample was taken.")
+
+
+class AskedCount(StatusModel):
+    """The count one pass asked for."""
+
+    at: datetime = Field(description="When.")
+    replicas: int = Field(ge=0, description="Slices asked for.")
+
+
+class ScalingStatus(StatusModel):
+    """What the autoscaler (spec.scaling) saw and decided; see docs/autoscaling.md."""
+
+    generation: int = Field(ge=0, description="metadata.generation the decision belongs to.")
+    spec_replicas: int = Field(
+        ge=0,
+        description="spec.replicas when decided: a new value (kubectl scale, an HPA) restarts the count "
+        "from it.",
+    )
+    desired_replicas: int = Field(ge=0, description="Slices the operator runs now.")
+    demand_tokens_per_second: float | None = Field(
+        default=None, ge=0, description="Demand estimate: tokens/s (prompt + generated) over all slices."
+    )
+    demand_requests_per_second: float | None = Field(
+        default=None, ge=0, description="Requests/s over all slices, from the sidecars."
+    )
+    capacity_tokens_per_second: float | None = Field(
+        default=None,
+        ge=0,
+        description="Tokens/s one slice serves with p95 at the SLO, learned or (before enough samples) "
+        "seeded from the roofline.",
+    )
+    capacity_source: CapacitySource | None = Field(
+        default=None, description="Roofline (the seed) or Learned (from this model's own samples)."
+    )
+    slo_replicas: int | None = Field(
+        default=None, ge=0, description="N_min: fewest slices that keep p95 under the SLO at this demand."
+    )
+    ceiling_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="N_max: most slices whose cost stays under the ceiling at this demand.",
+    )
+    recent: list[AskedCount] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Changes of the count asked for within the last scaleDownStabilization, and the one in "
+        "force before it: a scale-down keeps the largest.",
+    )
+    idle_since: datetime | None = Field(
+        default=None, description="Since when no traffic was measured (for scaleToZeroAfter)."
+    )
+    last_scale_time: datetime | None = Field(default=None, description="When the count last changed.")
+    scale_up_from: int | None = Field(
+        default=None, ge=0, description="Slices before the scale-up in progress (its cold start is timed)."
+    )
+    expected_cold_start_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long a new slice takes to serve: the last scale-up measured, else the startup "
+        "probe's allowance (serving.startupTimeoutSeconds).",
+    )
+    fit: LatencyFit | None = Field(default=None, description="The latency fit behind capacity.")
+
+
 class DataJaxModelStatus(StatusModel):
     """Observed state of a DataJaxModel."""
 
@@ -201,10 +291,26 @@ class DataJaxModelStatus(StatusModel):
     latency_evaluation: LatencyEvaluation | None = Field(
         default=None, description="State of the latency-objective judgement."
     )
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Slices the workload runs (the scale subresource's status.replicas).",
+    )
+    available_replicas: int | None = Field(
+        default=None, ge=0, description="Slices the workload's controller reports available."
+    )
+    selector: str | None = Field(
+        default=None,
+        description="Label selector of one pod per slice (the scale subresource's status.selector, so an "
+        "HPA can average pod metrics per slice).",
+    )
+    scaling: ScalingStatus | None = Field(
+        default=None, description="The autoscaler's figures and decision (with spec.scaling)."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Conditions keyed by type: SpecValid, WorkloadAvailable, MetricsAvailable, "
         "PlanRegistered, "
-        "CostCeilingBreached, LatencySLOBreached, Ready.",
+        "CostCeilingBreached, LatencySLOBreached, ScalingFeasible, Ready.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from datajax_operator.api.resource import DataJaxModel
+from datajax_operator.plan.capacity import CapacityPlan, capacity_plan
 from datajax_operator.plan.catalog import Placement, place
 from datajax_operator.plan.checks import hbm_problems, head_problems, rule_problems
 from datajax_operator.plan.config import OperatorConfig
@@ -34,6 +35,8 @@ class Plan:
     """Each wave-spec-informed vLLM flag with its value, source and one-line reason."""
     warnings: tuple[Problem, ...] = field(default=())
     """Problems that do not stop serving (severity warning), e.g. a context shorter than p99 requests."""
+    capacity: CapacityPlan | None = None
+    """One slice's roofline against the ceiling's floor on its throughput."""
 
     def to_json(self, objects: list[dict[str, object]] | None = None) -> dict[str, object]:
         """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`."""
@@ -46,6 +49,7 @@ class Plan:
                 {"flag": d.flag, "value": d.value, "source": d.source, "reason": d.reason}
                 for d in self.decisions
             ],
+            "capacity": self.capacity.to_json() if self.capacity is not None else None,
             "objects": list(objects or []),
         }
 
@@ -90,6 +94,7 @@ def make_plan(
         vllm_args=vllm_args(spec, served_name, mesh, placement.hosts, serving),
         decisions=serving.decisions,
         warnings=tuple(warnings),
+        capacity=capacity_plan(spec, placement, mesh, cost),
     )
 
 

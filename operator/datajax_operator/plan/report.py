@@ -27,6 +27,18 @@ def format_table(name: str, replicas: int, plan: Plan) -> str:
         ("CEILING", f"${c.ceiling_usd_per_million_tokens:g} per million tokens"),
         ("BREAK-EVEN", f"{c.breakeven_tokens_per_second:,.1f} tokens/s to stay under the ceiling"),
     ]
+    if plan.capacity is not None:
+        roof = plan.capacity.roofline
+        if roof is not None:
+            rows.append(
+                (
+                    "ROOFLINE",
+                    f"per slice: decode {roof.decode_tokens_per_second:,.0f} tokens/s "
+                    f"({roof.decode_bound}-bound, batch {roof.batch}, context {roof.context_tokens}), "
+                    f"prefill {roof.prefill_tokens_per_second:,.0f} tokens/s",
+                )
+            )
+        rows.append(("CAPACITY", plan.capacity.summary()))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label.ljust(width)}  {value}" for label, value in rows]
     if plan.decisions:

@@ -37,8 +37,12 @@ def spec_hash(model: DataJaxModel) -> str:
     It tells a reader which spec a workload was rendered from; keeping it out of the template means a
     change of, say, replicas or cost.action does not restart pods (and recompile XLA).
     """
+    # a spec without scaling hashes as it did before the field existed: no needless workload update
+    unset = {"scaling"} if model.spec.scaling is None else None
     canonical = json.dumps(
-        model.spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+        model.spec.model_dump(mode="json", by_alias=True, exclude=unset),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

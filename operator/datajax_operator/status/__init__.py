@@ -1,6 +1,7 @@
 """Pure status evaluation: observations + plan + now -> conditions and status (no I/O here)."""
 
 from datajax_operator.status.aggregate import ModelFigures, aggregate
+from datajax_operator.status.autoscale import ScaleDecision, decide_scale
 from datajax_operator.status.conditions import (
     Transition,
     Verdict,
@@ -23,6 +24,7 @@ __all__ = [
     "Judgement",
     "ModelFigures",
     "Observations",
+    "ScaleDecision",
     "SidecarFigures",
     "SidecarScrape",
     "Transition",
@@ -31,6 +33,7 @@ __all__ = [
     "actionable_transitions",
     "aggregate",
     "check_reason",
+    "decide_scale",
     "evaluate",
     "judge",
     "settle",

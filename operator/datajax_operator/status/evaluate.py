@@ -19,6 +19,7 @@ from datajax_operator.api.status import (
 from datajax_operator.plan.cost import breakeven_tokens_per_second
 from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
+from datajax_operator.status.autoscale import ScaleDecision
 from datajax_operator.status.conditions import Verdict, settle
 from datajax_operator.status.judge import Judgement
 from datajax_operator.status.observations import Observations
@@ -56,6 +57,10 @@ class Evaluation:
     plan: Plan | None
     problems: list[Problem]
     endpoint: str | None = None
+    selector: str | None = None
+    """Label selector of one serving pod per slice (status.selector of the scale subresource)."""
+    scale: ScaleDecision | None = None
+    """The autoscaler's decision (with spec.scaling)."""
 
 
 def _spec_verdict(evaluation: Evaluation) -> Verdict:
@@ -166,7 +171,11 @@ def evaluate(
     workload = _workload_verdict(evaluation, observations)
     plan = evaluation.plan
     judged = list(judgement.verdicts) if judgement is not None and plan is not None else []
+    scale = evaluation.scale if plan is not None else None
+    if scale is not None:
+        judged.append(scale.verdict)
     verdicts = [spec, workload, *judged, _ready_verdict(spec, workload)]
+    running = observations.workload
     previous_conditions: list[Condition] = previous.conditions if previous is not None else []
     kept = judgement if plan is not None else None
     return DataJaxModelStatus(
@@ -179,5 +188,9 @@ def evaluate(
         planned_cost=_planned_cost(plan, kept) if plan else None,
         cost_evaluation=kept.cost if kept is not None else None,
         latency_evaluation=kept.latency if kept is not None else None,
+        replicas=running.desired if running is not None else None,
+        available_replicas=running.available if running is not None else None,
+        selector=evaluation.selector if plan else None,
+        scaling=scale.status if scale is not None else None,
         conditions=settle(verdicts, previous_conditions, generation, now),
     )

@@ -4,6 +4,7 @@
 evaluation stays a pure function of (spec, plan, observations, now).
 """
 
+import math
 from dataclasses import dataclass
 
 
@@ -33,6 +34,8 @@ class SidecarFigures:
     p95_ttft_seconds: float
     window_seconds: float
     upstream_up: bool
+    requests_per_second: float = math.nan
+    """Finished requests per second over the window (NaN when the sidecar does not export it)."""
     plan_registered: bool | None = None
     """None when the sidecar reports no plan (it was started without --plan-status)."""
     plan_reason: str | None = None
