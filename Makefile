@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/bin
 export PATH := $(CURDIR)/$(VENV)/bin:$(TOOLS_BIN):$(PATH)
 
-.PHONY: install tools lint test test-unit run crd docs cluster bench bench-autoscale clean
+.PHONY: install tools tpu-env lint test test-unit run crd docs cluster bench bench-autoscale clean
 
 # A stamp so `make install` is a no-op until a pyproject.toml changes. Three distributions, one per image
 # plus the development tools: the operator (.), the runtime (runtime_image/), devtools (devtools/).
@@ -14,7 +14,9 @@ $(VENV)/.installed: pyproject.toml runtime_image/pyproject.toml devtools/pyproje
 	@echo "==> creating $(VENV) and installing datajax-operator, datajax-runtime, datajax-devtools (dev)"
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ./runtime_image -e ./devtools -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@# Second, so that a venv upgraded from the one-distribution layout keeps the sidecar script.
+	$(PY) -m pip install --quiet -e ./runtime_image -e ./devtools
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,6 +26,12 @@ install: $(VENV)/.installed
 tools:
 	@echo "==> tools: etcd, kube-apiserver, kubectl, kube-scheduler, kube-controller-manager, kwok, helm, promtool (built once into $(TOOLS_BIN))"
 	@bash tools/build-tools.sh
+
+## Create (once) and cache the real vLLM TPU stack (vllm-tpu, tpu-inference, JAX, libtpu; ~11 GB) outside
+## the repository, for the tpu_stack tests and `validate-mesh --target tpu`. Pins: tools/versions.env.
+tpu-env:
+	@echo "==> tpu-env: vllm-tpu $$(. tools/versions.env && echo $$VLLM_TPU_VERSION) (created once under $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datajax-operator/tpu-env)"
+	@bash tools/tpu-env.sh > /dev/null
 
 ## A real control plane in the foreground for kubectl/helm, with kwok's GKE-shaped TPU node pools
 ## (`kubectl get nodes -L cloud.google.com/gke-tpu-topology`): writes .cluster/kubeconfig, Ctrl-C stops it.
@@ -40,8 +48,11 @@ lint: install
 	@echo "==> import-linter (layers of DESIGN §2)"
 	$(VENV)/bin/lint-imports
 
-## Everything CI runs: tools, lint, and every test tier.
-test: install tools lint
+## Everything CI runs: tools, lint, and every test tier. Cold, the Go tools (CPU-bound) and the TPU stack
+## (mostly download and unpack) are built side by side.
+test: install
+	@$(MAKE) --no-print-directory -j2 tools tpu-env
+	@$(MAKE) --no-print-directory lint
 	@echo "==> pytest"
 	$(PY) -m pytest
 
@@ -64,11 +75,13 @@ bench: install tools
 bench-autoscale: install
 	$(PY) tests/bench/run_fleet_sim.py
 
-## Regenerate every file derived from the typed API: the CRD, its copy in the chart, the API reference.
+## Regenerate every file derived from the typed API and the TPU catalog: the CRD, its copy in the chart, the API
+## reference, the runtime's copy of the catalog and the chart's default prices.
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
 	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
 	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
+	$(PY) tools/sync_tpu_catalog.py
 
 docs: crd
 

@@ -164,15 +164,17 @@ RUNTIME_HINT = "pip install ./runtime_image (datajax-runtime: its SPMD programs 
 
 
 def _cmd_validate_mesh(args: argparse.Namespace) -> int:
-    # The check runs the runtime's SPMD programs, a separate distribution the operator image leaves out.
+    # Both targets run the runtime's programs, a separate distribution the operator image leaves out.
     if importlib.util.find_spec("datajax_runtime") is None:
         print(f"error: validate-mesh needs datajax-runtime: {RUNTIME_HINT}", file=sys.stderr)
         return EXIT_UNREADABLE
-    from datajax_operator import validate_mesh  # starts processes; `plan` and `crd` need none of it
-
     planned = _plan_from_args(args)
     if isinstance(planned, int):
         return planned
+    if args.target == "tpu":
+        return _validate_mesh_tpu(args, planned)
+    from datajax_operator import validate_mesh  # starts processes; `plan` and `crd` need none of it
+
     model, plan = planned.model, planned.plan
     if not validate_mesh.jax_available():
         print(f"error: validate-mesh needs JAX: {validate_mesh.MESH_EXTRA_HINT}", file=sys.stderr)
@@ -182,7 +184,7 @@ def _cmd_validate_mesh(args: argparse.Namespace) -> int:
     except validate_mesh.MeshInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_MIS_SHARDED
-    report = validate_mesh.run(mesh, timeout=args.timeout)
+    report = validate_mesh.run(mesh, timeout=args.timeout or 180.0)
     if args.output == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -192,22 +194,71 @@ def _cmd_validate_mesh(args: argparse.Namespace) -> int:
     return 0 if report.ok else EXIT_MIS_SHARDED
 
 
+def _validate_mesh_tpu(args: argparse.Namespace, planned: "_Planned") -> int:
+    """The compile gate (DESIGN §6): exit 0 fits, 1 does not fit, 2 invalid spec or unusable request."""
+    from datajax_operator import compile_gate  # starts a process in the tpu-env
+
+    model, plan = planned.model, planned.plan
+    try:
+        python = compile_gate.find_tpu_python(args.python)
+        if args.hf_config:
+            shape = compile_gate.model_shape_from_hf_config(args.hf_config)
+        else:
+            shape = compile_gate.model_shape_from_spec(model.spec)
+        request = compile_gate.gate_request(plan, model.spec, shape)
+        verdict = compile_gate.run(request, python, timeout=args.timeout or 1800.0)
+    except compile_gate.GateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    document = verdict.document
+    document["program"]["shapes"] = shape["source"]
+    if args.output == "json":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    else:
+        print(compile_gate.summary(model.metadata.name, document))
+    return verdict.exit_code
+
+
 def _add_validate_mesh(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser(
         "validate-mesh",
-        help="run the plan's mesh and PartitionSpecs on CPU devices (one JAX process per host) and check "
-        "the sharding of every output",
+        help="cpu: run the plan's mesh and PartitionSpecs on CPU devices (one JAX process per host) and "
+        "check the sharding of every output; tpu: compile the serving program with libtpu's TPU compiler "
+        "for the planned topology and check it fits each device's HBM",
     )
     parser.add_argument("-f", "--file", required=True, help="DataJaxModel YAML or JSON file ('-' for stdin)")
+    parser.add_argument(
+        "--target",
+        choices=("cpu", "tpu"),
+        default="cpu",
+        help="cpu (default): simulated CPU devices; tpu: libtpu's compiler, no TPU needed (exit 0 fits, "
+        "1 does not fit, 2 invalid)",
+    )
     parser.add_argument(
         "--bundle",
         metavar="FILE",
         action="append",
         help="DataJAX plan bundle (JSON) to validate; repeat once per host to give each host its own copy",
     )
-    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--hf-config",
+        metavar="FILE",
+        help="--target tpu: the model's Hugging Face config.json (shapes); else estimated from spec.model",
+    )
+    parser.add_argument(
+        "--python",
+        metavar="PATH",
+        help="--target tpu: interpreter with JAX and libtpu (default $DATAJAX_TPU_PYTHON, else the tpu-env "
+        "of `make tpu-env`)",
+    )
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
     parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds before the hosts are stopped")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds before the hosts (cpu, default 180) or the compile (tpu, default 1800) are stopped",
+    )
     parser.set_defaults(func=_cmd_validate_mesh)
 
 

@@ -49,12 +49,13 @@ def _bundle_case(bundle: PlanBundle, path: str, plan: Plan) -> MeshCase:
         case = case_from_bundle(bundle)
     except CaseError as err:
         raise MeshInputError(f"plan bundle {path}: {err}") from None
-    chips = plan.placement.chips
-    if case.devices != chips:
-        p = plan.placement
+    p, stages = plan.placement, plan.mesh.pipeline_parallel
+    devices = p.devices // stages
+    if case.devices != devices:
+        per_stage = f" per pipeline stage ({stages} stages)" if stages > 1 else ""
         raise MeshInputError(
             f"plan bundle {path}: its mesh {_describe(case)} spans {case.devices} devices, but the plan's "
-            f"{p.generation} {p.topology} slice has {chips} chips"
+            f"{p.generation} {p.topology} slice has {devices} devices{per_stage}"
         )
     return case
 
@@ -66,9 +67,12 @@ def mesh_run(plan: Plan, bundle_paths: Sequence[str] = ()) -> MeshRun:
     be caught by the cross-host check rather than serve different shardings.
     """
     hosts = plan.placement.hosts
+    # Each pipeline stage builds its own mesh over its own hosts (one host per stage under the multi-host
+    # default, tpu.parallelism PipelineAcrossHosts): one stage is what a mesh check can run.
+    stage_hosts = hosts // plan.mesh.pipeline_parallel
     if not bundle_paths:
         case = attention_projection_case(plan.mesh.data_parallel, plan.mesh.tensor_parallel)
-        return MeshRun(case, hosts, {}, "built-in attention projection")
+        return MeshRun(case, stage_hosts, {}, "built-in attention projection")
     if len(bundle_paths) not in (1, hosts):
         raise MeshInputError(
             f"give one --bundle for every host or exactly one per host ({hosts}), not {len(bundle_paths)}"
@@ -80,7 +84,12 @@ def mesh_run(plan: Plan, bundle_paths: Sequence[str] = ()) -> MeshRun:
         except BundleError as err:
             raise MeshInputError(f"plan bundle {path}: {err}") from None
     host_cases = {host: c for host, c in enumerate(cases) if c != cases[0]}
-    return MeshRun(cases[0], hosts, host_cases, f"plan bundle {bundle_paths[0]}")
+    if stage_hosts != hosts and host_cases:
+        raise MeshInputError(
+            f"the {hosts} hosts run {plan.mesh.pipeline_parallel} pipeline stages: give one --bundle for "
+            "every host, not one per host"
+        )
+    return MeshRun(cases[0], stage_hosts, host_cases, f"plan bundle {bundle_paths[0]}")
 
 
 def run(mesh: MeshRun, timeout: float = 180.0) -> Report:

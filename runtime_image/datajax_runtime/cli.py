@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--plan-status", default=None, help="JSON written by the vLLM plugin")
     run.add_argument("--model", default="", help="model name for datajax_plan_info")
     run.add_argument(
+        "--xla-cache",
+        default=None,
+        metavar="DIR",
+        help="vLLM's XLA compile cache directory: export the cache hit and the start-up seconds",
+    )
+    run.add_argument(
         "--settings",
         default=None,
         metavar="FILE",
@@ -179,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model=args.model,
         settings_path=args.settings,
         flag_settings=flags,
+        xla_cache_dir=args.xla_cache,
     )
     try:
         asyncio.run(serve(config))

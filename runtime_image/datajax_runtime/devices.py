@@ -13,8 +13,23 @@ Device kinds (what ``jax.Device.device_kind`` reports), from JAX's own table
 records a v6e ``2x4`` host as x in 0..1, y in 0..3, z = 0, i.e. the bounding box of topology ``AxB`` is
 ``(A, B, 1)``.
 
-The check itself is pure (records in, verdict out); ``records_from_jax`` and ``startup_check`` are the
-thin edges the vLLM plugin calls. ``startup_check`` enumerates in a child process
+Generations, device kinds, devices per chip and PCI device ids come from the TPU catalog
+(``tpu_catalog.json`` next to this module, a copy of the operator's ``api/tpu_catalog.json`` that
+``make crd`` writes and a unit test keeps identical). A TPU7x chip is two JAX devices (tpu-inference
+``get_device_hbm_limit``; tpu-info ``devices_per_chip=2``), so the check counts devices as chips times
+devices per chip and chips as distinct coordinates.
+
+Which check runs depends on the slice. On a single-host slice the process sees the whole slice, so
+the JAX check above runs. On a multi-host slice only the leader runs JAX at plugin time (the workers
+run raylets, and vLLM's Ray workers start later), and a JAX enumeration that expects every host waits
+for peers that never come; so each host checks only itself, without JAX: it counts the Google TPU PCI
+functions in ``/sys/bus/pci/devices`` (vendor ``0x1ae0``, device id per generation; the method of
+tpu-info, AI-Hypercomputer/cloud-accelerator-diagnostics ``tpu_info/tpu_info/device.py``) against the
+plan's chips per host and generation. The plugin runs in every vLLM process, the Ray workers on the
+worker hosts included, so every host logs its own verdict; the leader's reaches the sidecar.
+
+The check itself is pure (records in, verdict out); ``records_from_jax``, ``host_chips`` and
+``startup_check`` are the thin edges the vLLM plugin calls. ``startup_check`` enumerates in a child process
 (``python -m datajax_runtime.devices``): a TPU chip is opened by one process at a time, so enumerating in
 the plugin's own process (vLLM's API server) would hold the chips the engine core needs; the child
 exits and releases them. The verdict's ``to_json()`` is what the plugin writes into the plan status
@@ -30,6 +45,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: Environment variable the operator sets on the vLLM container: the placement the plan paid for.
@@ -37,13 +53,20 @@ EXPECTED_PLACEMENT_ENV = "DATAJAX_EXPECTED_PLACEMENT"
 #: JAX's TPU start-up takes seconds; a multi-host slice whose other hosts never join must not hang vLLM.
 ENUMERATION_TIMEOUT_SECONDS = 120.0
 
+#: The runtime's copy of the operator's TPU catalog (one record per generation).
+CATALOG_PATH = Path(__file__).with_name("tpu_catalog.json")
+_CATALOG: Mapping[str, Mapping[str, Any]] = json.loads(CATALOG_PATH.read_text(encoding="utf-8"))[
+    "generations"
+]
+
 #: ``device_kind`` strings per generation; the first is what real slices report.
-DEVICE_KINDS: Mapping[str, tuple[str, ...]] = {
-    "v5e": ("TPU v5 lite", "TPU v5e"),
-    "v6e": ("TPU v6 lite", "TPU v6e"),
-    "v5p": ("TPU v5", "TPU v5p"),
-    "tpu7x": ("TPU7x",),
-}
+DEVICE_KINDS: Mapping[str, tuple[str, ...]] = {g: tuple(r["deviceKinds"]) for g, r in _CATALOG.items()}
+#: JAX devices per chip (2 on TPU7x, where each TensorCore is a device).
+DEVICES_PER_CHIP: Mapping[str, int] = {g: int(r["devicesPerChip"]) for g, r in _CATALOG.items()}
+#: PCI device id of a chip of each generation (vendor ``GOOGLE_PCI_VENDOR``).
+PCI_DEVICE_IDS: Mapping[str, str] = {g: str(r["pciDeviceId"]) for g, r in _CATALOG.items()}
+GOOGLE_PCI_VENDOR = "0x1ae0"
+PCI_DEVICES = Path("/sys/bus/pci/devices")
 
 
 def generation_of(device_kind: str) -> str | None:
@@ -57,7 +80,7 @@ def generation_of(device_kind: str) -> str | None:
 
 @dataclass(frozen=True)
 class DeviceRecord:
-    """One entry of ``jax.devices()`` as the check needs it (one device per chip on v5e/v6e)."""
+    """One entry of ``jax.devices()`` as the check needs it (two devices per chip on TPU7x)."""
 
     id: int
     process_index: int
@@ -85,9 +108,25 @@ class ExpectedSlice:
     chips: int
     hosts: int
 
+    @property
+    def devices_per_chip(self) -> int:
+        return DEVICES_PER_CHIP.get(self.generation, 1)
+
+    @property
+    def devices(self) -> int:
+        return self.chips * self.devices_per_chip
+
+    @property
+    def chips_per_host(self) -> int:
+        return self.chips // self.hosts
+
     @classmethod
     def from_json(cls, raw: Any) -> ExpectedSlice:
-        """The ``DATAJAX_EXPECTED_PLACEMENT`` document: ``{generation, topology, chips, hosts}``."""
+        """The ``DATAJAX_EXPECTED_PLACEMENT`` document: ``{generation, topology, chips, hosts, ...}``.
+
+        The operator also writes ``chipsPerHost`` and ``devicesPerChip``; they are read from the catalog
+        here, and a document whose figures disagree with it is refused rather than half believed.
+        """
         if not isinstance(raw, Mapping):
             raise ValueError("expected placement must be a JSON object")
         generation, topology, chips, hosts = (
@@ -98,7 +137,16 @@ class ExpectedSlice:
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in (chips, hosts)):
             raise ValueError("expected placement needs positive integer chips and hosts")
         assert isinstance(chips, int) and isinstance(hosts, int)  # narrowed above; for mypy
-        return cls(generation, topology, chips, hosts)
+        expected = cls(generation, topology, chips, hosts)
+        for key, ours in (
+            ("chipsPerHost", expected.chips_per_host),
+            ("devicesPerChip", expected.devices_per_chip),
+        ):
+            if key in raw and raw[key] != ours:
+                raise ValueError(
+                    f"expected placement has {key}={raw[key]!r}, the runtime's catalog says {ours}"
+                )
+        return expected
 
 
 @dataclass(frozen=True)
@@ -121,6 +169,9 @@ class DeviceCheck:
     def message(self) -> str:
         """One line for logs and the sidecar: the slice as planned, or every mismatch."""
         e = self.expected
+        if self.ok and self.observed.get("scope") == "host":
+            share = f"this host has its {e.chips_per_host} of {e.chips} chips"
+            return f"{e.generation} {e.topology}: {share} as planned"
         if self.ok:
             return f"{e.generation} {e.topology}: {e.chips} chips on {e.hosts} host(s) as planned"
         return f"{e.generation} {e.topology} mismatch: " + "; ".join(
@@ -159,11 +210,13 @@ def check_devices(devices: Sequence[DeviceRecord], expected: ExpectedSlice) -> D
     kinds = sorted({d.device_kind for d in devices})
     generations = sorted({generation_of(k) or f"unknown ({k})" for k in kinds})
 
-    if len(devices) != expected.chips or chips != expected.chips:
+    if len(devices) != expected.devices or chips != expected.chips:
+        per_chip = f" ({expected.devices} devices)" if expected.devices_per_chip > 1 else ""
         problems.append(
             DeviceProblem(
                 "chips",
-                f"plan has {expected.chips} chips, JAX sees {len(devices)} devices on {chips} distinct chips",
+                f"plan has {expected.chips} chips{per_chip}, JAX sees {len(devices)} devices on {chips} "
+                "distinct chips",
             )
         )
     if len(per_host) != expected.hosts:
@@ -175,11 +228,11 @@ def check_devices(devices: Sequence[DeviceRecord], expected: ExpectedSlice) -> D
             )
         )
     if expected.hosts > 0 and expected.chips % expected.hosts == 0:
-        want = expected.chips // expected.hosts
+        want = expected.devices // expected.hosts
         uneven = {p: n for p, n in sorted(per_host.items()) if n != want}
         if uneven:
             problems.append(
-                DeviceProblem("hosts", f"each host should own {want} chips; process -> chips {uneven}")
+                DeviceProblem("hosts", f"each host should own {want} devices; process -> devices {uneven}")
             )
     if generations != [expected.generation]:
         want_kind = DEVICE_KINDS.get(expected.generation, ("?",))[0]
@@ -272,9 +325,60 @@ def enumerate_in_child(timeout: float = ENUMERATION_TIMEOUT_SECONDS) -> list[Dev
         raise RuntimeError(f"device enumeration printed no device list: {err}") from None
 
 
-def startup_check(expected: ExpectedSlice, timeout: float = ENUMERATION_TIMEOUT_SECONDS) -> DeviceCheck:
-    """Enumerate the live slice (in a child process) and check it; a failed enumeration is a problem."""
+def host_chips(root: Path | None = None) -> list[str]:
+    """PCI device ids of the Google TPU functions this host sees (``/sys/bus/pci/devices/*``)."""
 
+    found = []
+    for function in sorted((root or PCI_DEVICES).glob("*")):
+        try:
+            vendor = (function / "vendor").read_text().strip()
+            device = (function / "device").read_text().strip()
+        except OSError:
+            continue
+        if vendor == GOOGLE_PCI_VENDOR:
+            found.append(device)
+    return found
+
+
+def check_host(pci_ids: Sequence[str], expected: ExpectedSlice) -> DeviceCheck:
+    """One host of a multi-host slice: its TPU chips (by PCI id) against the plan's chips per host."""
+
+    by_id = {v: g for g, v in PCI_DEVICE_IDS.items()}
+    generations = sorted({by_id.get(i, f"unknown ({i})") for i in pci_ids})
+    problems = []
+    if len(pci_ids) != expected.chips_per_host:
+        problems.append(
+            DeviceProblem(
+                "chips",
+                f"plan has {expected.chips_per_host} chips on each of {expected.hosts} hosts, this host has "
+                f"{len(pci_ids)} TPU PCI devices",
+            )
+        )
+    if pci_ids and generations != [expected.generation]:
+        problems.append(
+            DeviceProblem(
+                "generation",
+                f"plan is {expected.generation} (PCI device {PCI_DEVICE_IDS.get(expected.generation, '?')}), "
+                f"this host's chips are {', '.join(generations)}",
+            )
+        )
+    observed = {
+        "scope": "host",
+        "generation": generations[0] if len(generations) == 1 else None,
+        "chips": len(pci_ids),
+        "pciDeviceIds": sorted(set(pci_ids)),
+    }
+    return DeviceCheck(expected=expected, observed=observed, problems=tuple(problems))
+
+
+def startup_check(
+    expected: ExpectedSlice, timeout: float = ENUMERATION_TIMEOUT_SECONDS, pci_root: Path | None = None
+) -> DeviceCheck:
+    """Check what this process can see: the whole slice through JAX (in a child process) on a single
+    host, this host's chips through sysfs on a multi-host slice; a failed enumeration is a problem."""
+
+    if expected.hosts > 1:
+        return check_host(host_chips(pci_root), expected)
     try:
         records = enumerate_in_child(timeout)
     except RuntimeError as err:

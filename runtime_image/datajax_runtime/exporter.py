@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from datajax_runtime.compile_cache import CacheReport
 from datajax_runtime.plan_status import PlanStatus
 from datajax_runtime.window import Figures, Pricing
 
@@ -29,6 +30,7 @@ class ExportState:
     model: str
     cost_window_seconds: float = float("nan")
     """spec.cost.window as the sidecar was configured (its ring's span); NaN when unknown."""
+    compile_cache: CacheReport | None = None
 
 
 def _number(value: float) -> str:
@@ -198,6 +200,34 @@ def render(state: ExportState) -> str:
                 "1 if the TPU devices JAX enumerated at start-up match the planned slice (chips, hosts, "
                 "generation, topology), 0 on a mismatch; absent until the check has run.",
                 [("", 1.0 if match else 0.0)],
+            )
+    cache = state.compile_cache
+    if cache is not None:
+        _family(
+            out,
+            "datajax_xla_cache_hit",
+            "gauge",
+            "1 if the XLA compile cache held compiled programs when this pod started, 0 if it started cold.",
+            [("", 1.0 if cache.hit else 0.0)],
+        )
+        entries = [('{when="start"}', float(cache.entries_at_start))]
+        if cache.entries_at_ready is not None:
+            entries.append(('{when="ready"}', float(cache.entries_at_ready)))
+        _family(
+            out,
+            "datajax_xla_cache_entries",
+            "gauge",
+            "Files in the XLA compile cache directory when the pod started and when vLLM first answered.",
+            entries,
+        )
+        if cache.startup_seconds is not None:
+            _family(
+                out,
+                "datajax_startup_seconds",
+                "gauge",
+                "Seconds from the pod's start to vLLM's first answer: weight load plus XLA compilation "
+                "(an upper bound on the compile time).",
+                [("", cache.startup_seconds)],
             )
     out.append("")
     return "\n".join(out)

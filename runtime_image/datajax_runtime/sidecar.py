@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from datajax_runtime.compile_cache import CacheTracker
 from datajax_runtime.exporter import ExportState, render
 from datajax_runtime.exposition import parse
 from datajax_runtime.plan_status import PlanStatus, read_plan_status
@@ -46,6 +47,8 @@ class SidecarConfig:
     """A JSON settings file re-read every interval; its keys override ``flag_settings``."""
     flag_settings: Mapping[str, Any] = field(default_factory=dict)
     """The command-line values behind pricing/window/SLO, keyed as in the settings file."""
+    xla_cache_dir: str | None = None
+    """vLLM's XLA compile cache directory (mounted read-only), for the cache hit and start-up figures."""
 
 
 class Sidecar:
@@ -66,6 +69,7 @@ class Sidecar:
         self.slo_p95_seconds = config.slo_p95_seconds
         self._settings_text: str | None = None
         self.scrapes = 0
+        self._cache = CacheTracker(config.xla_cache_dir, clock()) if config.xla_cache_dir else None
         self.exposition = render(self._state())
 
     async def scrape_once(self, session: aiohttp.ClientSession) -> None:
@@ -79,6 +83,8 @@ class Sidecar:
                 text = await response.text()
             self._ring.add(snapshot(parse(text), now))
             self._up = True
+            if self._cache is not None:
+                self._cache.upstream_answered(now)
         except _ScrapeFailedError as err:
             self._fail(str(err))
         except (aiohttp.ClientError, TimeoutError, OSError) as err:
@@ -157,6 +163,7 @@ class Sidecar:
             plan=self._plan,
             model=self.config.model,
             cost_window_seconds=self._ring.window_seconds,
+            compile_cache=self._cache.report if self._cache is not None else None,
         )
 
     def app(self) -> web.Application:

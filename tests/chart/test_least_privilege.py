@@ -39,7 +39,7 @@ pytestmark = pytest.mark.chart
 GROUP, VERSION, PLURAL = "datajax.dev", "v1alpha1", "datajaxmodels"
 EXAMPLES = {
     "llama3-8b": ("Deployment", "apps"),
-    "llama3-70b": ("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
+    "llama3-70b-multihost": ("LeaderWorkerSet", "leaderworkerset.x-k8s.io"),
 }
 # Resources the operator never manages: no verb on them may be allowed anywhere.
 UNMANAGED = [
@@ -284,17 +284,27 @@ def test_operator_reconciles_with_only_its_service_account(
         for child in children:
             (owner,) = child["metadata"]["ownerReferences"]
             assert owner["uid"] == model["metadata"]["uid"]
-        events = wait_for(
-            lambda name=name: (
-                core.list_namespaced_event(setup.watched, field_selector=f"involvedObject.name={name}").items
-            ),
-            f"Events on {name}",
-            operator,
-        )
-        # the Events about the model itself (the field selector also matches its same-named children)
-        on_model = [e for e in events if e.involved_object.kind == "DataJaxModel"]
-        assert on_model and {e.source.component for e in on_model} == {"datajax-operator"}
-        assert "PlanValid" in {e.reason for e in events}
+
+    # Events: the operator posts one for what a person acts on (not for a new model's first,
+    # expected states), so a spec the planner rejects is what makes it post one here.
+    rejected = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DataJaxModel",
+        "metadata": {"name": "too-big", "namespace": setup.watched},
+        "spec": {
+            "model": {"name": "org/huge", "parametersBillions": 70, "dtype": "bfloat16"},
+            "tpu": {"generation": "v5e", "topology": "2x4"},
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, setup.watched, PLURAL, rejected)
+    events = wait_for(
+        lambda: core.list_namespaced_event(setup.watched, field_selector="involvedObject.name=too-big").items,
+        "Events on too-big",
+        operator,
+    )
+    assert {(e.type, e.reason, e.source.component) for e in events} == {
+        ("Warning", "WeightsExceedHBM", "datajax-operator")
+    }
 
     assert operator.metric('datajax_operator_reconciles_total{result="changed"}') >= len(EXAMPLES)
     assert operator.metric("datajax_operator_reconcile_errors_total") == 0

@@ -131,6 +131,40 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {**_SCALABLE, "scaling": {"maxReplicas": 2, "policy": "Cheap"}},
         "spec.scaling.policy",
     ),
+    # Issue 15: meshes count JAX devices of one pipeline stage; one storage; the pipeline flag is ours.
+    (
+        "mesh-spans-hosts-under-pipeline-parallelism",
+        {"tpu": {"topology": "4x4"}, "mesh": {"shape": [1, 16]}},
+        "spec.mesh.shape",
+    ),
+    (
+        "mesh-counts-chips-not-tpu7x-devices",
+        {"tpu": {"generation": "tpu7x", "topology": "2x2x1"}, "mesh": {"shape": [1, 4]}},
+        "spec.mesh.shape",
+    ),
+    ("parallelism-unknown", {"tpu": {"parallelism": "ExpertAcrossHosts"}}, "spec.tpu.parallelism"),
+    (
+        "two-weight-storages",
+        {"model": {"storage": {"emptyDir": {}, "persistentVolumeClaim": {"claimName": "w"}}}},
+        "spec.model.storage",
+    ),
+    ("extra-args-pipeline", {"serving": {"extraArgs": ["-pp", "2"]}}, "spec.serving.extraArgs"),
+    (
+        "cache-claim-and-bucket",
+        {"serving": {"xlaCache": {"claimName": "c", "gcsFuse": {"bucketName": "my-bucket"}}}},
+        "spec.serving.xlaCache",
+    ),
+]
+
+GOOD: list[tuple[str, dict[str, Any]]] = [
+    (
+        "tensor-across-hosts",
+        {"tpu": {"topology": "4x4", "parallelism": "TensorAcrossHosts"}, "mesh": {"shape": [1, 16]}},
+    ),
+    ("pipeline-stage-mesh", {"tpu": {"topology": "4x4"}, "mesh": {"shape": [2, 2]}}),
+    ("tpu7x-devices", {"tpu": {"generation": "tpu7x", "topology": "2x2x1"}, "mesh": {"shape": [2, 4]}}),
+    ("two-host-2x4-stage", {"tpu": {"machineType": "ct6e-standard-4t"}, "mesh": {"shape": [1, 4]}}),
+    ("gcs-weights", {"model": {"storage": {"gcsFuse": {"bucketName": "my-bucket", "onlyDir": "m"}}}}),
 ]
 
 
@@ -144,6 +178,16 @@ def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+@pytest.mark.parametrize("patch", [p for _, p in GOOD], ids=[c for c, _ in GOOD])
+def test_api_server_accepts(patch: dict[str, Any], admin_client: Any, namespace: str) -> None:
+    api = client.CustomObjectsApi(admin_client)
+    doc = _merge(
+        VALID, {"metadata": {"name": "good-" + str(abs(hash(json.dumps(patch, sort_keys=True))))[:8]}}
+    )
+    doc["spec"] = _merge(doc["spec"], patch)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, doc, field_validation="Strict")
 
 
 def test_cases_are_distinct() -> None:

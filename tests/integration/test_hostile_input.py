@@ -150,8 +150,9 @@ def test_injection_attempts_stay_single_arguments(
     operator: RunningOperator,
 ) -> None:
     mark = tmp_path / "pwned"
-    args = [a.format(mark=mark) for a in HOSTILE_ARGS]
-    env = [{"name": f"V{i}", "value": a} for i, a in enumerate(args)]
+    # Each hostile string as the value of a real vLLM flag: `plan` refuses flags vLLM does not have.
+    args = [f"--chat-template={a.format(mark=mark)}" for a in HOSTILE_ARGS]
+    env = [{"name": f"V{i}", "value": a.format(mark=mark)} for i, a in enumerate(HOSTILE_ARGS)]
     name = "h" + "-x" * 100  # 201 characters: children get a hashed 45-character name
     doc = model_doc(name, namespace, topology, serving={"extraArgs": args, "env": env})
     doc["spec"]["model"]["servedName"] = "模型; $(touch " + str(mark) + ")"

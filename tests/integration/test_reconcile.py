@@ -160,6 +160,13 @@ def test_example_gets_its_children_and_status(
     assert status["placement"]["workload"] == plan.placement.workload
     assert status["placement"]["chips"] == plan.placement.chips
     assert status["mesh"]["tensorParallel"] == plan.mesh.tensor_parallel
+    assert status["mesh"]["pipelineParallel"] == plan.mesh.pipeline_parallel
+    assert status["mesh"]["shape"] == [1, plan.mesh.tensor_parallel]  # what each engine process builds
+    # where the compile cache lives; no sidecar has reported a start yet
+    assert status["compileCache"] == {
+        "path": plan.storage.xla_cache_dir,
+        "volume": plan.storage.xla_cache_volume,
+    }
     assert status["endpoint"].startswith(f"http://{name}.{namespace}.svc:8000")
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["SpecValid"]["status"] == "True"
@@ -173,6 +180,7 @@ def test_example_gets_its_children_and_status(
         "observedGeneration",
         "placement",
         "mesh",
+        "compileCache",
         "endpoint",
         "conditions",
         "costEvaluation",
@@ -233,7 +241,10 @@ def test_deployment_available_makes_the_model_ready(
     # a condition whose status did not change keeps its transition time
     assert by_type["SpecValid"]["lastTransitionTime"] == spec_valid["lastTransitionTime"]
     # one Event a person acts on (the model serves), none for each condition's birth on the first pass
-    events = [(e.type, e.reason) for e in api.events(namespace, name)]
+    # (the Events about the model itself: its same-named Deployment has the controller's too)
+    events = [
+        (e.type, e.reason) for e in api.events(namespace, name) if e.involved_object.kind == "DataJaxModel"
+    ]
     assert events == [("Normal", "Ready")], events
 
 
@@ -326,7 +337,7 @@ def test_children_of_a_deleted_model_are_all_owner_referenced(
 ) -> None:
     """Every child names the model as its owner, and the garbage collector (which runs here) removes
     them all once the model is gone; the operator deletes none of them itself."""
-    doc = load_example(next(p for p in EXAMPLES if "70b" in p.name), namespace)
+    doc = load_example(next(p for p in EXAMPLES if "multihost" in p.name), namespace)
     name = doc["metadata"]["name"]
     uid = api.create_model(doc)["metadata"]["uid"]
     wait_for(

@@ -78,8 +78,8 @@ def test_resync_and_restart_write_nothing(admin_client: Any, namespace: str, ope
     before = quiet[-1]
     # every model has its workload and Service, nothing else
     assert sorted(k for k in before if k[0] != "DataJaxModel") == sorted(
-        [("Deployment", n) for n in names if "70b" not in n]
-        + [("LeaderWorkerSet", n) for n in names if "70b" in n]
+        [("Deployment", n) for n in names if "multihost" not in n]
+        + [("LeaderWorkerSet", n) for n in names if "multihost" in n]
         + [("Service", n) for n in names]
     )
 

@@ -35,7 +35,7 @@ def test_multi_host_model_reports_the_missing_crd(bare_cluster: LocalCluster) ->
         operators.ensure()
         core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
         core.create_namespace({"metadata": {"name": "serving"}})
-        doc = load_example(next(p for p in EXAMPLES if "70b" in p.name), "serving")
+        doc = load_example(next(p for p in EXAMPLES if "multihost" in p.name), "serving")
         name = doc["metadata"]["name"]
         custom.create_namespaced_custom_object(GROUP, VERSION, "serving", PLURAL, doc)
 

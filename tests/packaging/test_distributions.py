@@ -127,3 +127,11 @@ def test_validate_mesh_without_the_runtime_says_what_to_install(tmp_path: Path) 
     assert done.returncode == 1
     assert "validate-mesh needs datajax-runtime" in done.stderr
     assert "runtime_image" in done.stderr
+
+
+def test_operator_and_runtime_ship_the_same_tpu_catalog(wheels: dict[str, zipfile.ZipFile]) -> None:
+    """One catalog record per TPU generation, read by both images: the runtime's copy is written by
+    `make crd` (tools/sync_tpu_catalog.py) and must be byte-identical in the built wheels too."""
+    operator = wheels["operator"].read("datajax_operator/api/tpu_catalog.json")
+    runtime = wheels["runtime"].read("datajax_runtime/tpu_catalog.json")
+    assert operator == runtime

@@ -37,7 +37,42 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.model.kvHeads",
     ),
     ("mesh-axes-match-shape", {"mesh": {"axes": ["data", "model"], "shape": [8]}}, "spec.mesh.shape"),
-    ("mesh-product-is-chips", {"mesh": {"shape": [2, 8]}}, "spec.mesh.shape"),
+    ("mesh-product-is-stage-devices", {"mesh": {"shape": [2, 8]}}, "spec.mesh.shape"),
+    (
+        "mesh-product-is-one-stage-on-multihost",
+        {"tpu": {"generation": "v6e", "topology": "4x4"}, "mesh": {"shape": [1, 16]}},
+        "spec.mesh.shape",
+    ),
+    (
+        "mesh-product-counts-tpu7x-devices",
+        {
+            "tpu": {"generation": "tpu7x", "topology": "2x2x1"},
+            "mesh": {"shape": [1, 4]},
+            "cost": {"usdPerChipHour": 5.0},
+        },
+        "spec.mesh.shape",
+    ),
+    (
+        "one-weight-storage",
+        {"model": {"name": "m", "storage": {"emptyDir": {}, "persistentVolumeClaim": {"claimName": "w"}}}},
+        "spec.model.storage",
+    ),
+    (
+        "one-cache-volume",
+        {"serving": {"xlaCache": {"claimName": "c", "gcsFuse": {"bucketName": "my-bucket"}}}},
+        "spec.serving.xlaCache",
+    ),
+    ("extra-args-pipeline-short", {"serving": {"extraArgs": ["-pp", "2"]}}, "spec.serving.extraArgs"),
+    (
+        "extra-args-pipeline-long",
+        {"serving": {"extraArgs": ["--pipeline-parallel-size=2"]}},
+        "spec.serving.extraArgs",
+    ),
+    (
+        "extra-args-download-dir",
+        {"serving": {"extraArgs": ["--download-dir=/tmp"]}},
+        "spec.serving.extraArgs",
+    ),
     ("mesh-product-single-axis", {"mesh": {"axes": ["model"], "shape": [4]}}, "spec.mesh.shape"),
     ("spot-pricing-matches-nodes", {"cost": {"pricing": "spot"}}, "spec.cost.pricing"),
     (
@@ -167,11 +202,39 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         "2x4-on-two-hosts",
         {"tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"}},
     ),
-    ("unrelated-extra-args", {"serving": {"extraArgs": ["--max-model-len-foo", "--swap-space=4"]}}),
+    (
+        "unrelated-extra-args",
+        {"serving": {"extraArgs": ["--model-impl=auto", "--kv-cache-dtype-skip-layers=0"]}},
+    ),
     (
         "scale-to-zero-when-asked",
         {**SIZED, "slo": SLO, "scaling": {"minReplicas": 0, "maxReplicas": 4, "scaleToZeroAfter": "30m"}},
     ),
+    (
+        "tpu7x-mesh-of-devices",
+        {
+            "tpu": {"generation": "tpu7x", "topology": "2x2x1"},
+            "mesh": {"shape": [2, 4]},
+            "cost": {"usdPerChipHour": 5.0},
+        },
+    ),
+    ("pipeline-stage-mesh", {"tpu": {"generation": "v6e", "topology": "4x4"}, "mesh": {"shape": [2, 2]}}),
+    (
+        "tensor-across-hosts-mesh",
+        {
+            "tpu": {"generation": "v6e", "topology": "4x4", "parallelism": "TensorAcrossHosts"},
+            "mesh": {"shape": [1, 16]},
+        },
+    ),
+    (
+        "2x4-on-two-hosts-one-stage-each",
+        {
+            "tpu": {"generation": "v6e", "topology": "2x4", "machineType": "ct6e-standard-4t"},
+            "mesh": {"shape": [1, 4]},
+        },
+    ),
+    ("pvc-storage", {"model": {"name": "m", "storage": {"persistentVolumeClaim": {"claimName": "w"}}}}),
+    ("gcs-cache", {"serving": {"xlaCache": {"gcsFuse": {"bucketName": "my-bucket", "onlyDir": "xla"}}}}),
     (
         "env-from-each-source",
         {
@@ -205,14 +268,17 @@ def test_good_neighbours_pass(name: str, changes: dict[str, Any]) -> None:
 
 def test_mesh_is_normalised_to_data_model_order() -> None:
     plan = make_plan(model_with(mesh={"axes": ["model", "data"], "shape": [4, 2]}), CONFIG)
-    assert (plan.mesh.axes, plan.mesh.shape) == (("data", "model"), (2, 4))
     assert (plan.mesh.tensor_parallel, plan.mesh.data_parallel) == (4, 2)
+    # Each data-parallel engine is its own process over its own tp devices (tpu-inference
+    # _resolve_multiprocess_dp): the mesh a process builds is (1, tp), never (dp, tp).
+    assert (plan.mesh.axes, plan.mesh.shape) == (("data", "model"), (1, 4))
 
 
-def test_default_mesh_is_tensor_parallel_over_the_slice() -> None:
-    plan = make_plan(model_with(tpu={"generation": "v6e", "topology": "4x4"}), CONFIG)
-    assert plan.mesh.shape == (1, 16)
-    assert "--tensor-parallel-size=16" in plan.vllm_args
+def test_default_mesh_is_tensor_parallel_over_a_single_host_slice() -> None:
+    plan = make_plan(model_with(tpu={"generation": "v6e", "topology": "2x4"}), CONFIG)
+    assert (plan.mesh.tensor_parallel, plan.mesh.pipeline_parallel) == (8, 1)
+    assert "--tensor-parallel-size=8" in plan.vllm_args
+    assert not any(a.startswith("--pipeline-parallel-size") for a in plan.vllm_args)
 
 
 def test_every_problem_is_collected_not_just_the_first() -> None:

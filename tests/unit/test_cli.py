@@ -25,19 +25,33 @@ def test_plan_json_has_the_design_keys(capsys: pytest.CaptureFixture[str], path:
     code, out, err = _run(capsys, "plan", "-f", str(path), "-o", "json")
     assert (code, err) == (0, "")
     doc = json.loads(out)
-    # DESIGN §6 keys exactly, plus `decisions` (the wave-spec-informed flags with their reasons) and
-    # `capacity` (one slice's roofline against the ceiling's floor on its throughput).
-    assert list(doc) == ["placement", "mesh", "cost", "vllmArgs", "decisions", "capacity", "objects"]
+    # DESIGN §6 keys in order, plus `decisions` (the wave-spec-informed flags with their reasons),
+    # `capacity` (one slice's roofline against the ceiling's floor on its throughput) and `storage`
+    # (issue 15); inside objects, DESIGN §6's keys come first and the additions after them.
+    assert list(doc) == [
+        "placement",
+        "mesh",
+        "cost",
+        "vllmArgs",
+        "decisions",
+        "capacity",
+        "storage",
+        "objects",
+    ]
     assert list(doc["placement"]) == [
-        "generation", "accelerator", "topology", "chips", "hosts", "chipsPerHost", "machineType", "workload"
+        "generation", "accelerator", "topology", "chips", "hosts", "chipsPerHost", "machineType", "workload",
+        "devicesPerChip", "devices", "selectsMachineType",
     ]  # fmt: skip
-    assert list(doc["mesh"]) == ["axes", "shape", "tensorParallel", "dataParallel"]
-    assert list(doc["cost"]) == [
+    assert list(doc["mesh"]) == [
+        "axes", "shape", "tensorParallel", "dataParallel", "pipelineParallel", "engines", "structure"
+    ]  # fmt: skip
+    assert list(doc["cost"])[:4] == [
         "usdPerChipHour",
         "usdPerHour",
         "ceilingUSDPerMillionTokens",
         "breakEvenTokensPerSecond",
     ]
+    assert list(doc["storage"]) == ["kind", "sizeGi", "downloadDir", "xlaCache"]
     assert all(isinstance(a, str) for a in doc["vllmArgs"])
     assert [list(d) for d in doc["decisions"]] == [["flag", "value", "source", "reason"]] * 5
     assert [o["kind"] for o in doc["objects"]][-1] == "Service"
@@ -55,8 +69,19 @@ def test_plan_of_the_8b_example(capsys: pytest.CaptureFixture[str]) -> None:
         "chipsPerHost": 8,
         "machineType": "ct6e-standard-8t",
         "workload": "Deployment",
+        "devicesPerChip": 1,
+        "devices": 8,
+        "selectsMachineType": True,
     }
-    assert doc["mesh"] == {"axes": ["data", "model"], "shape": [1, 8], "tensorParallel": 8, "dataParallel": 1}
+    assert doc["mesh"] == {
+        "axes": ["data", "model"],
+        "shape": [1, 8],
+        "tensorParallel": 8,
+        "dataParallel": 1,
+        "pipelineParallel": 1,
+        "engines": 1,
+        "structure": "1 engine(s), each process a ('data', 'model') mesh of (1, 8): 8 devices",
+    }
     assert doc["cost"] == {
         "usdPerChipHour": 2.7,
         "usdPerHour": 21.6,

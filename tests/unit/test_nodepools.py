@@ -9,8 +9,7 @@ import yaml
 
 from datajax_devtools.localcluster import kwok, nodepools
 from datajax_operator.api.resource import DataJaxModel
-from datajax_operator.api.tpu import SLICE_SHAPES
-from datajax_operator.plan.catalog import CHIPS_PER_MACHINE, GENERATIONS
+from datajax_operator.api.tpu import CATALOG, SLICE_SHAPES
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 
@@ -33,10 +32,10 @@ def test_tpu_pools_are_shapes_our_api_accepts_with_the_catalogs_chips_and_labels
     for pool in POOLS:
         if not pool.machine.tpu_chips:
             continue
-        generation = next(g for g, facts in GENERATIONS.items() if facts.accelerator == pool.accelerator)
+        generation = next(g for g, record in CATALOG.items() if record.accelerator == pool.accelerator)
         assert pool.topology in SLICE_SHAPES[generation], pool
         assert pool.machine.name in SLICE_SHAPES[generation][pool.topology], pool
-        assert CHIPS_PER_MACHINE[pool.machine.name] == pool.machine.tpu_chips, pool
+        assert CATALOG[generation].machine_types[pool.machine.name] == pool.machine.tpu_chips, pool
 
 
 def test_every_example_has_a_pool_with_room_for_one_slice() -> None:

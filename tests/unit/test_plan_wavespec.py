@@ -37,7 +37,8 @@ def test_wave_spec_replaces_the_defaults_and_the_args_follow_the_decisions() -> 
     without = make_plan(model, OperatorConfig())
     plan = make_plan(model, OperatorConfig(), _wave(UNIQUE_DOCS))
     before, after = _args_by_flag(without.vllm_args), _args_by_flag(plan.vllm_args)
-    assert before["--max-num-batched-tokens"] == "--max-num-batched-tokens=2048"
+    # vLLM's own `vllm serve` default on v6e (vllm/engine/arg_utils.py), not the generic 2048.
+    assert before["--max-num-batched-tokens"] == "--max-num-batched-tokens=1024"
     assert after["--max-num-batched-tokens"] == "--max-num-batched-tokens=8192"
     assert "--enable-prefix-caching" in before and "--no-enable-prefix-caching" in after
     assert before["--kv-cache-dtype"] == "--kv-cache-dtype=auto"
@@ -107,7 +108,8 @@ def _plan_cli(
 def test_plan_wavespec_json_lists_each_decision_with_its_reason(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    doc = doc_with(model={"name": "org/model", "maxModelLen": 4096})
+    sized = {"emptyDir": {"sizeLimit": "40Gi"}}  # no size hints: say the disk, or `plan` warns
+    doc = doc_with(model={"name": "org/model", "maxModelLen": 4096, "storage": sized})
     code, out, err = _plan_cli(capsys, tmp_path, doc, "--wavespec", str(CHAT))
     assert (code, err) == (0, "")
     result = json.loads(out)

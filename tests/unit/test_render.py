@@ -54,7 +54,9 @@ def test_single_host_is_a_deployment_with_both_containers() -> None:
     vllm = _container(pod, "vllm")
     assert vllm["image"] == "vllm/vllm-tpu:v0.29.0"
     assert vllm["command"] == ["vllm", "serve"]
-    assert vllm["resources"]["requests"] == {"google.com/tpu": "8"} == vllm["resources"]["limits"]
+    assert vllm["resources"]["limits"] == {"google.com/tpu": "8"}
+    # No size hints: the weights' emptyDir is unsized and no disk is requested (the plan warns).
+    assert vllm["resources"]["requests"] == {"google.com/tpu": "8"}
     assert vllm["ports"] == [{"name": "http", "containerPort": 8000, "protocol": "TCP"}]
     assert vllm["startupProbe"]["httpGet"]["path"] == "/health"
     assert vllm["startupProbe"]["periodSeconds"] * vllm["startupProbe"]["failureThreshold"] >= 30 * 60
@@ -62,6 +64,7 @@ def test_single_host_is_a_deployment_with_both_containers() -> None:
     assert pod["nodeSelector"] == {
         "cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice",
         "cloud.google.com/gke-tpu-topology": "2x4",
+        "node.kubernetes.io/instance-type": "ct6e-standard-8t",  # 2x4 is also two 4-chip VMs
     }
     assert {"key": "google.com/tpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert service["kind"] == "Service" and service["metadata"]["name"] == "m"
@@ -83,7 +86,8 @@ def test_multi_host_is_a_leader_worker_set_with_ray() -> None:
         assert vllm["resources"]["limits"] == {"google.com/tpu": "4"}
     leader_vllm = _container(leader, "vllm")
     assert "ray start --head" in leader_vllm["command"][2] and "exec vllm serve" in leader_vllm["command"][2]
-    assert "--tensor-parallel-size=16" in leader_vllm["args"]
+    # One pipeline stage per host, tensor parallel within it (tpu-inference's tested multi-host mode).
+    assert {"--tensor-parallel-size=4", "--pipeline-parallel-size=4"} <= set(leader_vllm["args"])
     assert "LWS_LEADER_ADDRESS" in _container(worker, "vllm")["command"][2]
     assert "startupProbe" not in _container(worker, "vllm")
     assert service["spec"]["selector"]["datajax.dev/role"] == "leader"
@@ -101,7 +105,8 @@ def test_sidecar_follows_the_contract_and_is_locked_down() -> None:
     assert sidecar["args"] == [
         "serve", "--upstream", "http://127.0.0.1:8000/metrics", "--port", "9400",
         "--settings", "/etc/datajax/sidecar/settings.json", "--interval", "5s",
-        "--plan-status", "/var/run/datajax/plan-status.json", "--model", "m",
+        "--plan-status", "/var/run/datajax/plan-status.json",
+        "--xla-cache", make_plan(model, CONFIG).storage.xla_cache_dir, "--model", "m",
     ]  # fmt: skip
     assert {"name": "sidecar-settings", "mountPath": "/etc/datajax/sidecar", "readOnly": True} in sidecar[
         "volumeMounts"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Scaling, Serving
-from datajax_operator.api.tpu import ALL_TOPOLOGIES, SLICE_SHAPES, topology_chips
+from datajax_operator.api.tpu import CATALOG, SLICE_SHAPES, slice_devices, topology_chips
 
 MANAGED_VLLM_FLAGS: Final = (
     "--model",
@@ -34,6 +34,9 @@ MANAGED_VLLM_FLAGS: Final = (
     "--kv-cache-dtype",
     "--revision",
     "--distributed-executor-backend",
+    "--pipeline-parallel-size",
+    "-pp",
+    "--download-dir",
 )
 """vLLM flags the operator derives from the spec; extraArgs may not set them a second time."""
 
@@ -78,7 +81,24 @@ _SHAPE_KEYS: Final = [f"{gen}/{t}" for gen, shapes in SLICE_SHAPES.items() for t
 _MACHINE_KEYS: Final = [
     f"{gen}/{t}/{m}" for gen, shapes in SLICE_SHAPES.items() for t, ms in shapes.items() for m in ms
 ]
-_CHIPS: Final = {t: topology_chips(t) for t in ALL_TOPOLOGIES}
+_DEVICES: Final = {
+    f"{gen}/{t}": slice_devices(gen, t) for gen, shapes in SLICE_SHAPES.items() for t in shapes
+}
+"""generation/topology -> JAX devices of the slice (chips x devices per chip)."""
+_HOSTS: Final = {
+    **{
+        f"{gen}/{t}": topology_chips(t) // CATALOG[gen].machine_types[ms[0]]
+        for gen, shapes in SLICE_SHAPES.items()
+        for t, ms in shapes.items()
+    },
+    **{
+        f"{gen}/{t}/{m}": topology_chips(t) // CATALOG[gen].machine_types[m]
+        for gen, shapes in SLICE_SHAPES.items()
+        for t, ms in shapes.items()
+        for m in ms
+    },
+}
+"""generation/topology (default machine type) and generation/topology/machineType -> hosts (VMs)."""
 
 
 def _topology_message() -> str:
@@ -105,13 +125,39 @@ def _mesh_shape_matches_axes(mesh: Mesh) -> bool:
     return len(mesh.axes) == len(mesh.shape)
 
 
-def _mesh_product_is_chips(spec: DataJaxModelSpec) -> bool:
-    if spec.mesh is None or spec.tpu.topology not in _CHIPS or not spec.mesh.shape:
+def pipeline_stages(tpu: TPU) -> int | None:
+    """Pipeline stages of a slice: its hosts under PipelineAcrossHosts (the default), else 1.
+
+    None when the (generation, topology, machine type) is not a slice the catalog knows.
+    """
+    key = f"{tpu.generation}/{tpu.topology}" + (f"/{tpu.machine_type}" if tpu.machine_type else "")
+    if key not in _HOSTS:
+        return None
+    return 1 if tpu.parallelism == "TensorAcrossHosts" else _HOSTS[key]
+
+
+def _mesh_product_is_stage_devices(spec: DataJaxModelSpec) -> bool:
+    devices = _DEVICES.get(f"{spec.tpu.generation}/{spec.tpu.topology}")
+    stages = pipeline_stages(spec.tpu)
+    if spec.mesh is None or devices is None or stages is None or not spec.mesh.shape:
         return True
     product = 1
     for size in spec.mesh.shape:
         product *= size
-    return product == _CHIPS[spec.tpu.topology]
+    return product * stages == devices
+
+
+def _one_storage(model: ModelSource) -> bool:
+    storage = model.storage
+    if storage is None:
+        return True
+    chosen = (storage.empty_dir, storage.persistent_volume_claim, storage.gcs_fuse)
+    return sum(x is not None for x in chosen) <= 1
+
+
+def _one_cache_volume(serving: Serving) -> bool:
+    cache = serving.xla_cache
+    return cache is None or cache.claim_name is None or cache.gcs_fuse is None
 
 
 def _spot_pricing_consistent(spec: DataJaxModelSpec) -> bool:
@@ -216,15 +262,42 @@ RULES: Final[tuple[Rule, ...]] = (
         holds=_mesh_shape_matches_axes,
     ),
     Rule(
-        name="mesh-product-is-chips",
+        name="mesh-product-is-stage-devices",
         scope="",
         field=".mesh.shape",
-        cel=f"!has(self.mesh) || !(self.tpu.topology in {_cel(_CHIPS)}) || self.mesh.shape.size() == 0 || "
-        "(self.mesh.shape.size() == 1 ? self.mesh.shape[0] : self.mesh.shape[0] * self.mesh.shape[1]) == "
-        f"{_cel(_CHIPS)}[self.tpu.topology]",
-        message="the product of mesh.shape must equal the chips of tpu.topology (e.g. 2x4 has 8 chips: shape "
-        "[1, 8] or [2, 4]); or remove mesh to use data=1, model=chips",
-        holds=_mesh_product_is_chips,
+        # Multiplying by the stage count avoids CEL integer division; both maps are flat string-keyed
+        # literals, which keeps the API server's cost estimate within the CRD budget.
+        cel="!has(self.mesh) || self.mesh.shape.size() == 0 || "
+        f"!((self.tpu.generation + '/' + self.tpu.topology) in {_cel(_DEVICES)}) || "
+        "!((has(self.tpu.machineType) ? self.tpu.generation + '/' + self.tpu.topology + '/' + "
+        f"self.tpu.machineType : self.tpu.generation + '/' + self.tpu.topology) in {_cel(_HOSTS)}) || "
+        "(self.mesh.shape.size() == 1 ? self.mesh.shape[0] : self.mesh.shape[0] * self.mesh.shape[1]) * "
+        "((has(self.tpu.parallelism) && self.tpu.parallelism == 'TensorAcrossHosts') ? 1 : "
+        f"{_cel(_HOSTS)}[has(self.tpu.machineType) ? self.tpu.generation + '/' + self.tpu.topology + '/' + "
+        "self.tpu.machineType : self.tpu.generation + '/' + self.tpu.topology]) == "
+        f"{_cel(_DEVICES)}[self.tpu.generation + '/' + self.tpu.topology]",
+        message="the product of mesh.shape must equal the JAX devices of one pipeline stage: chips x devices "
+        "per chip (2 on tpu7x), divided by the hosts when a multi-host slice runs PipelineAcrossHosts (e.g. "
+        "v6e 2x4 has 8 devices: shape [1, 8] or [2, 4]; v6e 4x4 on 4 hosts: [1, 4]); or remove mesh",
+        holds=_mesh_product_is_stage_devices,
+    ),
+    Rule(
+        name="one-weight-storage",
+        scope="model",
+        field=".storage",
+        cel="!has(self.storage) || [has(self.storage.emptyDir), has(self.storage.persistentVolumeClaim), "
+        "has(self.storage.gcsFuse)].filter(x, x).size() <= 1",
+        message="model.storage takes one of emptyDir, persistentVolumeClaim or gcsFuse",
+        holds=_one_storage,
+    ),
+    Rule(
+        name="one-cache-volume",
+        scope="serving",
+        field=".xlaCache",
+        cel="!has(self.xlaCache) || !(has(self.xlaCache.claimName) && has(self.xlaCache.gcsFuse))",
+        message="serving.xlaCache takes claimName or gcsFuse, not both (or remove it to keep the cache on "
+        "the weights volume)",
+        holds=_one_cache_volume,
     ),
     Rule(
         name="spot-pricing-matches-nodes",
@@ -244,7 +317,7 @@ RULES: Final[tuple[Rule, ...]] = (
         ".exists(f, a == f || a.startsWith(f + '=')))",
         message=f"extraArgs may not set flags the operator derives ({', '.join(MANAGED_VLLM_FLAGS)}): set "
         "the "
-        "matching spec field (mesh, model.maxModelLen, serving.*) instead",
+        "matching spec field (mesh, tpu.parallelism, model.maxModelLen, model.storage, serving.*) instead",
         holds=_no_managed_flags,
     ),
     Rule(

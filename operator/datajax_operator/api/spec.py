@@ -11,11 +11,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from datajax_operator.api.base import SpecModel
-from datajax_operator.api.tpu import Generation
+from datajax_operator.api.tpu import GENERATIONS, generation_list, topology_list
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 CONFIG_KEY = r"^[-._a-zA-Z0-9]+$"
+QUANTITY = r"^[1-9][0-9]{0,5}(Mi|Gi|Ti)$"
+BUCKET = r"^[a-z0-9][-_.a-z0-9]{1,220}[a-z0-9]$"
 
 Pricing = Literal["on-demand", "spot", "cud-1y", "cud-3y"]
 WeightDtype = Literal["bfloat16", "float16", "float32", "fp8", "int8", "int4"]
@@ -37,6 +39,66 @@ class SecretKeyRef(SpecModel):
         pattern=CONFIG_KEY,
         description="Key in the Secret that holds the Hugging Face token (the GKE tutorials use "
         "hf_api_token).",
+    )
+
+
+class EmptyDirStorage(SpecModel):
+    """Node-local scratch space for the weights: fetched again whenever a pod is recreated."""
+
+    size_limit: str | None = Field(
+        default=None,
+        pattern=QUANTITY,
+        max_length=12,
+        description="Size of the volume and the container's ephemeral-storage request (e.g. 200Gi). When "
+        "unset it is sized from model.parametersBillions and model.dtype (weights plus a quarter, plus the "
+        "XLA cache); without those hints it is unsized and no disk is requested (the plan warns).",
+    )
+
+
+class ClaimStorage(SpecModel):
+    """An existing PersistentVolumeClaim in the model's namespace."""
+
+    claim_name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of the PersistentVolumeClaim. Use ReadWriteMany (e.g. Filestore) when several pods "
+        "(replicas or hosts) mount it.",
+    )
+
+
+class GCSFuseStorage(SpecModel):
+    """A Cloud Storage bucket mounted through GKE's Cloud Storage FUSE CSI driver."""
+
+    bucket_name: str = Field(
+        min_length=3,
+        max_length=222,
+        pattern=BUCKET,
+        description="Bucket name without gs:// (the CSI volume attribute bucketName). The pod's service "
+        "account (serving.serviceAccountName) needs read/write access through Workload Identity.",
+    )
+    only_dir: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        pattern=r"^[-_.a-zA-Z0-9][-_./a-zA-Z0-9]*$",
+        description="Mount only this folder of the bucket (the gcsfuse mount option only-dir).",
+    )
+
+
+class WeightStorage(SpecModel):
+    """Where vLLM downloads the weights (--download-dir) and keeps its XLA compile cache: exactly one."""
+
+    empty_dir: EmptyDirStorage | None = Field(
+        default=None, description="A node-local emptyDir with an ephemeral-storage request (the default)."
+    )
+    persistent_volume_claim: ClaimStorage | None = Field(
+        default=None, description="An existing PersistentVolumeClaim, shared by every pod of the model."
+    )
+    gcs_fuse: GCSFuseStorage | None = Field(
+        default=None,
+        description="A Cloud Storage bucket through the GCS FUSE CSI driver (GKE adds its sidecar when the "
+        "pod carries the gke-gcsfuse/volumes annotation, which the operator sets).",
     )
 
 
@@ -112,21 +174,28 @@ class ModelSource(SpecModel):
         "checkpoint's "
         "own dtype).",
     )
+    storage: WeightStorage | None = Field(
+        default=None,
+        description="Volume the weights are downloaded to (vLLM --download-dir) on every pod of a replica. "
+        "Defaults to an emptyDir sized from the model, with a matching ephemeral-storage request.",
+    )
+
+
+Parallelism = Literal["PipelineAcrossHosts", "TensorAcrossHosts"]
 
 
 class TPU(SpecModel):
     """The TPU slice one replica runs on."""
 
-    generation: Generation = Field(
-        description="TPU generation: v5e or v6e (Trillium); v5p and tpu7x (Ironwood) are preview."
+    generation: str = Field(
+        description=f"TPU generation, one record of the operator's TPU catalog: {generation_list()}.",
+        json_schema_extra={"enum": list(GENERATIONS)},
     )
     topology: str = Field(
         min_length=3,
         max_length=12,
         pattern=r"^[1-9][0-9]{0,2}x[1-9][0-9]{0,2}(x[1-9][0-9]{0,2})?$",
-        description="Slice topology, the node pool's cloud.google.com/gke-tpu-topology: 1x1, 2x2, 2x4, "
-        "4x4, 4x8, "
-        "8x8, 8x16 or 16x16 for v5e/v6e; 3-D shapes such as 2x2x1 or 2x2x2 for v5p and tpu7x.",
+        description=f"Slice topology, the node pool's cloud.google.com/gke-tpu-topology: {topology_list()}.",
     )
     machine_type: str | None = Field(
         default=None,
@@ -151,6 +220,21 @@ class TPU(SpecModel):
         description="Name of a specific Compute Engine reservation to consume "
         "(node selector cloud.google.com/reservation-name). Cannot be combined with spot.",
     )
+    parallelism: Parallelism | None = Field(
+        default=None,
+        description="How a multi-host slice splits the model. PipelineAcrossHosts (the default): tensor "
+        "parallel within each host, one pipeline stage per host (--pipeline-parallel-size = hosts), the "
+        "multi-host mode tpu-inference's support matrix marks passing. TensorAcrossHosts: tensor parallel "
+        "over every device of the slice (multi-host TP is untested upstream). Single-host slices ignore it.",
+    )
+
+    @field_validator("generation")
+    @classmethod
+    def _known_generation(cls, generation: str) -> str:
+        """The CRD's enum says the same; this keeps `plan` offline as strict as the API server."""
+        if generation not in GENERATIONS:
+            raise ValueError(f"unknown TPU generation {generation!r}: use one of {generation_list()}")
+        return generation
 
 
 Axis = Literal["data", "model"]
@@ -174,8 +258,9 @@ class Mesh(SpecModel):
     shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         min_length=1,
         max_length=2,
-        description="Size of each axis, in the order of axes. The product must equal the chips of the "
-        "topology.",
+        description="Size of each axis, in the order of axes. The product must equal the JAX devices of one "
+        "pipeline stage: the slice's devices (chips x devices per chip), divided by the hosts when "
+        "tpu.parallelism is PipelineAcrossHosts on a multi-host slice.",
     )
 
     @field_validator("axes")
@@ -195,7 +280,8 @@ class ChunkedPrefill(SpecModel):
         ge=16,
         le=1_048_576,
         description="Tokens per scheduler step (vLLM --max-num-batched-tokens). Derived from the wave spec's "
-        "prompt lengths when plan.waveSpecRef is set, else 2048. Must be at least serving.maxNumSeqs.",
+        "prompt lengths when plan.waveSpecRef is set, else vLLM's TPU default for the generation (v6e 1024, "
+        "v5e 512, v5p 256; vllm/engine/arg_utils.py). Must be at least serving.maxNumSeqs.",
     )
 
 
@@ -304,15 +390,23 @@ class EnvVar(SpecModel):
 
 
 class XLACache(SpecModel):
-    """A persistent XLA compilation cache, so restarts skip the first (long) compile."""
+    """Where the XLA compilation cache lives when not on the weights volume (the default).
 
-    claim_name: str = Field(
+    The operator keeps it in a directory keyed by everything a compiled program depends on (image,
+    topology, mesh, max model length, batch buckets), so a changed key starts a fresh cache instead of
+    loading programs compiled for another shape.
+    """
+
+    claim_name: str | None = Field(
+        default=None,
         min_length=1,
         max_length=253,
         pattern=DNS_SUBDOMAIN,
-        description="PersistentVolumeClaim mounted as VLLM_XLA_CACHE_PATH. Use ReadWriteMany when several "
-        "pods "
-        "(replicas or hosts) share it.",
+        description="PersistentVolumeClaim for the cache. Use ReadWriteMany when several pods (replicas or "
+        "hosts) share it.",
+    )
+    gcs_fuse: GCSFuseStorage | None = Field(
+        default=None, description="A Cloud Storage bucket for the cache, through the GCS FUSE CSI driver."
     )
 
 
@@ -365,7 +459,16 @@ class Serving(SpecModel):
     )
     xla_cache: XLACache | None = Field(
         default=None,
-        description="Persistent XLA compilation cache; compiled graphs are lost on restart when unset.",
+        description="Separate volume for the XLA compilation cache (VLLM_XLA_CACHE_PATH). When unset the "
+        "cache lives on the weights volume (model.storage), under a directory keyed by the compiled shape.",
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Kubernetes service account of the serving pods (e.g. one bound to a Google service "
+        "account through Workload Identity, which GCS FUSE storage needs). The namespace default when unset.",
     )
     startup_timeout_seconds: int = Field(
         default=2400,
@@ -550,8 +653,8 @@ class DataJaxModelSpec(SpecModel):
     tpu: TPU = Field(description="The TPU slice each replica runs on.")
     mesh: Mesh | None = Field(
         default=None,
-        description="Explicit JAX mesh. Derived when unset: data=1, model=chips (tensor parallel over the "
-        "slice).",
+        description="Explicit JAX mesh of one engine (one pipeline stage on a multi-host slice with "
+        "tpu.parallelism PipelineAcrossHosts). Derived when unset: data=1, model=devices of the stage.",
     )
     replicas: int = Field(
         default=1,

@@ -56,12 +56,24 @@ class PlacementStatus(StatusModel):
 
 
 class MeshStatus(StatusModel):
-    """The JAX mesh vLLM builds."""
+    """The JAX mesh each vLLM engine process builds, and how a replica's engines are arranged."""
 
     axes: list[str] = Field(description="Mesh axis names.")
-    shape: list[int] = Field(description="Size of each axis.")
+    shape: list[int] = Field(
+        description="Size of each axis of the mesh one engine process builds: (1, tp), since vLLM runs "
+        "one engine process per data-parallel rank."
+    )
     tensor_parallel: int = Field(ge=1, description="Tensor-parallel degree (--tensor-parallel-size).")
     data_parallel: int = Field(ge=1, description="Data-parallel degree (--data-parallel-size).")
+    pipeline_parallel: int = Field(
+        default=1, ge=1, description="Pipeline stages (--pipeline-parallel-size); one per host by default."
+    )
+    engines: int | None = Field(
+        default=None, ge=1, description="Engine processes per replica (one per data-parallel rank)."
+    )
+    structure: str | None = Field(
+        default=None, max_length=256, description="The replica's engines, stages and per-process mesh."
+    )
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -266,6 +278,24 @@ class ScalingStatus(StatusModel):
     fit: LatencyFit | None = Field(default=None, description="The latency fit behind capacity.")
 
 
+class CompileCacheStatus(StatusModel):
+    """The XLA compile cache of the model's pods, and what the serving sidecars saw of it at start."""
+
+    path: str = Field(description="VLLM_XLA_CACHE_PATH: a directory keyed by the compiled shape.")
+    volume: str = Field(description="weights (the model.storage volume), persistentVolumeClaim or gcsFuse.")
+    hits: int | None = Field(
+        default=None, ge=0, description="Slices whose pod started with compiled programs in the cache."
+    )
+    misses: int | None = Field(
+        default=None, ge=0, description="Slices whose pod started with an empty cache and compiled."
+    )
+    startup_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Longest pod start to first answer among the slices (weight load plus XLA compile).",
+    )
+
+
 class DataJaxModelStatus(StatusModel):
     """Observed state of a DataJaxModel."""
 
@@ -278,6 +308,9 @@ class DataJaxModelStatus(StatusModel):
     )
     placement: PlacementStatus | None = Field(default=None, description="Derived TPU placement.")
     mesh: MeshStatus | None = Field(default=None, description="Derived JAX mesh.")
+    compile_cache: CompileCacheStatus | None = Field(
+        default=None, description="Where the XLA compile cache lives and whether starts found it warm."
+    )
     endpoint: str | None = Field(default=None, description="In-cluster URL of the OpenAI-compatible API.")
     metrics: MetricsStatus | None = Field(default=None, description="Cost, latency and cache figures.")
     planned_cost: PlannedCostStatus | None = Field(

@@ -1,57 +1,94 @@
-"""The TPU vocabulary the API accepts: generations, their slice topologies and node-pool machine types.
+"""The TPU vocabulary the API accepts, read from the one catalog record per generation.
 
-This is API data, not placement logic: the CRD's CEL rules are generated from it so that the API server
-rejects an illegal (generation, topology, machineType) at admission, and `plan.catalog` derives the
-placement (accelerator label, chips per host, hosts, HBM) from the same table, so the two never disagree.
+`tpu_catalog.json` (next to this module) holds one record per TPU generation: GKE accelerator label,
+slice topologies and the machine types that host them, chips per machine, JAX devices per chip, HBM,
+bandwidth, peak bf16 FLOPs, vLLM's TPU default batch budget and list prices, each with its source.
+This module is its only reader in the operator: the CRD's enum and CEL rules, `plan.catalog`'s
+placements, `plan.config`'s default prices and the chart's values are all derived from it. The runtime
+package reads a copy of the same file (`make crd` writes it; a unit test fails when it drifts).
 
-Sources: GKE "Plan TPUs in GKE" and the Cloud TPU v5e/v6e pages (topologies, machine types, single- vs
-multi-host), and xpk `src/xpk/core/system_characteristics.py` (GKE accelerator labels, machine types and
-3-D topologies of v5p and tpu7x). v5p and tpu7x carry only the power-of-two shapes a serving slice uses.
+Adding a generation is one record in the JSON plus `make crd` (docs/architecture.md shows it).
 """
 
+import json
+from dataclasses import dataclass
 from math import prod
-from typing import Final, Literal
+from pathlib import Path
+from typing import Any, Final
 
-Generation = Literal["v5e", "v6e", "v5p", "tpu7x"]
+CATALOG_PATH: Final = Path(__file__).with_name("tpu_catalog.json")
 
-GENERATIONS: Final[tuple[Generation, ...]] = ("v5e", "v6e", "v5p", "tpu7x")
-PREVIEW_GENERATIONS: Final[frozenset[str]] = frozenset({"v5p", "tpu7x"})
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """One TPU generation as the catalog describes it."""
+
+    name: str
+    display_name: str
+    preview: bool
+    accelerator: str
+    machine_types: dict[str, int]
+    """GKE machine type -> chips per VM (the `-Nt` suffix)."""
+    topologies: dict[str, tuple[str, ...]]
+    """Slice topology -> accepted machine types, the default (used when none is given) first."""
+    devices_per_chip: int
+    """JAX devices per chip: 1, or 2 on TPU7x where each TensorCore is its own device."""
+    device_kinds: tuple[str, ...]
+    """`jax.Device.device_kind` strings; the first is what real slices report."""
+    pci_device_id: str
+    hbm_bytes_per_chip: int
+    hbm_bandwidth_bytes_per_second: int
+    peak_bf16_flops_per_chip: int
+    vllm_default_max_num_batched_tokens: int
+    """vLLM's `--max-num-batched-tokens` default for `vllm serve` on this generation."""
+    prices: dict[str, float]
+    price_source: str
+    price_date: str
+    spot_note: str
+    sources: dict[str, str]
+
+    @property
+    def hbm_bytes_per_device(self) -> int:
+        return self.hbm_bytes_per_chip // self.devices_per_chip
+
+
+def _record(name: str, raw: dict[str, Any]) -> GenerationRecord:
+    prices = raw["prices"]
+    return GenerationRecord(
+        name=name,
+        display_name=raw["displayName"],
+        preview=bool(raw["preview"]),
+        accelerator=raw["accelerator"],
+        machine_types={m: int(n) for m, n in raw["machineTypes"].items()},
+        topologies={t: tuple(ms) for t, ms in raw["topologies"].items()},
+        devices_per_chip=int(raw["devicesPerChip"]),
+        device_kinds=tuple(raw["deviceKinds"]),
+        pci_device_id=raw["pciDeviceId"],
+        hbm_bytes_per_chip=int(raw["hbmBytesPerChip"]),
+        hbm_bandwidth_bytes_per_second=int(raw["hbmBandwidthBytesPerSecond"]),
+        peak_bf16_flops_per_chip=int(raw["peakBf16FlopsPerChip"]),
+        vllm_default_max_num_batched_tokens=int(raw["vllmDefaultMaxNumBatchedTokens"]),
+        prices={tier: float(usd) for tier, usd in prices["usdPerChipHour"].items()},
+        price_source=prices["source"],
+        price_date=prices["date"],
+        spot_note=prices["spotNote"],
+        sources=dict(raw["sources"]),
+    )
+
+
+def load_catalog(path: Path = CATALOG_PATH) -> dict[str, GenerationRecord]:
+    """Every generation record of the catalog file, in file order."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {name: _record(name, raw) for name, raw in document["generations"].items()}
+
+
+CATALOG: Final[dict[str, GenerationRecord]] = load_catalog()
+
+GENERATIONS: Final[tuple[str, ...]] = tuple(CATALOG)
+PREVIEW_GENERATIONS: Final[frozenset[str]] = frozenset(g for g, r in CATALOG.items() if r.preview)
 """Generations the planner places but that the serving stack has not been validated on yet."""
 
-_2D_SHAPES: Final = ("4x4", "4x8", "8x8", "8x16", "16x16")
-_3D_SHAPES: Final = (
-    "2x2x1",
-    "2x2x2",
-    "2x2x4",
-    "2x4x4",
-    "4x4x4",
-    "4x4x8",
-    "4x8x8",
-    "8x8x8",
-    "8x8x16",
-    "8x16x16",
-)
-
-
-def _two_d(prefix: str) -> dict[str, tuple[str, ...]]:
-    """v5e and v6e share shapes: 1-, 4- and 8-chip single-host VMs, 4-chip VMs for multi-host slices.
-
-    `2x4` is single-host on the 8-chip VM by default and two 4-chip hosts when that machine type is asked.
-    """
-    return {
-        "1x1": (f"{prefix}-1t",),
-        "2x2": (f"{prefix}-4t",),
-        "2x4": (f"{prefix}-8t", f"{prefix}-4t"),
-        **{shape: (f"{prefix}-4t",) for shape in _2D_SHAPES},
-    }
-
-
-SLICE_SHAPES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
-    "v5e": _two_d("ct5lp-hightpu"),
-    "v6e": _two_d("ct6e-standard"),
-    "v5p": {shape: ("ct5p-hightpu-4t",) for shape in _3D_SHAPES},
-    "tpu7x": {"1x1x1": ("tpu7x-standard-1t",), **{shape: ("tpu7x-standard-4t",) for shape in _3D_SHAPES}},
-}
+SLICE_SHAPES: Final[dict[str, dict[str, tuple[str, ...]]]] = {g: r.topologies for g, r in CATALOG.items()}
 """generation -> topology -> accepted GKE machine types, the default (used when none is given) first."""
 
 
@@ -60,9 +97,16 @@ def topology_chips(topology: str) -> int:
     return prod(int(part) for part in topology.split("x"))
 
 
-ALL_TOPOLOGIES: Final[tuple[str, ...]] = tuple(
-    sorted({t for shapes in SLICE_SHAPES.values() for t in shapes}, key=lambda t: (topology_chips(t), t))
-)
-ALL_MACHINE_TYPES: Final[tuple[str, ...]] = tuple(
-    sorted({m for shapes in SLICE_SHAPES.values() for ms in shapes.values() for m in ms})
-)
+def slice_devices(generation: str, topology: str) -> int:
+    """JAX devices in a slice: chips times devices per chip (a TPU7x 2x2x2 has 8 chips, 16 devices)."""
+    return topology_chips(topology) * CATALOG[generation].devices_per_chip
+
+
+def topology_list() -> str:
+    """Each generation's topologies, for the CRD's field description (`v5e: 1x1, 2x2, ...; v6e: ...`)."""
+    return "; ".join(f"{g}: {', '.join(r.topologies)}" for g, r in CATALOG.items())
+
+
+def generation_list() -> str:
+    """The generations for messages and field descriptions: `v5e, v6e, v5p (preview), ...`."""
+    return ", ".join(f"{g} (preview)" if g in PREVIEW_GENERATIONS else g for g in GENERATIONS)

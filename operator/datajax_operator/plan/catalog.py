@@ -1,53 +1,20 @@
-"""TPU placement facts: accelerator labels, machine types, chips per host and HBM per generation.
+"""Where a slice lands on GKE: placement derived from the TPU catalog record of its generation.
 
-`api.tpu` says which (generation, topology, machine type) the API accepts; this module says where such
-a slice lands on GKE. Sources, per fact:
-- accelerator labels (`cloud.google.com/gke-tpu-accelerator`) and machine types: GKE "Plan TPUs in GKE"
-  and xpk `src/xpk/core/system_characteristics.py` (tpu-v5-lite-podslice / ct5lp-hightpu-*,
-  tpu-v6e-slice / ct6e-standard-*, tpu-v5p-slice / ct5p-hightpu-4t, tpu7x / tpu7x-standard-*);
-- chips per VM: the machine type's `-Nt` suffix (GKE machine type docs; xpk uses 4 for every multi-host
-  slice and 1 for 1x1);
-- HBM per chip: Cloud TPU system architecture pages (v5e 16 GB, v6e 32 GB, v5p 95 GiB, Ironwood 192 GiB).
+`api.tpu` loads the catalog (`api/tpu_catalog.json`, one record per generation, each fact with its
+source) and says which (generation, topology, machine type) the API accepts; this module turns one
+such triple into a placement: accelerator label, machine type, hosts, chips and JAX devices per host,
+and HBM per device (a TPU7x chip is two JAX devices of half the chip's HBM each).
 """
 
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from datajax_operator.api.tpu import PREVIEW_GENERATIONS, SLICE_SHAPES, topology_chips
+from datajax_operator.api.tpu import CATALOG, SLICE_SHAPES, GenerationRecord, topology_chips
 
 Workload = Literal["Deployment", "LeaderWorkerSet"]
 
 GB: Final = 10**9
 GIB: Final = 2**30
-
-
-@dataclass(frozen=True)
-class GenerationFacts:
-    """What is constant across every slice of one TPU generation."""
-
-    accelerator: str
-    hbm_bytes_per_chip: int
-    preview: bool
-
-
-GENERATIONS: Final[dict[str, GenerationFacts]] = {
-    "v5e": GenerationFacts("tpu-v5-lite-podslice", 16 * GB, "v5e" in PREVIEW_GENERATIONS),
-    "v6e": GenerationFacts("tpu-v6e-slice", 32 * GB, "v6e" in PREVIEW_GENERATIONS),
-    "v5p": GenerationFacts("tpu-v5p-slice", 95 * GIB, "v5p" in PREVIEW_GENERATIONS),
-    "tpu7x": GenerationFacts("tpu7x", 192 * GIB, "tpu7x" in PREVIEW_GENERATIONS),
-}
-
-CHIPS_PER_MACHINE: Final[dict[str, int]] = {
-    "ct5lp-hightpu-1t": 1,
-    "ct5lp-hightpu-4t": 4,
-    "ct5lp-hightpu-8t": 8,
-    "ct6e-standard-1t": 1,
-    "ct6e-standard-4t": 4,
-    "ct6e-standard-8t": 8,
-    "ct5p-hightpu-4t": 4,
-    "tpu7x-standard-1t": 1,
-    "tpu7x-standard-4t": 4,
-}
 
 
 @dataclass(frozen=True)
@@ -63,9 +30,24 @@ class Placement:
     machine_type: str
     workload: Workload
     preview: bool
+    devices_per_chip: int
+    hbm_bytes_per_device: int
+    ambiguous_topology: bool
+    """The generation offers this topology on more than one machine type (v5e/v6e 2x4: one 8-chip VM or
+    two 4-chip VMs, both labelled gke-tpu-topology=2x4), so the pods must also select the machine type."""
+
+    @property
+    def devices(self) -> int:
+        """JAX devices in the slice: what tensor x data x pipeline parallelism must multiply to."""
+        return self.chips * self.devices_per_chip
+
+    @property
+    def devices_per_host(self) -> int:
+        return self.chips_per_host * self.devices_per_chip
 
     def to_json(self) -> dict[str, object]:
-        """The `placement` object of `datajax-operator plan -o json` (DESIGN §6)."""
+        """The `placement` object of `datajax-operator plan -o json`: DESIGN §6's keys, then JAX devices
+        and whether the pods select the machine type."""
         return {
             "generation": self.generation,
             "accelerator": self.accelerator,
@@ -75,7 +57,15 @@ class Placement:
             "chipsPerHost": self.chips_per_host,
             "machineType": self.machine_type,
             "workload": self.workload,
+            "devicesPerChip": self.devices_per_chip,
+            "devices": self.devices,
+            "selectsMachineType": self.ambiguous_topology,
         }
+
+
+def generation_record(generation: str) -> GenerationRecord:
+    """The catalog record of a generation the API accepted."""
+    return CATALOG[generation]
 
 
 def place(generation: str, topology: str, machine_type: str | None = None) -> Placement | None:
@@ -84,20 +74,23 @@ def place(generation: str, topology: str, machine_type: str | None = None) -> Pl
     if not machines or (machine_type is not None and machine_type not in machines):
         return None
     machine = machine_type or machines[0]
+    record = CATALOG[generation]
     chips = topology_chips(topology)
-    per_host = CHIPS_PER_MACHINE[machine]
+    per_host = record.machine_types[machine]
     hosts = chips // per_host
-    facts = GENERATIONS[generation]
     return Placement(
         generation=generation,
-        accelerator=facts.accelerator,
+        accelerator=record.accelerator,
         topology=topology,
         chips=chips,
         hosts=hosts,
         chips_per_host=per_host,
         machine_type=machine,
         workload="Deployment" if hosts == 1 else "LeaderWorkerSet",
-        preview=facts.preview,
+        preview=record.preview,
+        devices_per_chip=record.devices_per_chip,
+        hbm_bytes_per_device=record.hbm_bytes_per_device,
+        ambiguous_topology=len(machines) > 1,
     )
 
 

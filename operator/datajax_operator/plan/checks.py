@@ -6,11 +6,12 @@ that need the catalog: tensor parallelism against the model's heads, and weights
 
 from typing import Final
 
-from datajax_operator.api.rules import broken_rules
+from datajax_operator.api.rules import MANAGED_VLLM_FLAGS, broken_rules
 from datajax_operator.api.spec import DataJaxModelSpec
-from datajax_operator.plan.catalog import GB, GENERATIONS, Placement
+from datajax_operator.plan.catalog import GB, Placement
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
+from datajax_operator.plan.vllm_flags import FlagError, dests_set_by, flag_table
 
 BYTES_PER_PARAMETER: Final[dict[str, float]] = {
     "bfloat16": 2,
@@ -69,15 +70,17 @@ def _dp_for(heads: int, tp: int) -> int:
 
 
 def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> list[Problem]:
-    """Weights must fit in the HBM of one tensor-parallel group with room left for the KV cache.
+    """Weights must fit in the HBM of one engine with room left for the KV cache.
 
-    Each data-parallel engine holds a full copy of the weights over its tp chips.
+    Each data-parallel engine holds a full copy of the weights over its tp x pp devices; HBM is counted
+    per JAX device (half a chip on TPU7x, tpu-inference `get_device_hbm_limit`).
     """
     params, dtype = spec.model.parameters_billions, spec.model.dtype
     if params is None or dtype is None:
         return []
     weights = params * 1e9 * BYTES_PER_PARAMETER[dtype]
-    hbm = GENERATIONS[placement.generation].hbm_bytes_per_chip * mesh.tensor_parallel
+    engine_devices = mesh.tensor_parallel * mesh.pipeline_parallel
+    hbm = placement.hbm_bytes_per_device * engine_devices
     room = hbm * (HBM_USABLE_FRACTION - KV_CACHE_FRACTION)
     if weights <= room:
         return []
@@ -85,9 +88,53 @@ def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -
         Problem(
             "spec.model.parametersBillions",
             f"{params:g}B parameters in {dtype} need {weights / GB:.1f} GB of weights, but "
-            f"{mesh.tensor_parallel} "
-            f"{placement.generation} chips leave {room / GB:.1f} GB after runtime and KV-cache headroom: "
+            f"{engine_devices} "
+            f"{placement.generation} devices leave {room / GB:.1f} GB after runtime and KV-cache headroom: "
             "use a "
             "larger topology, a smaller dtype, or fewer data-parallel engines",
         )
     ]
+
+
+IMPLIED_DESTS: Final = frozenset({"pipeline_parallel_size"})
+"""vLLM settings the plan fixes without rendering a flag: tpu-inference's mesh is (data, model) only, so
+pipeline parallelism stays at vLLM's default of 1."""
+
+
+def _flag_groups(args: list[str]) -> list[tuple[int, list[str]]]:
+    """Each flag token of extraArgs with the bare tokens that follow it (its values), by index."""
+    groups: list[tuple[int, list[str]]] = []
+    for i, arg in enumerate(args):
+        if arg.startswith("-") or not groups:
+            groups.append((i, [arg]))
+        else:
+            groups[-1][1].append(arg)
+    return groups
+
+
+def extra_args_problems(spec: DataJaxModelSpec) -> list[Problem]:
+    """extraArgs as vLLM's own parser reads them: every flag must exist in the pinned vLLM, and none may
+    reach a flag the operator derives through an alias (--tensor_parallel_size, a unique prefix such
+    as --tensor-parallel, -tp). The exact managed forms are already refused by the admission rule."""
+    table = flag_table()
+    managed = {dest for flag in MANAGED_VLLM_FLAGS if (dest := table.dests_of(flag)) is not None}
+    managed |= IMPLIED_DESTS
+    problems = []
+    for index, group in _flag_groups(list(spec.serving.extra_args)):
+        field = f"spec.serving.extraArgs[{index}]"
+        try:
+            dests = dests_set_by(group)
+        except FlagError as err:
+            problems.append(Problem(field, f"vLLM {table.vllm_version} refuses {' '.join(group)!r}: {err}"))
+            continue
+        derived = sorted(dests & managed)
+        if derived:
+            names = ", ".join("--" + d.replace("_", "-") for d in derived)
+            problems.append(
+                Problem(
+                    field,
+                    f"{group[0]!r} is read by vLLM {table.vllm_version} as {names}, a flag the operator "
+                    "derives: set the matching spec field (mesh, model.maxModelLen, serving.*) instead",
+                )
+            )
+    return problems

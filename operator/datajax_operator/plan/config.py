@@ -1,8 +1,11 @@
 """Operator configuration: images, the price table and sidecar settings.
 
-Defaults are DESIGN §4's list prices (us-central1, per chip-hour). A config file (YAML or JSON,
-camelCase keys) given with `--config FILE` replaces any key it sets; a `prices` key replaces the
-whole table, so an entry left out is unknown, never a silently kept default.
+Default prices come from the TPU catalog (`api/tpu_catalog.json`: us-central1 list prices per
+chip-hour, each generation's record naming their source and date); a tier the catalog has no sourced
+price for (v5e/v5p CUDs, every TPU7x tier) is absent and must be set explicitly. Spot prices change
+up to daily, so the spot defaults are a snapshot. A config file (YAML or JSON, camelCase keys) given
+with `--config FILE` replaces any key it sets; a `prices` key replaces the whole table, so an entry
+left out is unknown, never a silently kept default.
 """
 
 from pathlib import Path
@@ -13,17 +16,24 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from datajax_operator.api.spec import Pricing, duration_seconds
+from datajax_operator.api.tpu import CATALOG
 
 VLLM_TPU_IMAGE: Final = "vllm/vllm-tpu:v0.29.0"
 """Pinned vLLM TPU release (tpu-inference backend); also the base of the runtime image."""
 
 RUNTIME_IMAGE: Final = "datajax/datajax-runtime:0.1.0"
 
-DEFAULT_PRICES: Final[dict[str, dict[Pricing, float]]] = {
-    "v5e": {"on-demand": 1.20, "spot": 0.245},
-    "v6e": {"on-demand": 2.70, "spot": 0.544, "cud-1y": 1.89, "cud-3y": 1.22},
-    "v5p": {"on-demand": 4.20, "spot": 0.836},
-}
+
+def _catalog_prices() -> dict[str, dict[Pricing, float]]:
+    tiers: tuple[Pricing, ...] = ("on-demand", "spot", "cud-1y", "cud-3y")
+    return {
+        gen: {tier: record.prices[tier] for tier in tiers if tier in record.prices}
+        for gen, record in CATALOG.items()
+        if record.prices
+    }
+
+
+DEFAULT_PRICES: Final[dict[str, dict[Pricing, float]]] = _catalog_prices()
 
 
 class OperatorConfig(BaseModel):

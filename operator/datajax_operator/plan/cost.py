@@ -7,6 +7,7 @@ is a Problem, never a guess, because a wrong price silently moves every $/token 
 from dataclasses import dataclass
 
 from datajax_operator.api.spec import DataJaxModelSpec, Pricing
+from datajax_operator.api.tpu import CATALOG
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.problems import Problem
 
@@ -21,15 +22,27 @@ class CostPlan:
     usd_per_hour: float
     ceiling_usd_per_million_tokens: float
     breakeven_tokens_per_second: float
+    note: str | None = None
+    """Caveat on the price, e.g. that a spot price is a snapshot of one that changes up to daily."""
 
     def to_json(self) -> dict[str, object]:
-        """The `cost` object of `datajax-operator plan -o json` (DESIGN §6)."""
-        return {
+        """The `cost` object of `datajax-operator plan -o json` (DESIGN §6), plus the price's caveat."""
+        document: dict[str, object] = {
             "usdPerChipHour": self.usd_per_chip_hour,
             "usdPerHour": round(self.usd_per_hour, 6),
             "ceilingUSDPerMillionTokens": self.ceiling_usd_per_million_tokens,
             "breakEvenTokensPerSecond": round(self.breakeven_tokens_per_second, 3),
         }
+        if self.note:
+            document["priceNote"] = self.note
+        return document
+
+
+def spot_note(generation: str) -> str:
+    """What every spot $/Mtok must carry: the price it rests on moves (the catalog's note and date)."""
+    record = CATALOG.get(generation)
+    dated = f" (default table from {record.price_date})" if record is not None else ""
+    return f"spot prices change up to daily{dated}: check the current price and set cost.usdPerChipHour"
 
 
 def pricing_tier(spec: DataJaxModelSpec) -> Pricing:
@@ -68,4 +81,5 @@ def estimate_cost(spec: DataJaxModelSpec, chips: int, config: OperatorConfig) ->
         usd_per_hour=usd_per_hour,
         ceiling_usd_per_million_tokens=ceiling,
         breakeven_tokens_per_second=breakeven_tokens_per_second(usd_per_hour, ceiling),
+        note=spot_note(spec.tpu.generation) if tier == "spot" else None,
     )

@@ -12,12 +12,13 @@ from typing import Any
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.capacity import CapacityPlan, capacity_plan
 from datajax_operator.plan.catalog import Placement, place
-from datajax_operator.plan.checks import hbm_problems, head_problems, rule_problems
+from datajax_operator.plan.checks import extra_args_problems, hbm_problems, head_problems, rule_problems
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.cost import CostPlan, estimate_cost
 from datajax_operator.plan.mesh import MeshPlan, derive_mesh
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.serving import plan_serving, read_wave_spec
+from datajax_operator.plan.storage import StoragePlan, plan_storage, storage_warnings
 from datajax_operator.plan.vllm import vllm_args
 from datajax_operator.plan.wavespec import Decision
 
@@ -31,6 +32,7 @@ class Plan:
     mesh: MeshPlan
     cost: CostPlan
     vllm_args: list[str]
+    storage: StoragePlan
     decisions: tuple[Decision, ...] = ()
     """Each wave-spec-informed vLLM flag with its value, source and one-line reason."""
     warnings: tuple[Problem, ...] = field(default=())
@@ -39,7 +41,8 @@ class Plan:
     """One slice's roofline against the ceiling's floor on its throughput."""
 
     def to_json(self, objects: list[dict[str, object]] | None = None) -> dict[str, object]:
-        """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`."""
+        """The document `datajax-operator plan -o json` prints: the keys of DESIGN §6, plus `decisions`
+        and `storage` (and, inside placement, mesh and cost, a few keys after DESIGN §6's own)."""
         return {
             "placement": self.placement.to_json(),
             "mesh": self.mesh.to_json(),
@@ -50,6 +53,7 @@ class Plan:
                 for d in self.decisions
             ],
             "capacity": self.capacity.to_json() if self.capacity is not None else None,
+            "storage": self.storage.to_json(),
             "objects": list(objects or []),
         }
 
@@ -64,10 +68,12 @@ def make_plan(
     """
     spec = model.spec
     problems: list[Problem] = rule_problems(spec)
+    if not problems_on(problems, "spec.serving.extraArgs"):  # the admission rule named it already
+        problems += extra_args_problems(spec)
     placement = place(spec.tpu.generation, spec.tpu.topology, spec.tpu.machine_type)
     if placement is None and not problems_on(problems, "spec.tpu"):
         problems.append(Problem("spec.tpu.topology", "no TPU placement matches this generation and topology"))
-    mesh = derive_mesh(spec.mesh, placement.chips) if placement is not None else None
+    mesh = derive_mesh(spec.mesh, placement, spec.tpu) if placement is not None else None
     if placement is not None and mesh is not None and not problems_on(problems, "spec.mesh"):
         problems += head_problems(spec, mesh)
         problems += hbm_problems(spec, placement, mesh)
@@ -86,12 +92,16 @@ def make_plan(
     if problems or placement is None or mesh is None or serving is None or isinstance(cost, Problem):
         raise PlanError(problems)
     served_name = spec.model.served_name or model.metadata.name
+    args = vllm_args(spec, served_name, mesh, placement.hosts, serving)
+    storage = plan_storage(model, config, placement, mesh, args)
+    warnings += storage_warnings(model, storage)
     return Plan(
         served_name=served_name,
         placement=placement,
         mesh=mesh,
         cost=cost,
-        vllm_args=vllm_args(spec, served_name, mesh, placement.hosts, serving),
+        vllm_args=args,
+        storage=storage,
         decisions=serving.decisions,
         warnings=tuple(warnings),
         capacity=capacity_plan(spec, placement, mesh, cost),

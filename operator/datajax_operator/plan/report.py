@@ -15,14 +15,29 @@ def format_table(name: str, replicas: int, plan: Plan) -> str:
         ("MODEL", name),
         ("SERVED AS", plan.served_name),
         ("TPU", f"{generation}  {p.topology}  ({p.accelerator})"),
-        ("SLICE", f"{p.chips} chips = {p.hosts} host(s) x {p.chips_per_host} chips, {p.machine_type}"),
+        (
+            "SLICE",
+            f"{p.chips} chips = {p.hosts} host(s) x {p.chips_per_host} chips, {p.machine_type}"
+            + (
+                f"; {p.devices} JAX devices ({p.devices_per_chip} per chip)" if p.devices_per_chip > 1 else ""
+            ),
+        ),
         ("WORKLOAD", f"{p.workload} x {replicas} replica(s)"),
         (
             "MESH",
             " x ".join(f"{a}={n}" for a, n in zip(m.axes, m.shape, strict=True))
-            + f"  (tensor parallel {m.tensor_parallel}, data parallel {m.data_parallel})",
+            + f" per engine process  (tensor parallel {m.tensor_parallel}, data parallel {m.data_parallel}"
+            + (f", pipeline parallel {m.pipeline_parallel}" if m.pipeline_parallel > 1 else "")
+            + ")",
         ),
-        ("PRICE", f"${c.usd_per_chip_hour:g}/chip-hour ({price_source})"),
+        ("REPLICA", m.describe()),
+        (
+            "STORAGE",
+            f"{plan.storage.kind}"
+            + (f" {plan.storage.size_gi}Gi" if plan.storage.size_gi is not None else "")
+            + f", weights in {plan.storage.download_dir}, XLA cache {plan.storage.xla_cache_dir}",
+        ),
+        ("PRICE", f"${c.usd_per_chip_hour:g}/chip-hour ({price_source})" + (f"; {c.note}" if c.note else "")),
         ("COST", f"${c.usd_per_hour:,.2f}/hour for all replicas"),
         ("CEILING", f"${c.ceiling_usd_per_million_tokens:g} per million tokens"),
         ("BREAK-EVEN", f"{c.breakeven_tokens_per_second:,.1f} tokens/s to stay under the ceiling"),

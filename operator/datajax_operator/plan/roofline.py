@@ -18,15 +18,16 @@ A slice has dp engines. Real serving reaches a fraction of the roofline (kernels
 to compiled shapes); `SEED_EFFICIENCY` is that fraction for the autoscaler's seed only, an assumption
 not measured here, which the online fit replaces as soon as the model serves traffic.
 
-Chip figures: `CHIP_PERFORMANCE` below, each with its source. Kept in this one table so they can move
-into the TPU catalog's data file with the other per-generation facts.
+Chip figures: the TPU catalog's records (bandwidth and peak bf16 FLOPs per chip, each with its source).
+Meshes count JAX devices: on TPU7x a chip is two devices, so tp devices are tp / devices-per-chip chips.
 """
 
 from dataclasses import dataclass
 from typing import Final
 
 from datajax_operator.api.spec import DataJaxModelSpec
-from datajax_operator.plan.catalog import GENERATIONS, Placement
+from datajax_operator.api.tpu import CATALOG
+from datajax_operator.plan.catalog import Placement
 from datajax_operator.plan.checks import BYTES_PER_PARAMETER, HBM_USABLE_FRACTION
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.serving import kv_dtype_bytes
@@ -43,22 +44,14 @@ class ChipPerformance:
 
 
 CHIP_PERFORMANCE: Final[dict[str, ChipPerformance]] = {
-    "v5e": ChipPerformance(
-        197e12, 819e9, "docs.cloud.google.com/tpu/docs/v5e: 197 TFLOPs bf16; HBM2 16 GB, 819 GBps"
-    ),
-    "v6e": ChipPerformance(
-        918e12, 1638e9, "docs.cloud.google.com/tpu/docs/v6e: 918 TFLOPs bf16; HBM 32 GB, 1638 GBps"
-    ),
-    "v5p": ChipPerformance(
-        459e12, 2765e9, "docs.cloud.google.com/tpu/docs/v5p: 459 TFLOPs bf16; HBM2e 95 GB, 2765 GBps"
-    ),
-    "tpu7x": ChipPerformance(
-        2307e12,
-        7380e9,
-        "docs.cloud.google.com/tpu/docs/tpu7x: 2307 TFLOPs bf16 per chip (two TensorCores); HBM 192 GiB, "
-        "7380 GBps",
-    ),
+    generation: ChipPerformance(
+        float(record.peak_bf16_flops_per_chip),
+        float(record.hbm_bandwidth_bytes_per_second),
+        f"TPU catalog (api/tpu_catalog.json) {generation}: {record.sources.get('bandwidthAndFlops', '')}",
+    )
+    for generation, record in CATALOG.items()
 }
+"""Peak figures per chip, from the one TPU catalog record of each generation."""
 
 SEED_EFFICIENCY: Final = 0.25
 """Share of the roofline a slice is assumed to serve at the SLO before any sample: an assumption (not
@@ -108,13 +101,14 @@ def roofline(
     tp, dp = mesh.tensor_parallel, mesh.data_parallel
     parameters = m.parameters_billions * 1e9
     weights = parameters * BYTES_PER_PARAMETER[m.dtype]
-    bandwidth, flops = tp * chip.hbm_bytes_per_second, tp * chip.bf16_flops
+    chips = tp / CATALOG[placement.generation].devices_per_chip
+    bandwidth, flops = chips * chip.hbm_bytes_per_second, chips * chip.bf16_flops
     context = int(min(m.max_model_len, prompt_tokens + output_tokens / 2))
     kv_per_token: int | None = None
     batch = spec.serving.max_num_seqs
     if m.num_layers and m.kv_heads and m.head_dim:
         kv_per_token = 2 * m.num_layers * max(m.kv_heads, tp) * m.head_dim * kv_dtype_bytes(m.dtype)
-        room = GENERATIONS[placement.generation].hbm_bytes_per_chip * tp * HBM_USABLE_FRACTION - weights
+        room = placement.hbm_bytes_per_device * tp * HBM_USABLE_FRACTION - weights
         batch = max(1, min(batch, int(room // (context * kv_per_token)) if room > 0 else 1))
     memory_seconds = (weights + batch * context * (kv_per_token or 0)) / bandwidth
     compute_seconds = 2 * parameters * batch / flops

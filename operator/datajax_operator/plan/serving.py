@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datajax_operator.api.spec import DataJaxModelSpec
-from datajax_operator.plan.catalog import GENERATIONS, Placement
+from datajax_operator.plan.catalog import Placement, generation_record
 from datajax_operator.plan.checks import BYTES_PER_PARAMETER
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
@@ -50,8 +50,8 @@ def kv_dtype_bytes(weight_dtype: str) -> int:
 def kv_budget(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> KvBudget | None:
     """HBM, weights and KV bytes per token of one data-parallel engine, when the spec hints all of them.
 
-    An engine holds the full weights over its tp chips. KV heads are split over tp; when there are fewer
-    KV heads than tp, vLLM replicates them so every chip holds one, hence max(kvHeads, tp).
+    An engine holds the full weights over its tp x pp devices. KV heads are split over tp; when there
+    are fewer KV heads than tp, vLLM replicates them so every chip holds one, hence max(kvHeads, tp).
     """
     m = spec.model
     if None in (m.num_layers, m.kv_heads, m.head_dim, m.parameters_billions, m.dtype):
@@ -60,7 +60,7 @@ def kv_budget(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> K
     tp = mesh.tensor_parallel
     element = kv_dtype_bytes(m.dtype)
     return KvBudget(
-        hbm_bytes=GENERATIONS[placement.generation].hbm_bytes_per_chip * tp,
+        hbm_bytes=placement.hbm_bytes_per_device * tp * mesh.pipeline_parallel,
         weight_bytes=int(m.parameters_billions * 1e9 * BYTES_PER_PARAMETER[m.dtype]),
         kv_bytes_per_token=2 * m.num_layers * max(m.kv_heads, tp) * m.head_dim * element,
         kv_dtype_bytes=element,
@@ -77,6 +77,10 @@ def serving_inputs(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan)
         max_num_batched_tokens=serving.chunked_prefill.max_num_batched_tokens,
         kv_cache_dtype=serving.kv_cache_dtype,
         kv_budget=kv_budget(spec, placement, mesh),
+        default_max_num_batched_tokens=generation_record(
+            placement.generation
+        ).vllm_default_max_num_batched_tokens,
+        generation=placement.generation,
     )
 
 

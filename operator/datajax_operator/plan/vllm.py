@@ -6,6 +6,7 @@ from typing import Final
 from datajax_operator.api.spec import DataJaxModelSpec
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.serving import ServingPlan
+from datajax_operator.plan.storage import DOWNLOAD_DIR
 from datajax_operator.plan.wavespec import (
     FLAG_CHUNKED_PREFILL,
     FLAG_KV_CACHE_DTYPE,
@@ -38,6 +39,10 @@ def vllm_args(
         f"--port={VLLM_PORT}",
         f"--tensor-parallel-size={mesh.tensor_parallel}",
         f"--data-parallel-size={mesh.data_parallel}",
+        *([f"--pipeline-parallel-size={mesh.pipeline_parallel}"] if mesh.pipeline_parallel > 1 else []),
+        # Weights land on the model's volume, not the container's root filesystem (GKE's TPU manifests
+        # in GoogleCloudPlatform/kubernetes-engine-samples ai-ml/ put --download-dir on a volume too).
+        f"--download-dir={DOWNLOAD_DIR}",
         f"--max-model-len={spec.model.max_model_len}",
         decided(FLAG_MAX_NUM_BATCHED_TOKENS),
         f"--max-num-seqs={serving.max_num_seqs}",

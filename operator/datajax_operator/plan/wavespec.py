@@ -43,7 +43,9 @@ PERCENTILE_ORDER = ("min", "p25", "p50", "p75", "p90", "p99", "max")
 PREFIX_REUSE_THRESHOLD = 0.05
 #: Cohort prefixes must have this many buckets per request for collisions to stay under 1% of requests.
 COHORT_DEPTH_FACTOR = 100
-#: vLLM's documented default chunk (``SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS``).
+#: vLLM's `vllm serve` default chunk where no TPU generation is known (vllm/engine/arg_utils.py
+#: ``get_batch_defaults``, OPENAI_API_SERVER); on TPU the generation's own default (the TPU catalog's
+#: ``vllmDefaultMaxNumBatchedTokens``: v6e 1024, v5e 512, v5p 256) comes in through ``ServingInputs``.
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 2048
 #: Larger prefill chunks stall running decodes for a whole step (inter-token latency); cap the derivation.
 MAX_DERIVED_BATCHED_TOKENS = 8192
@@ -143,6 +145,9 @@ class ServingInputs:
     max_num_batched_tokens: int | None = None
     kv_cache_dtype: str | None = None
     kv_budget: KvBudget | None = None
+    default_max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS
+    """What vLLM itself would use on this hardware when the flag is not given."""
+    generation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -459,8 +464,11 @@ def _max_num_batched_tokens(ws: WaveSpec | None, inputs: ServingInputs) -> Decis
     low, high = batched_tokens_bounds(inputs)
     source: Source
     if ws is None or ws.chunk_len is None:
-        target, source = DEFAULT_MAX_NUM_BATCHED_TOKENS, "default"
-        basis = f"no prompt-length summary: vLLM's default {target:,}"
+        target, source = inputs.default_max_num_batched_tokens, "default"
+        on = f" on {inputs.generation}" if inputs.generation else ""
+        basis = (
+            f"no prompt-length summary: vLLM's `vllm serve` default{on} {target:,} (vllm/engine/arg_utils.py)"
+        )
     else:
         target, source = math.ceil(ws.chunk_len.p90), "wavespec"
         basis = f"p90 prompt {target:,} tokens prefills in one step"

@@ -12,7 +12,9 @@ from typing import Any, Final, Literal
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import Plan
+from datajax_operator.plan.storage import serving_image
 from datajax_operator.plan.vllm import VLLM_PORT
+from datajax_operator.render import storage
 from datajax_operator.render.names import (
     GENERATION_LABEL,
     ROLE_LABEL,
@@ -34,7 +36,7 @@ PLAN_STATUS: Final = f"{RUN_DIR}/plan-status.json"
 SIDECAR_SETTINGS_DIR: Final = "/etc/datajax/sidecar"
 SIDECAR_SETTINGS_KEY: Final = "settings.json"
 SIDECAR_SETTINGS: Final = f"{SIDECAR_SETTINGS_DIR}/{SIDECAR_SETTINGS_KEY}"
-XLA_CACHE_DIR: Final = "/var/cache/vllm-xla"
+INSTANCE_TYPE_LABEL: Final = "node.kubernetes.io/instance-type"
 RAY_PORT: Final = 6379
 STARTUP_PERIOD_SECONDS: Final = 10
 SIDECAR_UID: Final = 65532
@@ -71,16 +73,6 @@ keeps the image's user (root in the vLLM TPU image, whose caches live under its 
 root filesystem (XLA and Hugging Face caches): the Pod Security "baseline" profile, not "restricted"."""
 
 
-def vllm_image(model: DataJaxModel, config: OperatorConfig) -> str:
-    """The spec's image, else the runtime image when a plan bundle needs its plugin, else pinned vLLM TPU."""
-    spec = model.spec
-    if spec.serving.image is not None:
-        return spec.serving.image
-    if spec.plan is not None and spec.plan.config_map_ref is not None:
-        return config.runtime_image
-    return config.vllm_image
-
-
 def _has_bundle(model: DataJaxModel) -> bool:
     return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
 
@@ -88,14 +80,32 @@ def _has_bundle(model: DataJaxModel) -> bool:
 def expected_placement(plan: Plan) -> str:
     """The slice the plan paid for, as the runtime's device check reads it (DATAJAX_EXPECTED_PLACEMENT).
 
-    Compact, sorted JSON so the pod template only changes when the placement does.
+    Every pod of a slice gets it: on a multi-host slice each host checks its own chips (`chipsPerHost`),
+    since only the leader runs JAX at plugin time and a leader-side check of the whole slice would wait
+    for peers that never join. Compact, sorted JSON so the pod template only changes when the placement
+    does.
     """
     p = plan.placement
-    document = {"generation": p.generation, "topology": p.topology, "chips": p.chips, "hosts": p.hosts}
+    document = {
+        "generation": p.generation,
+        "topology": p.topology,
+        "chips": p.chips,
+        "hosts": p.hosts,
+        "chipsPerHost": p.chips_per_host,
+        "devicesPerChip": p.devices_per_chip,
+    }
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-def _vllm_env(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any]]:
+def _vllm_env(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Role) -> list[dict[str, Any]]:
+    """The vLLM container's environment, the same on every pod of a slice except the plan status file.
+
+    vLLM loads general plugins in every process it starts, the Ray workers on the worker hosts included
+    (vllm `vllm/plugins/__init__.py`), and those workers take DATAJAX_* from their own pod: vLLM forwards
+    only its own prefixes (VLLM_, HF_, ...) to Ray workers (vllm `vllm/ray/ray_env.py`). So the bundle
+    path, the expected placement and the cache path are set, and the bundle mounted, on every pod. The
+    plan status is written where the sidecar reads it, on the leader only.
+    """
     spec = model.spec
     env: list[dict[str, Any]] = []
     ref = spec.model.hf_token_secret_ref
@@ -103,26 +113,30 @@ def _vllm_env(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     if _has_bundle(model):
         env.append({"name": "DATAJAX_PLAN_BUNDLE", "value": PLAN_BUNDLE})
-        env.append({"name": "DATAJAX_PLAN_STATUS", "value": PLAN_STATUS})
-    if role == "leader":
-        # The runtime image's vLLM plugin checks jax.devices() against it at start-up.
-        env.append({"name": "DATAJAX_EXPECTED_PLACEMENT", "value": expected_placement(plan)})
+        if role == "leader":
+            env.append({"name": "DATAJAX_PLAN_STATUS", "value": PLAN_STATUS})
+    # The runtime image's vLLM plugin checks the chips this host sees against it at start-up.
+    env.append({"name": "DATAJAX_EXPECTED_PLACEMENT", "value": expected_placement(plan)})
     if plan.placement.hosts > 1:
         env.append({"name": "TPU_MULTIHOST_BACKEND", "value": "ray"})
-    if spec.serving.xla_cache is not None:
-        env.append({"name": "VLLM_XLA_CACHE_PATH", "value": XLA_CACHE_DIR})
+    env.append({"name": "VLLM_XLA_CACHE_PATH", "value": plan.storage.xla_cache_dir})
     env.extend(e.model_dump(by_alias=True, exclude_none=True) for e in spec.serving.env)
     return env
+
+
+def _mounts_plan(model: DataJaxModel) -> bool:
+    return model.spec.plan is not None and bool(
+        model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref
+    )
 
 
 def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if role == "leader":
         mounts.append({"name": "datajax-run", "mountPath": RUN_DIR})
-        if model.spec.plan is not None and (model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref):
-            mounts.append({"name": "datajax-plan", "mountPath": PLAN_DIR, "readOnly": True})
-    if model.spec.serving.xla_cache is not None:
-        mounts.append({"name": "xla-cache", "mountPath": XLA_CACHE_DIR})
+    if _mounts_plan(model):
+        mounts.append({"name": "datajax-plan", "mountPath": PLAN_DIR, "readOnly": True})
+    mounts.extend(storage.mounts(model))
     return mounts
 
 
@@ -139,7 +153,7 @@ def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role
     """The vLLM container: `vllm serve` on a single host, Ray head + vLLM on a leader, Ray on a worker."""
     multihost = plan.placement.hosts > 1
     chips = str(plan.placement.chips_per_host)
-    container: dict[str, Any] = {"name": VLLM_CONTAINER, "image": vllm_image(model, config)}
+    container: dict[str, Any] = {"name": VLLM_CONTAINER, "image": serving_image(model, config)}
     if role == "worker":
         container["command"] = ["/bin/bash", "-c", WORKER_SCRIPT]
     elif multihost:
@@ -150,10 +164,13 @@ def vllm_container(model: DataJaxModel, plan: Plan, config: OperatorConfig, role
         container["args"] = list(plan.vllm_args)
     if role == "leader":
         container["ports"] = [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}]
-    env = _vllm_env(model, plan, role)
-    if env:
-        container["env"] = env
-    container["resources"] = {"requests": {"google.com/tpu": chips}, "limits": {"google.com/tpu": chips}}
+    container["env"] = _vllm_env(model, plan, config, role)
+    requests = {"google.com/tpu": chips}
+    if plan.storage.size_gi is not None:
+        # The weights' emptyDir is node-local disk: request it so the scheduler places the pod where the
+        # checkpoint fits, rather than letting the kubelet evict it mid-download.
+        requests["ephemeral-storage"] = f"{plan.storage.size_gi}Gi"
+    container["resources"] = {"requests": requests, "limits": {"google.com/tpu": chips}}
     container["volumeMounts"] = _vllm_mounts(model, role)
     container["securityContext"] = copy.deepcopy(VLLM_SECURITY_CONTEXT)
     if role == "leader":
@@ -196,6 +213,7 @@ def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> lis
     ]
     if _has_bundle(model):
         args += ["--plan-status", PLAN_STATUS]
+    args += ["--xla-cache", plan.storage.xla_cache_dir]
     args += ["--model", plan.served_name]
     return args
 
@@ -224,6 +242,8 @@ def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -
             {"name": "datajax-run", "mountPath": RUN_DIR, "readOnly": True},
             {"name": "sidecar-settings", "mountPath": SIDECAR_SETTINGS_DIR, "readOnly": True},
             {"name": "sidecar-tmp", "mountPath": "/tmp"},
+            # Read-only view of the compile cache, to report hit/miss and start-up seconds.
+            *({**m, "readOnly": True} for m in storage.cache_mounts(model)),
         ],
     }
 
@@ -235,6 +255,12 @@ def node_selector(model: DataJaxModel, plan: Plan) -> dict[str, str]:
         "cloud.google.com/gke-tpu-accelerator": plan.placement.accelerator,
         "cloud.google.com/gke-tpu-topology": plan.placement.topology,
     }
+    if plan.placement.ambiguous_topology:
+        # v5e/v6e 2x4 exists as one 8-chip VM and as two 4-chip VMs, both labelled gke-tpu-topology=2x4:
+        # without the machine type a two-host group can land on one 8-chip node and a one-host pod can
+        # wait forever on a 4-chip pool (GKE "Plan TPUs in GKE"; node.kubernetes.io/instance-type is the
+        # well-known node label of the machine type).
+        selector[INSTANCE_TYPE_LABEL] = plan.placement.machine_type
     if tpu.spot:
         selector["cloud.google.com/gke-spot"] = "true"
     if tpu.reservation is not None:
@@ -253,7 +279,7 @@ def tolerations(model: DataJaxModel) -> list[dict[str, str]]:
     return tols
 
 
-def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
+def _volumes(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any]]:
     spec = model.spec
     volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     if role == "leader":
@@ -262,6 +288,7 @@ def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
         volumes.append(
             {"name": "sidecar-settings", "configMap": {"name": sidecar_settings_name(model.metadata.name)}}
         )
+    if _mounts_plan(model):
         sources = []
         if spec.plan is not None and spec.plan.config_map_ref is not None:
             ref = spec.plan.config_map_ref
@@ -273,12 +300,8 @@ def _volumes(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
             sources.append(
                 {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "wavespec.json"}]}}
             )
-        if sources:
-            volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
-    if spec.serving.xla_cache is not None:
-        volumes.append(
-            {"name": "xla-cache", "persistentVolumeClaim": {"claimName": spec.serving.xla_cache.claim_name}}
-        )
+        volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
+    volumes.extend(storage.volumes(model, plan))
     return volumes
 
 
@@ -287,6 +310,13 @@ def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: 
     containers = [vllm_container(model, plan, config, role)]
     if role == "leader":
         containers.append(sidecar_container(model, plan, config))
+    annotations = {"kubectl.kubernetes.io/default-container": VLLM_CONTAINER}
+    if storage.uses_gcs_fuse(plan):
+        # GKE injects the Cloud Storage FUSE sidecar only into pods that carry these annotations.
+        annotations.update(storage.GCSFUSE_ANNOTATIONS)
+    pod_spec: dict[str, Any] = {}
+    if model.spec.serving.service_account_name is not None:
+        pod_spec["serviceAccountName"] = model.spec.serving.service_account_name
     return {
         "metadata": {
             "labels": {
@@ -295,9 +325,10 @@ def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: 
                 GENERATION_LABEL: plan.placement.generation,
                 TOPOLOGY_LABEL: plan.placement.topology,
             },
-            "annotations": {"kubectl.kubernetes.io/default-container": VLLM_CONTAINER},
+            "annotations": annotations,
         },
         "spec": {
+            **pod_spec,
             # Service links would inject e.g. VLLM_PORT=tcp://... for a Service named vllm, which vLLM
             # reads as its own port setting.
             "enableServiceLinks": False,
@@ -305,6 +336,6 @@ def pod_template(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: 
             "nodeSelector": node_selector(model, plan),
             "tolerations": tolerations(model),
             "containers": containers,
-            "volumes": _volumes(model, role),
+            "volumes": _volumes(model, plan, role),
         },
     }

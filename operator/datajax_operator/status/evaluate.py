@@ -9,6 +9,7 @@ from datetime import datetime
 
 from datajax_operator.api.constants import READY, SPEC_VALID, WORKLOAD_AVAILABLE
 from datajax_operator.api.status import (
+    CompileCacheStatus,
     Condition,
     DataJaxModelStatus,
     MeshStatus,
@@ -139,6 +140,20 @@ def _phase(evaluation: Evaluation, observations: Observations, judgement: Judgem
     return "Ready" if workload.available >= workload.desired else "Degraded"
 
 
+def compile_cache(plan: Plan, observations: Observations) -> CompileCacheStatus:
+    """Where the compile cache is, and what the slices' sidecars reported of their start (issue 15)."""
+    reports = [s.figures for s in observations.sidecars if s.figures is not None]
+    known = [f.xla_cache_hit for f in reports if f.xla_cache_hit is not None]
+    startups = [f.startup_seconds for f in reports if f.startup_seconds is not None]
+    return CompileCacheStatus(
+        path=plan.storage.xla_cache_dir,
+        volume=plan.storage.xla_cache_volume,
+        hits=sum(known) if known else None,
+        misses=len(known) - sum(known) if known else None,
+        startup_seconds=round(max(startups), 1) if startups else None,
+    )
+
+
 def _planned_cost(plan: Plan, judgement: Judgement | None) -> PlannedCostStatus:
     """The plan's price of the slices actually run (fewer under a ScaleDown, none while suspended):
     what a new model costs from its first pass, before any sidecar has measured it."""
@@ -183,6 +198,7 @@ def evaluate(
         observed_generation=generation,
         placement=PlacementStatus.model_validate(plan.placement.to_json()) if plan else None,
         mesh=MeshStatus.model_validate(plan.mesh.to_json()) if plan else None,
+        compile_cache=compile_cache(plan, observations) if plan else None,
         endpoint=evaluation.endpoint if plan else None,
         metrics=kept.metrics if kept is not None else None,
         planned_cost=_planned_cost(plan, kept) if plan else None,

@@ -40,6 +40,10 @@ class SidecarFigures:
     """None when the sidecar reports no plan (it was started without --plan-status)."""
     plan_reason: str | None = None
     """The reason the vLLM plugin gave (CamelCase), from datajax_plan_info."""
+    xla_cache_hit: bool | None = None
+    """datajax_xla_cache_hit: the pod started with compiled programs (None: not exported)."""
+    startup_seconds: float | None = None
+    """datajax_startup_seconds: pod start to vLLM's first answer (None until vLLM has answered)."""
 
 
 @dataclass(frozen=True)

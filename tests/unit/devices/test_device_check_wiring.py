@@ -62,14 +62,20 @@ def _containers(path: Path) -> dict[str, list[dict[str, Any]]]:
     ("example", "expected"),
     [
         ("qwen2.5-1.5b-v5e.yaml", ExpectedSlice("v5e", "2x2", 4, 1)),
-        ("llama3-70b-v6e.yaml", ExpectedSlice("v6e", "4x4", 16, 4)),
+        ("llama3-70b-v6e.yaml", ExpectedSlice("v6e", "2x4", 8, 1)),
+        ("llama3-70b-multihost-v6e.yaml", ExpectedSlice("v6e", "4x4", 16, 4)),
     ],
 )
-def test_the_leader_is_told_the_planned_placement(example: str, expected: ExpectedSlice) -> None:
+def test_every_pod_is_told_the_planned_placement(example: str, expected: ExpectedSlice) -> None:
+    """Each host checks its own chips, so workers are told too (a leader-only check of a multi-host
+    slice would wait for peers that never run JAX at plugin time)."""
     envs = _containers(EXAMPLES / example)
-    (value,) = [e["value"] for e in envs["leader"] if e["name"] == EXPECTED_PLACEMENT_ENV]
-    assert ExpectedSlice.from_json(json.loads(value)) == expected
-    assert all(e["name"] != EXPECTED_PLACEMENT_ENV for e in envs.get("worker", []))
+    for role, env in envs.items():
+        (value,) = [e["value"] for e in env if e["name"] == EXPECTED_PLACEMENT_ENV]
+        document = json.loads(value)
+        assert ExpectedSlice.from_json(document) == expected, role
+        assert document["chipsPerHost"] == expected.chips_per_host
+    assert set(envs) == ({"leader"} if expected.hosts == 1 else {"leader", "worker"})
 
 
 def test_users_cannot_override_the_expected_placement() -> None:

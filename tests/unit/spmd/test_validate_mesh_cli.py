@@ -1,6 +1,8 @@
 """`datajax-operator validate-mesh`: the examples' plans pass, wrong plan bundles fail naming array and axis.
 
-Real JAX processes on 127.0.0.1 (one per host; the 4x4 example starts 4 processes x 4 CPU devices).
+Real JAX processes on 127.0.0.1 (one per host of a mesh: the multi-host 4x4 example runs one pipeline
+stage per host, so its mesh is one host's 4 devices; with tpu.parallelism TensorAcrossHosts the mesh spans
+4 processes x 4 CPU devices).
 """
 
 import copy
@@ -16,7 +18,20 @@ from datajax_operator.cli import main
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 V5E_2X2 = EXAMPLES / "qwen2.5-1.5b-v5e.yaml"
 V6E_2X4 = EXAMPLES / "llama3-8b-v6e.yaml"
-V6E_4X4 = EXAMPLES / "llama3-70b-v6e.yaml"
+V6E_4X4 = EXAMPLES / "llama3-70b-multihost-v6e.yaml"
+
+
+@pytest.fixture
+def v6e_4x4_tensor_across_hosts(tmp_path: Path) -> Path:
+    """The multi-host example with tensor parallelism over all 16 devices (one mesh over 4 hosts)."""
+    import yaml
+
+    doc = yaml.safe_load(V6E_4X4.read_text())
+    doc["spec"]["tpu"]["parallelism"] = "TensorAcrossHosts"
+    path = tmp_path / "llama3-70b-tensor-across-hosts.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
 
 # A bundle for the 8B plan (v6e 2x4: data=1, model=8) whose validation case is the plan's own layer.
 BUNDLE: dict[str, Any] = {
@@ -52,7 +67,9 @@ def _bundle(tmp_path: Path, name: str, doc: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("path", "processes"), [(V5E_2X2, 1), (V6E_2X4, 1), (V6E_4X4, 4)], ids=["v5e-2x2", "v6e-2x4", "v6e-4x4"]
+    ("path", "processes"),
+    [(V5E_2X2, 1), (V6E_2X4, 1), (V6E_4X4, 1)],
+    ids=["v5e-2x2", "v6e-2x4", "v6e-4x4-one-stage-per-host"],
 )
 def test_the_examples_plans_pass(capsys: pytest.CaptureFixture[str], path: Path, processes: int) -> None:
     code, out, err, seconds = _validate(capsys, "-f", str(path))
@@ -116,7 +133,17 @@ def test_output_sharded_on_the_wrong_axis(capsys: pytest.CaptureFixture[str], tm
     )
 
 
-def test_hosts_disagreeing_on_the_bundle(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_a_mesh_across_hosts_runs_one_process_per_host(
+    capsys: pytest.CaptureFixture[str], v6e_4x4_tensor_across_hosts: Path
+) -> None:
+    code, out, err, _ = _validate(capsys, "-f", str(v6e_4x4_tensor_across_hosts))
+    assert (code, err) == (0, ""), err
+    assert "4 host process(es) x 4 CPU devices: ok" in out
+
+
+def test_hosts_disagreeing_on_the_bundle(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, v6e_4x4_tensor_across_hosts: Path
+) -> None:
     doc = copy.deepcopy(BUNDLE)
     doc["mesh"]["shape"] = [1, 16]
     doc["validation"]["inputs"][1]["shape"] = [256, 1024]
@@ -125,7 +152,17 @@ def test_hosts_disagreeing_on_the_bundle(capsys: pytest.CaptureFixture[str], tmp
     stale["validation"]["outputs"][1]["partitionSpec"] = [None, None]  # host 2 still has last week's plan
     good, old = _bundle(tmp_path, "good.json", doc), _bundle(tmp_path, "stale.json", stale)
     code, out, err, seconds = _validate(
-        capsys, "-f", str(V6E_4X4), "--bundle", good, "--bundle", good, "--bundle", old, "--bundle", good
+        capsys,
+        "-f",
+        str(v6e_4x4_tensor_across_hosts),
+        "--bundle",
+        good,
+        "--bundle",
+        good,
+        "--bundle",
+        old,
+        "--bundle",
+        good,
     )
     assert code == 1 and "4 host process(es) x 4 CPU devices: MIS-SHARDED" in out
     assert "error: hosts disagree on the plan they loaded: hosts [0, 1, 3] read plan" in err
@@ -141,7 +178,7 @@ def test_a_bundle_mesh_that_does_not_span_the_slice(
     doc["mesh"]["shape"] = [1, 4]
     code, _, err, _ = _validate(capsys, "-f", str(V6E_2X4), "--bundle", _bundle(tmp_path, "b.json", doc))
     assert code == 1
-    assert "its mesh data=1 x model=4 spans 4 devices, but the plan's v6e 2x4 slice has 8 chips" in err
+    assert "its mesh data=1 x model=4 spans 4 devices, but the plan's v6e 2x4 slice has 8 devices" in err
 
 
 def test_bundles_must_be_one_or_one_per_host(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

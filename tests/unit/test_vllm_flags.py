@@ -1,0 +1,82 @@
+"""extraArgs are read as vLLM 0.29's parser reads them (issue 19, item 4): aliases reach derived flags.
+
+vLLM's FlexibleArgumentParser turns `--tensor_parallel_size` into `--tensor-parallel-size`, argparse
+accepts any unique prefix (`--tensor-parallel`), and vLLM has short forms (`-tp`, `-pp`); since extraArgs
+come last, each would override what the operator derives. The recorded table of the real parser
+(datajax_operator/plan/vllm_flags.json, checked against vLLM itself in the tpu_stack tier) decides.
+"""
+
+import pytest
+from djm_fixtures import model_with
+
+from datajax_operator.plan import OperatorConfig, PlanError, make_plan
+from datajax_operator.plan.vllm_flags import FlagError, dests_set_by, flag_table, normalise
+
+CONFIG = OperatorConfig()
+
+
+def problems_for(*extra: str) -> list[tuple[str, str]]:
+    try:
+        make_plan(model_with(serving={"extraArgs": list(extra)}), CONFIG)
+    except PlanError as err:
+        return [(p.field, p.message) for p in err.problems]
+    return []
+
+
+@pytest.mark.parametrize(
+    ("extra", "derived"),
+    [
+        (["--tensor_parallel_size=1"], "--tensor-parallel-size"),
+        (["--tensor-parallel=1"], "--tensor-parallel-size"),
+        (["--tensor_parallel", "1"], "--tensor-parallel-size"),
+        (["--max_model_len=1024"], "--max-model-len"),
+        (["--max-model", "1024"], "--max-model-len"),
+        (["--data_parallel_size=2"], "--data-parallel-size"),
+        (["--no_enable_prefix_caching"], "--enable-prefix-caching"),
+        (["--kv_cache_dtype=fp8"], "--kv-cache-dtype"),
+        (["--served_model_name", "other"], "--served-model-name"),
+        (["-pp", "2"], "--pipeline-parallel-size"),
+    ],
+)
+def test_alias_of_a_derived_flag_is_refused_naming_the_field(extra: list[str], derived: str) -> None:
+    ((field, message),) = problems_for("--seed=1", *extra)
+    assert field == "spec.serving.extraArgs[1]"
+    assert derived in message and "derives" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["--no-such-flag"], "unrecognized arguments"),
+        (["--seed"], "expected one argument"),
+        (["--convert=bogus"], "invalid choice"),
+        (["--config=/etc/vllm.yaml"], "--config"),
+        (["stray"], "unrecognized arguments"),
+    ],
+)
+def test_what_vllm_refuses_plan_refuses(extra: list[str], why: str) -> None:
+    found = problems_for(*extra)
+    assert found and all(f.startswith("spec.serving.extraArgs[") for f, _ in found)
+    assert any(why in m and "vLLM 0.29.0 refuses" in m for _, m in found), found
+
+
+def test_harmless_flags_and_neighbours_of_derived_ones_pass() -> None:
+    assert problems_for("--seed", "3", "--model-impl=auto", "--max_logprobs=5", "--enforce-eager") == []
+
+
+def test_normalise_follows_vllms_rewriting() -> None:
+    assert normalise(["--max_num_seqs=4", "-O3", "--compilation_config.level", "3", "-x_y"]) == [
+        "--max-num-seqs=4",
+        "--optimization-level",
+        "3",
+        "--compilation-config",
+        "{}",  # vLLM folds the dotted pair into one JSON value for the flag
+        "-x_y",
+    ]
+
+
+def test_destinations_come_from_the_recorded_parser() -> None:
+    assert flag_table().vllm_version == "0.29.0"
+    assert dests_set_by(["-tp", "2", "--seed=1"]) == {"tensor_parallel_size", "seed"}
+    with pytest.raises(FlagError):
+        dests_set_by(["--max-num"])  # ambiguous: --max-num-seqs, --max-num-batched-tokens, ...

@@ -1,0 +1,77 @@
+"""Write (or check) operator/datajax_operator/plan/vllm_flags.json from the real `vllm serve` parser.
+
+Run with the tpu-env's interpreter, which has the pinned vLLM:
+
+    $(tools/tpu-env.sh) tools/vllm_flags.py           # rewrite the table
+    $(tools/tpu-env.sh) tools/vllm_flags.py --check   # exit 1 if the committed table differs
+
+The parser is built as `vllm serve` builds it (vllm/entrypoints/cli/main.py: a FlexibleArgumentParser
+with one subparser per command; serve's from vllm/entrypoints/cli/serve.py over
+vllm.entrypoints.launchers.cli_args.make_arg_parser in vLLM 0.29). Every optional argument is recorded
+with its option strings, destination, arity and choices, and whether the parser allows abbreviations,
+so the operator can read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
+"""
+
+import argparse
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TABLE = Path(__file__).resolve().parents[1] / "operator" / "datajax_operator" / "plan" / "vllm_flags.json"
+
+
+def cli_parsers() -> tuple[Any, Any, Any]:
+    """The `vllm` parser, the serve command and its subparser, as vllm/entrypoints/cli/main.py builds
+    them (a FlexibleArgumentParser whose subparsers come from each command's subparser_init)."""
+    from vllm.entrypoints.cli.serve import ServeSubcommand
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser(prog="vllm", description="vLLM CLI")
+    subparsers = parser.add_subparsers(required=False, dest="subparser")
+    command = ServeSubcommand()
+    return parser, command, command.subparser_init(subparsers)
+
+
+def table() -> dict[str, Any]:
+    """The document vllm_flags.json holds."""
+    _, _, parser = cli_parsers()
+    actions = []
+    for action in parser._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        nargs = action.nargs
+        entry: dict[str, Any] = {
+            "dest": action.dest,
+            "options": sorted(action.option_strings),
+            "nargs": nargs if isinstance(nargs, (int, str)) or nargs is None else str(nargs),
+            "takesValue": nargs != 0,
+        }
+        if action.choices is not None and nargs != 0:
+            entry["choices"] = sorted(str(c) for c in action.choices)
+        actions.append(entry)
+    return {
+        "vllm": metadata.version("vllm-tpu"),
+        "generatedBy": "tools/vllm_flags.py (the `vllm serve` parser of this vLLM release)",
+        "allowAbbrev": bool(parser.allow_abbrev),
+        "actions": sorted(actions, key=lambda a: str(a["dest"])),
+    }
+
+
+def main(argv: list[str]) -> int:
+    text = json.dumps(table(), indent=1, sort_keys=True) + "\n"
+    if argv[1:] == ["--check"]:
+        if TABLE.read_text(encoding="utf-8") != text:
+            print(
+                f"{TABLE} differs from the installed vLLM's parser: run tools/vllm_flags.py", file=sys.stderr
+            )
+            return 1
+        return 0
+    TABLE.write_text(text, encoding="utf-8")
+    print(f"wrote {TABLE}: {len(json.loads(text)['actions'])} options of vLLM {json.loads(text)['vllm']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
