@@ -83,8 +83,10 @@ def test_reconcile_benchmark_runs_in_tiny_mode(local_cluster: Any, kubeconfig: P
         assert datajax["profile"]["stages"], datajax
     steady = results["reconcile"]["steady_state"][0]
     assert steady["writes_per_minute"] == 0, steady["writes_by_kind"]  # a settled model costs no writes
+    [traffic] = results["traffic"]  # live sidecars at N = 3: figures reach every status
+    assert traffic["models"] == 3 and traffic["scrapes_per_model_per_minute"] > 0, traffic
     text = tables(results)
-    for heading in ("Throughput", "ratio", "Latency", "Steady state", "Sidecar"):
+    for heading in ("Throughput", "ratio", "Latency", "Steady state", "live sidecars", "Sidecar"):
         assert heading in text
 
 

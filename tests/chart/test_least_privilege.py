@@ -44,7 +44,6 @@ EXAMPLES = {
 # Resources the operator never manages: no verb on them may be allowed anywhere.
 UNMANAGED = [
     ("", "secrets"),
-    ("", "pods"),
     ("", "serviceaccounts"),
     ("", "persistentvolumeclaims"),
     ("apps", "statefulsets"),
@@ -342,6 +341,10 @@ def test_service_account_cannot_do_what_it_must_not(setup: Setup) -> None:
             allowed += [
                 (v, resource, ns) for v in EVERY_VERB if can_i(authz, v, resource, group=group, namespace=ns)
             ]
+        # Pods: listed (why the scheduler left a model's pods Pending), nothing else.
+        allowed += [
+            (v, "pods", ns) for v in EVERY_VERB if v != "list" and can_i(authz, v, "pods", namespace=ns)
+        ]
         # ConfigMaps: it applies its own settings ConfigMaps; it never watches, updates or bulk-deletes.
         allowed += [
             (v, "configmaps", ns)

@@ -104,7 +104,13 @@ class Operators:
 
     def _start(self, overrides: dict[str, Any]) -> RunningOperator:
         self.overrides = dict(overrides)
-        settings: dict[str, Any] = {"resync_seconds": 5.0, **self.base, **overrides}
+        # the periodic pass of each model every 5 s (30 s in production), unless a config file sets it
+        settings: dict[str, Any] = {
+            "resync_seconds": 5.0,
+            **({} if "config_path" in overrides else {"observe_interval": "5s"}),
+            **self.base,
+            **overrides,
+        }
         options = runner.Options(
             kubeconfig=self.kubeconfig,
             log_format=None,

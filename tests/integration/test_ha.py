@@ -8,6 +8,7 @@ and resume). The peering CRDs are the chart's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from cluster_state import ClusterState, converged, model_doc
-from kubehelpers import REPO, wait_for
+from kubehelpers import REPO, cordoned, wait_for
 from operator_process import OperatorProcess
 from tests.polling import wait_for_passes
 
@@ -78,6 +79,11 @@ def test_one_replica_acts_and_the_standby_takes_over(
     # both act until their keep-alives meet (kopf peering has no lock). That window is not under test.
     active = replica("active", 100)
     survivors: list[OperatorProcess] = []
+    # The models' pods wait for a node throughout: each condition makes one transition, so an Event
+    # posted twice can only be an action taken twice (ha-0's topology change would otherwise take its
+    # available workload down, a second, real, ReplicasUnavailable).
+    hold = contextlib.ExitStack()
+    hold.enter_context(cordoned(state.api, "tpu-v6e-2x4"))
     try:
         active.wait_ready()
         wait_for(lambda: peers() == 1, 30, "the active replica in the peering")
@@ -135,6 +141,7 @@ def test_one_replica_acts_and_the_standby_takes_over(
             )
         assert standby.reconciles() == paused_at, "a paused standby kept reconciling (its resync)"
     finally:
+        hold.close()
         for proc in (active, *survivors):
             proc.stop()
         state.call("DELETE", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}")

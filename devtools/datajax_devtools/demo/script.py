@@ -529,9 +529,16 @@ class Demo:
             f"traffic returns ({self._traffic(BUSY_RPS)}): cost falls under the ceiling, the model recovers",
         )
         self.record.mark("return")
+        # and figures again: the new pod's sidecar starts with the pod, a moment after its endpoint
+        # appears (the operator bills a slice from then on, answering or not)
         self.wait_for(
-            f"{COST_CONDITION}=False and spec.replicas restored",
-            lambda s: s.breached == "False" and s.deployment_replicas == REPLICAS and s.ready == REPLICAS,
+            f"{COST_CONDITION}=False, spec.replicas restored and every sidecar read",
+            lambda s: (
+                s.breached == "False"
+                and s.deployment_replicas == REPLICAS
+                and s.ready == REPLICAS
+                and s.cost is not None
+            ),
             timeout=self._window_seconds() * 4 + 30,
         )
         self.record.mark("recovered")

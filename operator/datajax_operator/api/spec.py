@@ -522,7 +522,7 @@ class PlanRefs(SpecModel):
         default=None,
         description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. The operator "
         "reads it to derive serving defaults (prefix caching, chunk size, KV-cache dtype; explicit serving "
-        "fields win) and re-reads it at every resync.",
+        "fields win) and re-reads it at every periodic pass.",
     )
 
 
