@@ -15,6 +15,7 @@ last figures are carried over its failed scrapes (``decide.CARRIED_INTERVALS`` i
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -22,7 +23,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from datajax_operator.decide import conclude, decide
 from datajax_operator.plan.config import OperatorConfig
@@ -38,19 +39,21 @@ from datajax_operator.status.recent import Recent
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 """The clock of the replay: t = 0 of the timeline (only differences matter)."""
 
-FIGURE_KEYS = (
-    "window_seconds",
+RECOMPUTED_KEYS: Final = ("usd_per_million_tokens", "breakeven_tokens_per_second")
+"""Analyze keys the judgement does not take from a slice: it sums the slices' $/hour and tokens itself."""
+
+FIGURE_KEYS: Final = (
+    *(
+        f.name
+        for f in dataclasses.fields(SidecarFigures)
+        if f.type in (float, "float") and f.name != "requests_per_second"
+    ),
     "requests",
-    "p95_e2e_latency_seconds",
-    "p95_ttft_seconds",
-    "prefix_cache_hit_ratio",
-    "prompt_tokens_per_second",
-    "generation_tokens_per_second",
-    "usd_per_hour",
-    "usd_per_million_tokens",
-    "breakeven_tokens_per_second",
+    *RECOMPUTED_KEYS,
 )
-"""The `datajax-sidecar analyze -o json` keys (DESIGN §6)."""
+"""The `datajax-sidecar analyze -o json` keys (DESIGN §6): a slice's figures carry the analyze names,
+except requests per second, which is `requests` over the window; plus the keys recomputed for the
+model. The runtime's `window.ANALYZE_KEYS` is the list of record; a unit test holds both to one set."""
 
 
 class TimelineError(ValueError):
@@ -86,16 +89,12 @@ def _figures(document: Any, where: str) -> SidecarFigures | None:
     values = {key: _number(document.get(key), f"{where}.{key}") for key in FIGURE_KEYS}
     if math.isnan(values["usd_per_hour"]):
         return None  # a sidecar that exports no price is read as a failed scrape by the operator too
-    return SidecarFigures(
-        usd_per_hour=values["usd_per_hour"],
-        prompt_tokens_per_second=values["prompt_tokens_per_second"],
-        generation_tokens_per_second=values["generation_tokens_per_second"],
-        prefix_cache_hit_ratio=values["prefix_cache_hit_ratio"],
-        p95_e2e_latency_seconds=values["p95_e2e_latency_seconds"],
-        p95_ttft_seconds=values["p95_ttft_seconds"],
-        window_seconds=values["window_seconds"] if not math.isnan(values["window_seconds"]) else 0.0,
-        upstream_up=True,
-    )
+    # Only float fields (FIGURE_KEYS), named as the analyze keys name them.
+    read: dict[str, Any] = {k: v for k, v in values.items() if k not in (*RECOMPUTED_KEYS, "requests")}
+    window = read["window_seconds"]
+    read["window_seconds"] = 0.0 if math.isnan(window) else window
+    per_second = values["requests"] / window if window > 0 else math.nan
+    return SidecarFigures(**read, requests_per_second=per_second, upstream_up=True)
 
 
 def read_timeline(lines: Iterable[str], source: str = "timeline") -> list[Pass]:

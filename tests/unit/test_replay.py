@@ -167,3 +167,10 @@ def test_record_then_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
     timeline = json.loads(stdout)["timeline"]
     assert [row["t"] for row in timeline] == [line["t"] for line in lines]
     assert timeline[-1]["conditions"]["MetricsAvailable"] == "True"
+
+
+def test_the_replay_reads_exactly_the_sidecars_analyze_keys() -> None:
+    from datajax_operator.replay import FIGURE_KEYS
+    from datajax_runtime.window import ANALYZE_KEYS
+
+    assert sorted(FIGURE_KEYS) == sorted(ANALYZE_KEYS)
