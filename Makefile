@@ -76,12 +76,14 @@ bench-autoscale: install
 	$(PY) tests/bench/run_fleet_sim.py
 
 ## Regenerate every file derived from the typed API and the TPU catalog: the CRD, its copy in the chart, the API
-## reference, the runtime's copy of the catalog and the chart's default prices.
+## reference, the runtime's copy of the catalog, the chart's default prices and the chart's values schema for
+## `config` (from OperatorConfig).
 crd: install
 	$(VENV)/bin/datajax-operator crd > crds/datajaxmodels.datajax.dev.yaml
 	cp crds/datajaxmodels.datajax.dev.yaml charts/datajax-operator/crds/
 	$(VENV)/bin/datajax-operator crd --reference > docs/crd-reference.md
 	$(PY) tools/sync_tpu_catalog.py
+	$(PY) tools/values_schema.py
 
 docs: crd
 

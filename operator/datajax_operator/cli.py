@@ -71,6 +71,8 @@ class _Planned:
     config: OperatorConfig
     plan: Plan
     wave_spec: dict[str, Any] | None
+    document: dict[str, Any]
+    """The model as read (validated as ``model``)."""
 
 
 def _plan_from_args(args: argparse.Namespace, wave_spec_path: str | None = None) -> _Planned | int:
@@ -100,7 +102,8 @@ def _plan_from_args(args: argparse.Namespace, wave_spec_path: str | None = None)
     except PlanError as err:
         _print_problems(err.problems)
         return EXIT_INVALID
-    return _Planned(model, config, plan, wave_spec)
+    assert isinstance(document, dict)  # model_validate accepted it
+    return _Planned(model, config, plan, wave_spec, document)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -262,6 +265,45 @@ def _add_validate_mesh(subparsers: "argparse._SubParsersAction[argparse.Argument
     parser.set_defaults(func=_cmd_validate_mesh)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from datajax_operator import replay  # the judgement and rendering; `crd` needs none of it
+
+    planned = _plan_from_args(args)
+    if isinstance(planned, int):
+        return planned
+    try:
+        with Path(args.scrapes).open(encoding="utf-8") as lines:
+            passes = replay.read_timeline(lines, args.scrapes)
+    except (OSError, UnicodeDecodeError, replay.TimelineError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNREADABLE
+    timeline = replay.replay(planned.document, passes, planned.config)
+    if args.output == "table":
+        sys.stdout.write(replay.table(timeline))
+    else:
+        sys.stdout.write(json.dumps({"timeline": timeline}, indent=2) + "\n")
+    return 0
+
+
+def _add_replay(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser(
+        "replay",
+        help="run the operator's cost and latency judgement offline over a recorded timeline of figures "
+        "(datajax-sidecar record): conditions, replicas and Events per pass",
+    )
+    parser.add_argument("-f", "--file", required=True, help="DataJaxModel YAML or JSON file")
+    parser.add_argument(
+        "--scrapes",
+        required=True,
+        metavar="FILE.jsonl",
+        help='one JSON line per observation pass: {"t": seconds, "slices": [FIGURES | null, ...]}, '
+        "FIGURES being the datajax-sidecar analyze JSON keys, null a failed scrape",
+    )
+    parser.add_argument("-o", "--output", choices=("json", "table"), default="json")
+    parser.add_argument("--config", metavar="FILE", help="operator config (YAML/JSON): price table")
+    parser.set_defaults(func=_cmd_replay)
+
+
 def _add_status(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser(
         "status",
@@ -279,6 +321,7 @@ SUBCOMMANDS: list[Callable[["argparse._SubParsersAction[argparse.ArgumentParser]
     runner.add_parser,
     _add_validate_mesh,
     _add_status,
+    _add_replay,
 ]
 
 

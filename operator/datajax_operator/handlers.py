@@ -1,18 +1,22 @@
 """kopf handlers, kept thin: every trigger ends in the same reconcile() of one model.
 
 Triggers: the model's create/update/resume; an event on a child the model controls (the workload's
-controller wrote new availability, or someone else changed a field we own: the reconcile applies it
-back); a per-model observation timer (``observe interval``, default 30 s) that reads the sidecars back
-into status; a periodic resync that re-observes every known model. The timer and the resync pause with
-the operator when kopf peering pauses it. A per-model lock serialises them, so two triggers never
-reconcile the same model at once.
+controller wrote new availability, or someone else changed a field we own: the pass applies it
+back); and one periodic pass per model (``observe interval``, default 30 s) that scrapes the sidecars
+and re-drives the model, which also catches whatever no watch event reported (there is no separate
+resync). The periodic pass pauses with the operator when kopf peering pauses it. A per-model lock
+serialises the triggers, so two passes never reconcile the same model at once.
+
+Every watch event's object is stored in the ``ObjectCache`` the passes read (the models and the
+children of the watched kinds), so a steady pass sends no GET: its requests are the EndpointSlices
+list and, only when something changed, an apply or the status write.
 
 Every pass scrapes the model's sidecars first (EndpointSlices through ``kube``, HTTP through
 ``observe``, concurrently and with a timeout, in the event loop), then reconciles in a worker thread.
-The timer is a task per model rather than ``kopf.timer``: kopf puts a finalizer on every object that
-has a timer, and a finalizer means a model cannot be deleted (nor its namespace) while the operator
-is down or uninstalled. No handler needs one: every child carries a controller owner reference, so
-Kubernetes' garbage collector removes them.
+The periodic pass is a task per model rather than ``kopf.timer``: kopf puts a finalizer on every
+object that has a timer, and a finalizer means a model cannot be deleted (nor its namespace) while
+the operator is down or uninstalled. No handler needs one: every child carries a controller owner
+reference, so Kubernetes' garbage collector removes them.
 """
 
 from __future__ import annotations
@@ -31,19 +35,27 @@ import aiohttp
 import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
-from datajax_operator.kube import DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube, KubeError
+from datajax_operator.cache import ObjectCache
+from datajax_operator.kube import DATAJAX_MODEL, DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube, KubeError
 from datajax_operator.metrics import ModelKey, OperatorMetrics
 from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
 from datajax_operator.peering import Peering, paused_by_peers
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.reconcile import Outcome, reconcile
-from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name
+from datajax_operator.render.names import MANAGED_BY_LABEL, MANAGER, base_name, child_names
 from datajax_operator.status.observations import Scrapes
+from datajax_operator.status.recent import Recent
 
 log = logging.getLogger(__name__)
 
 RETRY_DELAY_SECONDS = 30.0
 """How soon a model waiting for a missing API (the LeaderWorkerSet CRD) is tried again."""
+
+WATCHED_KINDS = (DATAJAX_MODEL, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
+"""Kinds whose objects the cache learns from kopf's watches (the children by the managed-by label)."""
+
+PAUSE_CHECK_SECONDS = 1.0
+"""How long one answer to "does peering pause this replica?" serves every model's periodic pass."""
 
 
 def utc_now() -> datetime:
@@ -59,6 +71,8 @@ class Context:
     config: OperatorConfig
     metrics: OperatorMetrics
     resync_seconds: float
+    """How long a child of a kind nobody watches (the settings ConfigMap) is trusted as last seen
+    before it is read again (a person's edit of it is reverted at most this late)."""
     clock: Callable[[], datetime] = utc_now
     dial: Mapping[str, str] = field(default_factory=dict)
     """Sidecar address -> address to connect to; empty in a cluster (see ``observe.scrape_sidecars``)."""
@@ -74,7 +88,11 @@ class Context:
         without its reconcile: the workload does not depend on its figures."""
         service = base_name(name)
         try:
-            slices = await asyncio.to_thread(self.kube.endpoint_slices, namespace, service)
+            # in the reconcile pool, whose size the client's connection pool matches (the default
+            # executor's threads on top of it made the client drop and re-handshake connections)
+            slices = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.kube.endpoint_slices, namespace, service
+            )
         except KubeError as err:
             log.warning("%s/%s: EndpointSlices not readable, no metrics this pass: %s", namespace, name, err)
             return Scrapes(unlisted=str(err))
@@ -90,6 +108,15 @@ class Context:
     """Threads the blocking reconciles run in (None: the event loop's default, ~cores + 4)."""
     workload_versions: dict[ModelKey, str] = field(default_factory=dict)
     """Per model, the workload's resourceVersion as the last reconcile read it back."""
+    recent: dict[ModelKey, Recent] = field(default_factory=dict)
+    """Per model, the judgement's memory of its recent passes (see ``status.recent``)."""
+    cache: ObjectCache | None = None
+    _pause: tuple[bool, float] | None = None
+
+    def objects(self) -> ObjectCache:
+        if self.cache is None:
+            self.cache = ObjectCache(frozenset(k.kind for k in WATCHED_KINDS), ttl=self.resync_seconds)
+        return self.cache
 
     async def reconcile(self, namespace: str, name: str) -> Outcome | None:
         """Scrape the model's sidecars, then one reconcile pass in a worker thread (the client is
@@ -110,6 +137,8 @@ class Context:
                         self.clock(),
                         sidecars=scrapes.sidecars,
                         sidecars_unlisted=scrapes.unlisted,
+                        cache=self.objects(),
+                        recent=self.recent.get(key),
                     ),
                 )
             except Exception:
@@ -124,6 +153,7 @@ class Context:
         else:
             if outcome.workload_version is not None:
                 self.workload_versions[key] = outcome.workload_version
+            self.recent[key] = outcome.recent
             self.metrics.record(key, outcome.status)
             result = (
                 "waiting" if outcome.waiting_for else "changed" if outcome.status_written else "unchanged"
@@ -141,10 +171,14 @@ class Context:
         async with self.locks.setdefault(key, asyncio.Lock()):
             if version is not None and self.workload_versions.get(key) == version:
                 return
+        if version is None:  # a deletion (or an unknown version): the children are read afresh
+            for kind, child in child_names(name).items():
+                self.objects().forget(kind, namespace, child)
         await self.reconcile(namespace, name)
 
     def forget(self, key: ModelKey) -> None:
         self.workload_versions.pop(key, None)
+        self.recent.pop(key, None)
         self.locks.pop(key, None)
         self.metrics.forget(key)
         task = self.observers.pop(key, None)
@@ -182,7 +216,23 @@ class Context:
             self.session = None
 
     async def paused(self) -> bool:
-        """Whether kopf peering pauses this replica now (its watches are closed meanwhile)."""
+        """Whether kopf peering pauses this replica now (its watches are closed meanwhile). One answer
+        serves every model for ``PAUSE_CHECK_SECONDS``: asked per model, it was a GET per model per
+        interval."""
+        if self.peering is None:
+            return False
+        if self._pause is not None and time.monotonic() - self._pause[1] < PAUSE_CHECK_SECONDS:
+            return self._pause[0]
+        paused = await self._paused_now()
+        if self._pause is not None and self._pause[0] and not paused:
+            # kopf closed the watches while paused: what the cache holds may be older than what the
+            # other replica wrote meanwhile (a stale status would re-decide its ScaleDown), so this
+            # replica starts from the server's copies
+            self.cache = None
+        self._pause = (paused, time.monotonic())
+        return paused
+
+    async def _paused_now(self) -> bool:
         peering = self.peering
         if peering is None:
             return False
@@ -193,24 +243,12 @@ class Context:
                 return True
         return False
 
-    async def resync(self) -> None:
-        """Re-observe every known model forever: catches what no watch event reports. A replica
-        paused by peering skips its passes, so a standby never acts beside the active replica."""
-        while True:
-            await asyncio.sleep(self.resync_seconds)
-            for namespace, name in list(self.locks):
-                # Asked before every model: a pass over many models outlasts a pause that starts
-                # while it runs.
-                try:
-                    if await self.paused():
-                        break
-                except Exception:
-                    log.exception("peering state unknown; resync pass skipped")
-                    break
-                try:
-                    await self.reconcile(namespace, name)
-                except Exception:
-                    log.exception("resync of %s/%s failed", namespace, name)
+
+def _remember(cache: ObjectCache, event: Mapping[str, Any]) -> None:
+    """Store the object of a watch event (kopf's raw event: a plain dict, unlike its Body view)."""
+    obj = event.get("object")
+    if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) and "kind" in obj:
+        cache.put(obj)
 
 
 def _controller_model(body: Any) -> str | None:
@@ -253,32 +291,40 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             raise kopf.TemporaryError(f"waiting for {outcome.waiting_for}", delay=RETRY_DELAY_SECONDS)
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def model_event(type: str, namespace: str | None, name: str, **_: Any) -> None:
+    async def model_event(
+        type: str, event: Mapping[str, Any], namespace: str | None, name: str, **_: Any
+    ) -> None:
         if namespace is None:
             return
         if type == "DELETED":
+            ctx.objects().absent(KIND, namespace, name)
             ctx.forget((namespace, name))
         else:
+            # kopf awaits the event-watching handlers of a watch event before its change handlers
+            # (kopf._core.reactor.processing, process_resource_causes), so the create/update pass
+            # of this very event finds its object here
+            _remember(ctx.objects(), event)
             ctx.observe((namespace, name))
 
     for child in (DEPLOYMENT, LEADER_WORKER_SET, SERVICE):
         group, _, version = child.api_version.rpartition("/")
 
         @kopf.on.event(group, version, child.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)
-        async def child_event(type: str, body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        async def child_event(
+            type: str, body: kopf.Body, event: Mapping[str, Any], namespace: str | None, **_: Any
+        ) -> None:
+            if type == "DELETED":
+                ctx.objects().absent(
+                    body.get("kind", ""), namespace or "", body.get("metadata", {}).get("name")
+                )
+            else:
+                _remember(ctx.objects(), event)
             model = _controller_model(body)
             if model is not None and namespace is not None:
                 # a deletion carries the last version read, yet the child must be recreated
                 version = None if type == "DELETED" else body.get("metadata", {}).get("resourceVersion")
                 await ctx.child_changed(namespace, model, version)
 
-    @kopf.on.startup(registry=registry)
-    async def start_resync(memo: kopf.Memo, **_: Any) -> None:
-        memo["resync"] = asyncio.create_task(ctx.resync())
-
     @kopf.on.cleanup(registry=registry)
-    async def stop_resync(memo: kopf.Memo, **_: Any) -> None:
-        task: asyncio.Task[None] | None = memo.get("resync")
-        if task is not None:
-            task.cancel()
+    async def stop_observing(**_: Any) -> None:
         await ctx.close()

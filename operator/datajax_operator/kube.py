@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +32,9 @@ FIELD_MANAGER: Final = "datajax-operator"
 REPORTING_CONTROLLER: Final = "datajax.dev/operator"
 
 SERVICE_ACCOUNT_NAMESPACE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DISCOVERY_SECONDS: Final = 30.0
+"""How long an answer to "does the server serve this kind?" is kept: a LeaderWorkerSet CRD installed
+later is found within this, the retry delay of a model waiting for it."""
 REQUEST_TIMEOUT: Final = (5.0, 30.0)
 """Connect and read timeouts (seconds) of every request. Without them a request to an API server that
 accepted the connection and then went away (a restart, a lost etcd) blocks the reconcile thread, and
@@ -156,8 +160,10 @@ def default_namespace(kubeconfig: str | None = None) -> str:
 class Kube:
     """A thin JSON client over one authenticated ``ApiClient``; thread-safe like the client itself."""
 
-    def __init__(self, api_client: client.ApiClient) -> None:
+    def __init__(self, api_client: client.ApiClient, discovery_seconds: float = DISCOVERY_SECONDS) -> None:
         self._api = api_client
+        self._discovery_seconds = discovery_seconds
+        self._served: dict[str, tuple[bool, float]] = {}
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, connections: int | None = None) -> Kube:
@@ -222,13 +228,20 @@ class Kube:
     # -- objects -------------------------------------------------------------------------------
 
     def serves(self, kind: Kind) -> bool:
-        """Whether the server serves this kind (a CRD such as LeaderWorkerSet may not be installed)."""
+        """Whether the server serves this kind (a CRD such as LeaderWorkerSet may not be installed);
+        the answer is kept ``discovery_seconds``, so a pass per model does not each ask again."""
         prefix = "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}"
+        cached = self._served.get(f"{prefix}/{kind.plural}")
+        if cached is not None and time.monotonic() - cached[1] < self._discovery_seconds:
+            return cached[0]
         status, data = self._request("GET", prefix)
         if status == 404:
-            return False
-        data = self._expect(status, data, 200)
-        return any(r.get("name") == kind.plural for r in data.get("resources", []))
+            served = False
+        else:
+            data = self._expect(status, data, 200)
+            served = any(r.get("name") == kind.plural for r in data.get("resources", []))
+        self._served[f"{prefix}/{kind.plural}"] = (served, time.monotonic())
+        return served
 
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         status, data = self._request("GET", kind.path(namespace, name))
@@ -333,14 +346,19 @@ class Kube:
         reason: str,
         message: str,
         now: datetime,
-    ) -> None:
-        """A core/v1 Event on an object, so ``kubectl describe`` and ``kubectl events`` show it."""
+        name: str | None = None,
+    ) -> bool:
+        """A core/v1 Event on an object, so ``kubectl describe`` and ``kubectl events`` show it.
+
+        With a ``name`` the Event is posted once: a second post of the same name is refused by the API
+        server as a duplicate, and False is returned (True: posted now)."""
         meta = regarding["metadata"]
         stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        naming = {"name": name} if name is not None else {"generateName": f"{meta['name']}."}
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "metadata": {**naming, "namespace": meta["namespace"]},
             "involvedObject": {
                 "apiVersion": regarding["apiVersion"],
                 "kind": regarding["kind"],
@@ -359,4 +377,7 @@ class Kube:
             "reportingInstance": os.environ.get("HOSTNAME", FIELD_MANAGER),
         }
         status, data = self._request("POST", EVENT.path(meta["namespace"]), body=body)
+        if status == 409 and name is not None:
+            return False
         self._expect(status, data, 201)
+        return True

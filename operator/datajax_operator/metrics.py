@@ -6,6 +6,7 @@ exactly one instance's figures.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import get_args
 from wsgiref.simple_server import WSGIServer
@@ -50,6 +51,13 @@ class OperatorMetrics:
             "Models whose CostCeilingBreached condition is True.",
             registry=self.registry,
         )
+        self.passes = Counter(
+            "datajax_operator_model_passes",
+            "Completed reconcile passes per model (every trigger: change, child event, periodic "
+            "observation): what a pass would do, it has done once this moved.",
+            ["namespace", "model"],
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._phases: dict[ModelKey, str] = {}
         self._breached: set[ModelKey] = set()
@@ -57,7 +65,8 @@ class OperatorMetrics:
             self.models.labels(phase=phase).set(0)
 
     def record(self, key: ModelKey, status: DataJaxModelStatus) -> None:
-        """Remember a model's latest phase and cost verdict."""
+        """Count a model's completed pass; remember its latest phase and cost verdict."""
+        self.passes.labels(namespace=key[0], model=key[1]).inc()
         breached = any(c.type == COST_CEILING_BREACHED and c.status == "True" for c in status.conditions)
         with self._lock:
             if status.phase is not None:
@@ -70,6 +79,8 @@ class OperatorMetrics:
 
     def forget(self, key: ModelKey) -> None:
         with self._lock:
+            with contextlib.suppress(KeyError):  # a model that never completed a pass has no series
+                self.passes.remove(*key)
             self._phases.pop(key, None)
             self._breached.discard(key)
             self._publish()

@@ -158,6 +158,7 @@ def sidecar_figures(text: str) -> SidecarFigures:
     exposition = _samples(text)
     registered = exposition.get("datajax_plan_registered", [])
     info = exposition.get("datajax_plan_info", [])
+    devices = exposition.get("datajax_devices_match", [])
     cache_hit = exposition.get("datajax_xla_cache_hit", [])
     startup = exposition.get("datajax_startup_seconds", [])
     return _plausible(
@@ -173,6 +174,7 @@ def sidecar_figures(text: str) -> SidecarFigures:
             requests_per_second=_optional(exposition, "datajax_requests_per_second"),
             plan_registered=registered[0][1] == 1.0 if registered else None,
             plan_reason=info[0][0].get("reason") if info else None,
+            devices_match=devices[0][1] == 1.0 if devices else None,
             xla_cache_hit=cache_hit[0][1] == 1.0 if cache_hit else None,
             startup_seconds=startup[0][1] if startup and math.isfinite(startup[0][1]) else None,
         )

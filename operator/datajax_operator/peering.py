@@ -1,10 +1,10 @@
 """Whether kopf peering has paused this operator, read from the peering object (a pure function).
 
 kopf pauses its watches while a live peer of higher (or equal) priority is recorded in the peering
-object, but work the operator starts on its own, the periodic resync, knows nothing of that pause: a
-standby replica would keep re-applying what the active one manages. The resync asks this module
-first. The rule mirrors kopf's (``kopf._core.engines.peering``): a peer is live until its ``lastseen``
-plus its ``lifetime``; a missing peering object pauses a replica that was told to peer.
+object, but work the operator starts on its own, the periodic pass of each model, knows nothing of
+that pause: a standby replica would keep re-applying what the active one manages. That pass asks
+this module first. The rule mirrors kopf's (``kopf._core.engines.peering``): a peer is live until its
+``lastseen`` plus its ``lifetime``; a missing peering object pauses a replica that was told to peer.
 """
 
 from __future__ import annotations

@@ -1,50 +1,44 @@
-"""One idempotent reconcile() for create, update, resume, child events and periodic re-observation.
+"""One idempotent pass per model, for create, update, resume, child events and periodic observation.
 
-Level-triggered: every call reads the model afresh and drives the cluster to what the spec asks for,
-whatever happened before (an operator restart, a missed event, a person deleting a child). The steps:
+Level-triggered: every pass drives the cluster to what the spec asks for, whatever happened before
+(an operator restart, a missed event, a person deleting a child). Shaped as DESIGN §2 asks:
 
-1. read the wave spec the model names (``spec.plan.waveSpecRef``, a ConfigMap key) and plan the spec
-   (pure); a spec the planner rejects changes no child: what already serves keeps serving, untouched,
-   and ``SpecValid=False`` says what to fix (a new model simply gets no workload);
-2. render and server-side apply every wanted child (a no-op apply changes nothing on the server),
-   except one whose name is taken by an object this model does not control: that object is left
-   exactly as it is (never adopted, never deleted) and the status says so; a child the API server
-   refuses as invalid (a 400/422 for content the CRD cannot check, e.g. an env ``fieldRef`` path the
-   Pod does not support) makes the spec invalid, like a planner rejection, instead of failing every
-   reconcile, and deletes nothing;
-3. delete the children the plan no longer wants (a Deployment after a switch to a multi-host
-   LeaderWorkerSet, and back), only those this model controls (owner reference uid);
-4. gather what the controllers report and what the sidecars exported (scraped by the caller, see
-   ``observe``), evaluate the status (pure), and write it once, only when it differs from the stored
-   one; post an Event for each condition change a person acts on (not a condition's birth in a
-   state nobody acts on) and for each cost action taken.
+1. gather: the model and its children from the watch cache (``cache``; a GET only for what no watch
+   event has reported yet), the wave spec the model names, the sidecars' scrapes (done by the caller,
+   see ``observe``) and the judgement's memory of recent passes;
+2. decide (pure, ``decide``): plan the spec, judge the figures (the replica count the cost action
+   allows is data in the decision, rendered into the workload), render the children;
+3. apply what changed: a child is applied only when it is missing, when its rendered form differs from
+   the one it carries (the hash of the rendered object, in the ``datajax.dev/rendered-hash``
+   annotation), or when a field the operator renders was changed on the server (``drifted``: a
+   person's ``kubectl edit`` of a field we own is reverted at the next pass, as before); a child
+   whose name is taken by an object this model does not control is left exactly as it is (never
+   adopted, never deleted) and the status says so; a child the API server refuses as invalid (a
+   400/422 for content the CRD could not check) makes the spec invalid, like a planner rejection,
+   and deletes nothing; children of kinds the plan no longer wants are deleted (only those this
+   model controls);
+4. write once: the status only when something a person or a controller acts on changed
+   (``status.writes``); the Events of the cost actions (and of the autoscaler's, with
+   ``spec.scaling``: ``status.autoscale`` decides the count then) first (named after the decision, so a
+   decision taken again after a crash is posted once), those of condition changes after the write.
 
-The cost judgement (``status.judge``) runs before rendering, because the replica count it allows
-(fewer under ScaleDown, none under Suspend) is rendered into the workload: the spec stays the
-user's, and the count is derived from it and ``status.costEvaluation`` alone. With ``spec.scaling``
-the autoscaler (``status.autoscale``) decides the count instead, from the sidecars' figures and
-``status.scaling`` (the previous pass's decision, fit and availability); its Events follow the
-cost action's.
-
-An edit that cannot be planned must not take a serving model down: nothing is lost, and the status
-(``SpecValid=False``, ``Ready=False``) says that the running workload is the last valid spec's.
-The wave-spec ConfigMap is not watched: an edit to it reaches the plan at the next resync.
+A spec that cannot be planned must not take a serving model down: what already serves keeps serving,
+untouched, and ``SpecValid=False`` says what to fix (a new model simply gets no workload).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from datajax_operator.api.errors import validation_problems
-from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
+from datajax_operator.cache import ObjectCache
+from datajax_operator.decide import Decision, Notice, conclude, decide
 from datajax_operator.kube import (
     CHILD_KINDS,
     CONFIG_MAP,
@@ -52,30 +46,31 @@ from datajax_operator.kube import (
     DEPLOYMENT,
     LEADER_WORKER_SET,
     POD,
+    Kind,
     Kube,
     KubeError,
     kind_of,
 )
 from datajax_operator.observe import gather, unscheduled, workload_observation
 from datajax_operator.plan.config import OperatorConfig
-from datajax_operator.plan.planner import make_plan
-from datajax_operator.plan.problems import PlanError, Problem
+from datajax_operator.plan.problems import Problem
 from datajax_operator.render.names import child_names, selector_labels
-from datajax_operator.render.objects import render_objects
-from datajax_operator.status.autoscale import decide_scale
-from datajax_operator.status.conditions import actionable_transitions
-from datajax_operator.status.evaluate import Evaluation, evaluate
-from datajax_operator.status.judge import Judgement, judge
+from datajax_operator.status.evaluate import Evaluation
 from datajax_operator.status.observations import SidecarScrape
+from datajax_operator.status.recent import Recent
 
 log = logging.getLogger(__name__)
 
 WORKLOAD_KINDS = (DEPLOYMENT.kind, LEADER_WORKER_SET.kind)
 
+RENDERED_HASH = "datajax.dev/rendered-hash"
+"""Annotation on every child: the hash of the object as rendered, so an unchanged child is not applied
+again (a no-op apply costs a request, and a pass per model per interval adds up)."""
+
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one reconcile did, for the handlers (retry?) and the operator's metrics."""
+    """What one pass did, for the handlers (retry?), the operator's metrics and the next pass."""
 
     status: DataJaxModelStatus
     status_written: bool
@@ -84,12 +79,21 @@ class Outcome:
     waiting_for: str | None
     """An API the plan needs that the cluster does not serve yet: retry later."""
     workload_version: str | None = None
-    """resourceVersion of the workload as this pass read it back: a watch event carrying it is the echo
-    of what was already observed (the handlers skip it)."""
+    """resourceVersion of the workload as this pass saw it: a watch event carrying it is the echo of
+    what was already observed (the handlers skip it)."""
+    recent: Recent = field(default_factory=Recent)
+    """The judgement's memory, for the next pass of this model."""
+    replicas: int | None = None
+    """The replica count the decision rendered (None: no plan)."""
 
 
 def _ref(obj: dict[str, Any]) -> str:
     return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def _uncached() -> ObjectCache:
+    """A cache that knows nothing and keeps nothing: every read goes to the server (tests, tools)."""
+    return ObjectCache(frozenset(), ttl=-1.0)
 
 
 WAVE_SPEC_FIELD = "spec.plan.waveSpecRef"
@@ -121,120 +125,108 @@ def _wave_spec(kube: Kube, raw: dict[str, Any]) -> dict[str, Any] | Problem | No
     return document
 
 
-def _plan(
-    raw: dict[str, Any],
-    config: OperatorConfig,
-    previous: DataJaxModelStatus | None,
-    sidecars: Sequence[SidecarScrape],
-    now: datetime,
-    *,
-    wave_spec: dict[str, Any] | Problem | None,
-    sidecars_unlisted: str | None = None,
-) -> tuple[Evaluation, Judgement | None, list[dict[str, Any]]]:
-    """The plan, the cost judgement and the rendered children, or the problems that prevent them."""
-    if isinstance(wave_spec, Problem):
-        return Evaluation(plan=None, problems=[wave_spec]), None, []
-    try:
-        model = DataJaxModel.model_validate(raw)
-        plan = make_plan(model, config, wave_spec)
-    except ValidationError as err:
-        return Evaluation(plan=None, problems=validation_problems(err)), None, []
-    except PlanError as err:
-        return Evaluation(plan=None, problems=err.problems), None, []
-    judgement = judge(
-        model.spec,
-        raw["metadata"].get("generation") or 0,
-        previous,
-        sidecars,
-        now,
-        slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
-        sidecars_unlisted=sidecars_unlisted,
-    )
-    replicas = judgement.replicas
-    scale = None
-    roof = plan.capacity.roofline if plan.capacity is not None else None
-    if model.spec.scaling is not None and roof is not None:
-        scale = decide_scale(
-            model.spec,
-            raw["metadata"].get("generation") or 0,
-            previous,
-            sidecars,
-            now,
-            roof=roof,
-            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
-        )
-        replicas = scale.replicas
-    objects = render_objects(model, plan, config, replicas=replicas)
-    evaluation = Evaluation(
-        plan=plan, problems=[], endpoint=_endpoint(objects), selector=_selector(objects), scale=scale
-    )
-    return evaluation, judgement, objects
-
-
-def _endpoint(objects: list[dict[str, Any]]) -> str | None:
-    for obj in objects:
-        if obj["kind"] == "Service":
-            meta = obj["metadata"]
-            port = next(p["port"] for p in obj["spec"]["ports"] if p["name"] == "http")
-            return f"http://{meta['name']}.{meta['namespace']}.svc:{port}/v1"
-    return None
-
-
-def _selector(objects: list[dict[str, Any]]) -> str | None:
-    """The Service's selector as a label-selector string: one pod per slice (the leader of a multi-host
-    slice), what the scale subresource gives an HPA to average pod metrics over."""
-    for obj in objects:
-        if obj["kind"] == "Service":
-            return ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].items()))
-    return None
-
-
 def _controlled_by(obj: dict[str, Any], uid: str) -> bool:
     return any(
         ref.get("controller") and ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences", [])
     )
 
 
-def _not_controlled(kube: Kube, obj: dict[str, Any], uid: str) -> bool:
-    """Whether the name of this child is taken by an object the model does not control."""
+def rendered_hash(obj: dict[str, Any]) -> str:
+    """A digest of the rendered object (canonical JSON): equal digests, equal desired objects."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def stamped(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with its rendered hash in the ``RENDERED_HASH`` annotation, as it is applied."""
     meta = obj["metadata"]
-    found = kube.get(kind_of(obj), meta["namespace"], meta["name"])
-    return found is not None and not _controlled_by(found, uid)
+    annotations = {**meta.get("annotations", {}), RENDERED_HASH: rendered_hash(obj)}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
+
+
+def drifted(rendered: Any, live: Any) -> bool:
+    """Whether a field the operator renders no longer holds its rendered value on the server (a
+    person's ``kubectl edit``, another controller): fields the server or others add around ours do
+    not count. Lists compare element by element, scalars by value or by their text (the server
+    writes ``8`` back for a rendered ``"8"`` quantity and the like)."""
+    if isinstance(rendered, dict):
+        return not isinstance(live, dict) or any(
+            key not in live or drifted(value, live[key]) for key, value in rendered.items()
+        )
+    if isinstance(rendered, list):
+        return (
+            not isinstance(live, list)
+            or len(live) != len(rendered)
+            or any(drifted(r, v) for r, v in zip(rendered, live, strict=True))
+        )
+    return rendered != live and str(rendered) != str(live)
+
+
+def _observed(kube: Kube, cache: ObjectCache, kind: Kind, namespace: str, name: str, *, uid: str) -> Any:
+    """The child as last seen: from the cache, else from the server (the answer cached when it is
+    absent or ours; an object of another owner is read again at every pass, it is not watched)."""
+    known = cache.lookup(kind.kind, namespace, name)
+    if known is not None:
+        return known.obj
+    found = kube.get(kind, namespace, name)
+    if found is None:
+        cache.absent(kind.kind, namespace, name)
+    elif _controlled_by(found, uid):
+        cache.put(found)
+    return found
 
 
 REJECTED_STATUSES = (400, 422)
 """The API server refuses the content itself: retrying the same object can never succeed."""
 
 
-def _apply_children(
-    kube: Kube, desired: list[dict[str, Any]], uid: str
-) -> tuple[list[str], list[str], str | None]:
-    """Apply every child whose name is free or already ours. Returns what was applied, what was left
-    alone because another owner holds the name, and the refusal that stopped the applies, if any."""
-    applied: list[str] = []
-    foreign: list[str] = []
+@dataclass
+class _Applied:
+    applied: list[str] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+    current: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """``Kind/name`` -> the child as it now is (the apply's answer, or as observed)."""
+    refused: str | None = None
+
+
+def _apply_children(kube: Kube, cache: ObjectCache, desired: list[dict[str, Any]], uid: str) -> _Applied:
+    """Apply every child whose name is free or already ours and whose rendered form changed."""
+    result = _Applied()
     for obj in desired:
-        if _not_controlled(kube, obj, uid):
-            foreign.append(_ref(obj))
+        meta = obj["metadata"]
+        observed = _observed(kube, cache, kind_of(obj), meta["namespace"], meta["name"], uid=uid)
+        if observed is not None and not _controlled_by(observed, uid):
+            result.foreign.append(_ref(obj))
+            continue
+        form = stamped(obj)
+        wanted = form["metadata"]["annotations"][RENDERED_HASH]
+        if (
+            observed is not None
+            and observed["metadata"].get("annotations", {}).get(RENDERED_HASH) == wanted
+            and not drifted(form, observed)
+        ):
+            result.current[_ref(obj)] = observed
             continue
         try:
-            applied.append(_ref(kube.apply(obj)))
+            answer = kube.apply(form)
         except KubeError as err:
             if err.status not in REJECTED_STATUSES:
                 raise
-            return applied, foreign, f"the API server refused {_ref(obj)}: {err}"
-    return applied, foreign, None
+            result.refused = f"the API server refused {_ref(obj)}: {err}"
+            return result
+        cache.put(answer)
+        result.applied.append(_ref(answer))
+        result.current[_ref(obj)] = answer
+    return result
 
 
 def _delete_unwanted(
-    kube: Kube, model: dict[str, Any], wanted: list[dict[str, Any]], lws_served: bool
+    kube: Kube, cache: ObjectCache, model: dict[str, Any], wanted: list[dict[str, Any]], lws_served: bool
 ) -> list[str]:
     """Delete the children of kinds the plan no longer wants (only those this model controls).
 
     Each kind of child has one deterministic name per model (``child_names``), so a kind the plan
-    does not want has at most that one child of ours: a GET by name per such kind, instead of a
-    label-selected LIST per kind, which the API server answers by scanning every object of the kind
-    in the namespace (make bench: 3 LISTs per pass were a quarter of a burst's requests)."""
+    does not want has at most that one child of ours, looked up by name (in the cache first)."""
     meta = model["metadata"]
     wanted_kinds = {o["kind"] for o in wanted}
     names = child_names(meta["name"])
@@ -243,19 +235,41 @@ def _delete_unwanted(
         if kind.kind in wanted_kinds or (kind is LEADER_WORKER_SET and not lws_served):
             continue
         name = names[kind.kind]
-        child = kube.get(kind, meta["namespace"], name)
+        child = _observed(kube, cache, kind, meta["namespace"], name, uid=meta["uid"])
         if child is None or not _controlled_by(child, meta["uid"]):
             continue
         if kube.delete(kind, meta["namespace"], name, child["metadata"]["uid"]):
             deleted.append(f"{kind.kind}/{name}")
+        cache.absent(kind.kind, meta["namespace"], name)
     return deleted
 
 
-def _previous_status(raw: dict[str, Any]) -> DataJaxModelStatus | None:
+def _status_document(status: DataJaxModelStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def event_name(raw: dict[str, Any], notice: Notice) -> str | None:
+    """The Event's own name for a notice keyed by its decision (None: a server-generated name)."""
+    if notice.key is None:
+        return None
+    meta = raw["metadata"]
+    digest = hashlib.sha256(f"{meta['uid']}/{notice.reason}/{notice.key}".encode()).hexdigest()[:16]
+    return f"{meta['name'][:200]}.{notice.reason.lower()}.{digest}"
+
+
+def _post(kube: Kube, raw: dict[str, Any], notice: Notice, now: datetime) -> None:
+    meta = raw["metadata"]
     try:
-        return DataJaxModelStatus.model_validate(raw["status"]) if raw.get("status") else None
-    except ValidationError:
-        return None  # unreadable (hand-edited?): recomputed from scratch and overwritten
+        kube.event(
+            raw,
+            event_type=notice.event_type,
+            reason=notice.reason,
+            message=notice.message,
+            now=now,
+            name=event_name(raw, notice),
+        )
+    except KubeError as err:  # an Event is a courtesy; never fail a reconcile over one
+        log.warning("event for %s/%s not posted: %s", meta["namespace"], meta["name"], err)
 
 
 def _unscheduled(kube: Kube, namespace: str, name: str, workload: dict[str, Any] | None) -> str | None:
@@ -275,8 +289,16 @@ def _unscheduled(kube: Kube, namespace: str, name: str, workload: dict[str, Any]
         return None
 
 
-def _status_document(status: DataJaxModelStatus | None) -> dict[str, Any] | None:
-    return None if status is None else status.model_dump(mode="json", by_alias=True, exclude_none=True)
+def _model(kube: Kube, cache: ObjectCache, namespace: str, name: str) -> dict[str, Any] | None:
+    known = cache.lookup(DATAJAX_MODEL.kind, namespace, name)
+    if known is not None:
+        return known.obj
+    found = kube.get(DATAJAX_MODEL, namespace, name)
+    if found is None:
+        cache.absent(DATAJAX_MODEL.kind, namespace, name)
+    else:
+        cache.put(found)
+    return found
 
 
 def reconcile(
@@ -288,95 +310,79 @@ def reconcile(
     *,
     sidecars: Sequence[SidecarScrape] = (),
     sidecars_unlisted: str | None = None,
+    cache: ObjectCache | None = None,
+    recent: Recent | None = None,
 ) -> Outcome | None:
     """Drive one model's children and status to its spec. None when the model is gone or going.
 
     ``now`` is the clock of this pass (UTC, whole seconds), the time of any condition transition;
     ``sidecars`` are this pass's scrapes of the model's sidecar endpoints (none found: empty);
     ``sidecars_unlisted`` is why the endpoints could not be listed at all (the API server refused the
-    EndpointSlices): the pass goes on without metrics and says so in MetricsAvailable.
+    EndpointSlices): the pass goes on without metrics and says so in MetricsAvailable;
+    ``cache`` the watch cache (None: read everything from the server); ``recent`` what the last
+    pass's judgement remembered (``Outcome.recent``).
     """
-    raw = kube.get(DATAJAX_MODEL, namespace, name)
+    objects = cache if cache is not None else _uncached()
+    raw = _model(kube, objects, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
-    previous = _previous_status(raw)
-    evaluation, judgement, desired = _plan(
+    decision = decide(
         raw,
         config,
-        previous,
         sidecars,
         now,
         wave_spec=_wave_spec(kube, raw),
+        recent=recent,
         sidecars_unlisted=sidecars_unlisted,
     )
+    desired = decision.desired
     lws_served = kube.serves(LEADER_WORKER_SET)
     waiting_for = None
     if not lws_served and any(o["kind"] == LEADER_WORKER_SET.kind for o in desired):
         waiting_for = f"{LEADER_WORKER_SET.api_version} {LEADER_WORKER_SET.kind}"
         desired = [o for o in desired if o["kind"] != LEADER_WORKER_SET.kind]
-    applied: list[str] = []
+    result = _Applied()
     deleted: list[str] = []
-    foreign: list[str] = []
     # An edit the planner rejects must not take a serving model down: what runs keeps running,
     # untouched, and SpecValid=False says what to fix. A new model simply gets no workload.
-    if evaluation.plan is not None:
-        applied, foreign, refused = _apply_children(kube, desired, raw["metadata"]["uid"])
-        if refused is not None:
+    if decision.evaluation.plan is not None:
+        result = _apply_children(kube, objects, desired, raw["metadata"]["uid"])
+        if result.refused is not None:
             # Flagged like a spec the planner rejects, and likewise nothing is deleted: the refusal
             # may come from a later child than the workload.
-            log.warning("%s/%s: %s", namespace, name, refused)
-            evaluation = Evaluation(plan=None, problems=[Problem("spec", refused)])
+            log.warning("%s/%s: %s", namespace, name, result.refused)
+            decision = Decision(
+                Evaluation(plan=None, problems=[Problem("spec", result.refused)]), None, [], decision.refresh
+            )
             desired = []
         else:
-            deleted = _delete_unwanted(kube, raw, desired, lws_served)
+            deleted = _delete_unwanted(kube, objects, raw, desired, lws_served)
 
-    # Read back rather than taken from the apply response: what the controllers wrote since counts.
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
-    found = (
-        kube.get(kind_of(workload), namespace, workload["metadata"]["name"])
-        if workload is not None and _ref(workload) not in foreign
-        else None
-    )
+    found = result.current.get(_ref(workload)) if workload is not None else None
     observations = gather(
-        found, waiting_for, sidecars, tuple(foreign), _unscheduled(kube, namespace, name, found)
+        found, waiting_for, sidecars, tuple(result.foreign), _unscheduled(kube, namespace, name, found)
     )
-    generation = raw["metadata"].get("generation")
-    status = evaluate(evaluation, observations, generation, previous, now, judgement=judgement)
+    conclusion = conclude(raw, decision, observations, now)
 
-    document = _status_document(status)
-    written = document != _status_document(previous)
-    if written and document is not None:
-        kube.apply_status(DATAJAX_MODEL, namespace, name, document)
-        for change in actionable_transitions(previous.conditions if previous else [], status.conditions):
-            condition = change.condition
-            try:
-                kube.event(
-                    raw,
-                    event_type=change.event_type,
-                    reason=condition.reason,
-                    message=f"{condition.type} is {condition.status}: {condition.message}",
-                    now=now,
-                )
-            except KubeError as err:  # an Event is a courtesy; never fail a reconcile over one
-                log.warning("event for %s/%s not posted: %s", namespace, name, err)
-    scale_actions = evaluation.scale.actions if evaluation.scale is not None else ()
-    for action in (*(judgement.actions if judgement is not None else ()), *scale_actions):
-        log.info("%s/%s: %s: %s", namespace, name, action.reason, action.message)
-        try:
-            kube.event(
-                raw,
-                event_type="Warning" if action.warning else "Normal",
-                reason=action.reason,
-                message=action.message,
-                now=now,
-            )
-        except KubeError as err:
-            log.warning("event for %s/%s not posted: %s", namespace, name, err)
+    # The actions' Events before the status write: a crash in between posts the same decision again
+    # at the next pass, under the same Event name, which the API server refuses as a duplicate.
+    for notice in conclusion.actions:
+        log.info("%s/%s: %s: %s", namespace, name, notice.reason, notice.message)
+        _post(kube, raw, notice, now)
+    if conclusion.write:
+        written = kube.apply_status(DATAJAX_MODEL, namespace, name, _status_document(conclusion.status))
+        objects.put(written)
+        for notice in conclusion.notices:
+            if not notice.action:
+                _post(kube, raw, notice, now)
     return Outcome(
-        status=status,
-        status_written=written,
-        applied=tuple(applied),
+        status=conclusion.status,
+        status_written=conclusion.write,
+        applied=tuple(result.applied),
         deleted=tuple(deleted),
         waiting_for=waiting_for,
         workload_version=found["metadata"].get("resourceVersion") if found else None,
+        recent=decision.judgement.recent if decision.judgement is not None else (recent or Recent()),
+        replicas=decision.replicas,
     )

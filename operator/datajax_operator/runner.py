@@ -183,7 +183,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="how long a replica's peering record lasts (a standby takes over after it expires)",
     )
     parser.add_argument(
-        "--resync-seconds", type=float, default=60.0, help="re-observe every model this often"
+        "--resync-seconds",
+        type=float,
+        default=60.0,
+        help="re-read a child no watch reports (the settings ConfigMap) after this long",
     )
     parser.add_argument(
         "--observe-interval",

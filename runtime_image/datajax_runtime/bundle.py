@@ -24,12 +24,11 @@ Public API, kept small for its consumers (the plugin here, `validate-mesh` in th
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,6 @@ __all__ = [
 
 BUNDLE_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("bundle.schema.json")
-SUMMARY_KEYS = ("count", "mean", "std", "min", "max", "p25", "p50", "p75", "p90", "p99")
 
 
 class BundleError(ValueError):
@@ -103,7 +101,6 @@ class PlanBundle:
     architecture: str | None = None
     implementation: str | None = None
     columns: tuple[str, ...] = ()
-    wave_spec: Mapping[str, Any] | None = None
     validation: BundleValidation | None = None
     version: int = BUNDLE_VERSION
 
@@ -125,8 +122,6 @@ class PlanBundle:
             doc["partitionSpecs"] = specs
         if self.columns:
             doc["columns"] = list(self.columns)
-        if self.wave_spec is not None:
-            doc["waveSpec"] = json.loads(json.dumps(self.wave_spec))
         if self.validation is not None:
             doc["validation"] = self.validation.to_json()
         return doc
@@ -145,7 +140,6 @@ class ModelDefinition:
     out_spec: Spec
     columns: tuple[str, ...]
     hash: str
-    wave_spec: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def devices(self) -> int:
@@ -182,7 +176,6 @@ def build_model_definition(
         out_spec=plan.output_spec or (),
         columns=plan.columns,
         hash=bundle_hash(plan),
-        wave_spec=plan.wave_spec,
     )
 
 
@@ -209,7 +202,6 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
         "mesh",
         "partitionSpecs",
         "columns",
-        "waveSpec",
         "validation",
     }
     _no_extra(doc, allowed, "")
@@ -240,7 +232,6 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
     columns: tuple[str, ...] = ()
     if doc.get("columns") is not None:
         columns = tuple(_string(c, f"columns[{i}]") for i, c in enumerate(_array(doc["columns"], "columns")))
-    wave_spec = _wave_spec(doc["waveSpec"]) if doc.get("waveSpec") is not None else None
     validation = None
     if doc.get("validation") is not None:
         validation = _validation(doc["validation"], axes, input_spec, output_spec)
@@ -253,7 +244,6 @@ def load_bundle(source: Mapping[str, Any] | str | os.PathLike[str]) -> PlanBundl
         architecture=architecture,
         implementation=implementation,
         columns=columns,
-        wave_spec=wave_spec,
         validation=validation,
     )
 
@@ -280,12 +270,6 @@ def _string(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise BundleError(f"{where}: must be a non-empty string")
     return value
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise BundleError(f"{where}: must be a finite number")
-    return float(value)
 
 
 def _count(value: Any, where: str) -> int:
@@ -365,52 +349,6 @@ def _validation(
     return BundleValidation(program=program, inputs=inputs, outputs=outputs, seed=seed)
 
 
-def _summary(value: Any, where: str) -> dict[str, float | int]:
-    summary = _object(value, where)
-    _no_extra(summary, set(SUMMARY_KEYS), where)
-    missing = [key for key in SUMMARY_KEYS if key not in summary]
-    if missing:
-        raise BundleError(f"{where}: missing {', '.join(missing)}")
-    out: dict[str, float | int] = {"count": _count(summary["count"], f"{where}.count")}
-    for key in SUMMARY_KEYS[1:]:
-        out[key] = _number(summary[key], f"{where}.{key}")
-    if out["std"] < 0:
-        raise BundleError(f"{where}.std: must not be negative")
-    ordered = [out[k] for k in ("min", "p25", "p50", "p75", "p90", "p99", "max")]
-    if ordered != sorted(ordered):
-        raise BundleError(f"{where}: want min <= p25 <= p50 <= p75 <= p90 <= p99 <= max")
-    return out
-
-
-def _wave_spec(value: Any) -> dict[str, Any]:
-    wave = _object(value, "waveSpec")
-    _no_extra(wave, {"prefixHistogram", "chunk", "window"}, "waveSpec")
-    out: dict[str, Any] = {}
-    if wave.get("prefixHistogram") is not None:
-        hist = _object(wave["prefixHistogram"], "waveSpec.prefixHistogram")
-        _no_extra(hist, {"bounds", "counts"}, "waveSpec.prefixHistogram")
-        bounds = [
-            _number(b, f"waveSpec.prefixHistogram.bounds[{i}]")
-            for i, b in enumerate(_array(hist.get("bounds"), "waveSpec.prefixHistogram.bounds"))
-        ]
-        counts = [
-            _count(c, f"waveSpec.prefixHistogram.counts[{i}]")
-            for i, c in enumerate(_array(hist.get("counts"), "waveSpec.prefixHistogram.counts"))
-        ]
-        if not bounds or any(b <= a for a, b in itertools.pairwise(bounds)):
-            raise BundleError("waveSpec.prefixHistogram.bounds: want a non-empty, strictly increasing list")
-        if len(counts) != len(bounds):
-            raise BundleError(
-                f"waveSpec.prefixHistogram.counts: {len(counts)} counts for {len(bounds)} bounds"
-                " (one count per bucket)"
-            )
-        out["prefixHistogram"] = {"bounds": bounds, "counts": counts}
-    for key in ("chunk", "window"):
-        if wave.get(key) is not None:
-            out[key] = _summary(wave[key], f"waveSpec.{key}")
-    return out
-
-
 # ---------------------------------------------------------------- DataJAX adapter
 
 
@@ -459,7 +397,6 @@ def bundle_from_lowered_plan(
     model_id: str,
     architecture: str | None = None,
     implementation: str | None = None,
-    wave_spec: Mapping[str, Any] | None = None,
 ) -> PlanBundle:
     """Describe a DataJAX `LoweredPlan` (or anything shaped like one) as a bundle."""
     plan = getattr(lowered, "plan", None)
@@ -487,8 +424,6 @@ def bundle_from_lowered_plan(
         doc["partitionSpecs"] = specs
     if architecture is not None or implementation is not None:
         doc["architecture"] = {"name": architecture, "implementation": implementation}
-    if wave_spec is not None:
-        doc["waveSpec"] = dict(wave_spec)
     return load_bundle(doc)
 
 

@@ -1,7 +1,9 @@
-"""`datajax-sidecar`: `serve` (the sidecar in the serving pod) and `analyze` (the same math, offline).
+"""`datajax-sidecar`: `serve` (the sidecar in the serving pod), `analyze` (the same math, offline) and
+`record` (a timeline of it, for `datajax-operator replay`).
 
 `analyze` exists so a user can check by hand what the sidecar computes: it runs the very functions
-`serve` runs (parse -> snapshot -> ring -> figures) on two saved scrapes `--seconds` apart.
+`serve` runs (parse -> snapshot -> ring -> figures) on two saved scrapes `--seconds` apart; `record`
+runs them on live scrapes of one vLLM per slice, one JSON line per interval.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from datajax_runtime import settings
 from datajax_runtime.exposition import ExpositionError, parse
+from datajax_runtime.record import Recorder, fetch, record
 from datajax_runtime.ring import ScrapeRing
 from datajax_runtime.sidecar import SidecarConfig, serve
 from datajax_runtime.window import Figures, Pricing, figures, snapshot
@@ -127,6 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_pricing(offline, offline=True)
     offline.add_argument("-o", "--output", choices=("json",), default="json")
+
+    timeline = sub.add_parser(
+        "record", help="a timeline of the figures per slice, one JSON line per interval, for replay"
+    )
+    timeline.add_argument(
+        "--upstream",
+        action="append",
+        required=True,
+        help="vLLM metrics URL of one slice; repeat once per slice, in a stable order",
+    )
+    _add_pricing(timeline, offline=True)
+    timeline.add_argument("--window", type=parse_duration, default=600.0, help="figures' window (10m)")
+    timeline.add_argument("--interval", type=parse_duration, default=30.0, help="between lines (30s)")
+    timeline.add_argument("--count", type=_positive(int), default=None, help="stop after this many lines")
+    timeline.add_argument("-o", "--output", default="-", help="JSONL file to write ('-': stdout)")
     return parser
 
 
@@ -136,6 +154,23 @@ def analyze(before: str, after: str, seconds: float, pricing: Pricing) -> Figure
     ring.add(snapshot(parse(before), 0.0))
     ring.add(snapshot(parse(after), seconds))
     return figures(ring.window(), pricing)
+
+
+def _record(args: argparse.Namespace) -> int:
+    timeout = min(5.0, args.interval)
+    recorder = Recorder(args.upstream, _pricing(args), args.window, lambda url: fetch(url, timeout))
+    try:
+        if args.output == "-":
+            record(recorder, sys.stdout, args.interval, int(args.count) if args.count else None)
+        else:
+            with Path(args.output).open("w", encoding="utf-8") as out:
+                record(recorder, out, args.interval, int(args.count) if args.count else None)
+    except OSError as err:
+        print(f"datajax-sidecar record: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -157,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dump(result.to_json(), sys.stdout, indent=2, sort_keys=False, allow_nan=False)
         sys.stdout.write("\n")
         return 0
+    if args.command == "record":
+        return _record(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flags = {
         "chips": args.chips,

@@ -16,18 +16,6 @@ from typing import Any
 
 __all__ = ["PlanStatus", "read_plan_status", "write_plan_status"]
 
-# Reasons are CamelCase so the operator can copy them into the PlanRegistered condition.
-REASONS = (
-    "Registered",
-    "NoBundle",
-    "InvalidBundle",
-    "NoArchitecture",
-    "TpuInferenceMissing",
-    "ImplementationNotFound",
-    "InvalidImplementation",
-    "RegistrationFailed",
-)
-
 
 @dataclass(frozen=True)
 class PlanStatus:
@@ -35,6 +23,8 @@ class PlanStatus:
 
     registered: bool
     reason: str
+    """CamelCase (Registered, NoBundle, InvalidBundle, ...): the operator copies it into the
+    PlanRegistered condition."""
     message: str
     model: str = ""
     architecture: str = ""

@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import durationpy
+
 from datajax_runtime.window import Pricing
 
 __all__ = ["FILE_KEYS", "Settings", "SettingsError", "parse_duration", "read_settings", "resolve"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 FILE_KEYS = (
     "chips",
@@ -49,12 +48,16 @@ class SettingsError(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """`10m`, `5s`, `1h`, `250ms` or plain seconds -> seconds (positive)."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 10m, 1h, 250ms)")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
+    """`10m`, `5s`, `1h30m`, `250ms` (Go durations, parsed by durationpy as the operator does) or plain
+    seconds -> seconds (positive)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = durationpy.from_str(text.strip()).total_seconds()
+        except durationpy.DurationError:
+            raise ValueError(f"not a duration: {text!r} (use e.g. 5s, 10m, 1h, 250ms)") from None
+    if not seconds > 0 or math.isinf(seconds):
         raise ValueError(f"duration must be positive: {text!r}")
     return seconds
 

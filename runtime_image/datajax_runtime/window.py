@@ -16,13 +16,14 @@ Conventions, chosen to agree with what a Prometheus user would get from the same
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from datajax_runtime.exposition import Exposition, ExpositionError, parse_labels
 
 __all__ = [
+    "ANALYZE_KEYS",
     "COUNTERS",
     "HISTOGRAMS",
     "Figures",
@@ -34,6 +35,20 @@ __all__ = [
     "increase",
     "snapshot",
 ]
+
+ANALYZE_KEYS = (
+    "window_seconds",
+    "requests",
+    "p95_e2e_latency_seconds",
+    "p95_ttft_seconds",
+    "prefix_cache_hit_ratio",
+    "prompt_tokens_per_second",
+    "generation_tokens_per_second",
+    "usd_per_hour",
+    "usd_per_million_tokens",
+    "breakeven_tokens_per_second",
+)
+"""The `datajax-sidecar analyze -o json` keys, in order (DESIGN §6): the one list of them."""
 
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
@@ -114,20 +129,8 @@ class Figures:
 
     def to_json(self) -> dict[str, Any]:
         """The `analyze -o json` document: exactly the keys of DESIGN §6, NaN written as null."""
-        keys = (
-            "window_seconds",
-            "requests",
-            "p95_e2e_latency_seconds",
-            "p95_ttft_seconds",
-            "prefix_cache_hit_ratio",
-            "prompt_tokens_per_second",
-            "generation_tokens_per_second",
-            "usd_per_hour",
-            "usd_per_million_tokens",
-            "breakeven_tokens_per_second",
-        )
         out: dict[str, Any] = {}
-        for key in keys:
+        for key in ANALYZE_KEYS:
             value: float = getattr(self, key)
             out[key] = None if math.isnan(value) else value
         return out
@@ -186,26 +189,6 @@ def increase(older: Snapshot, newer: Snapshot) -> Increase:
             by_bound[bound] = by_bound.get(bound, 0.0) + grown
         buckets[name] = by_bound
     return Increase(seconds=newer.time - older.time, counters=counters, buckets=buckets)
-
-
-def combine(increases: Iterable[Increase]) -> Increase | None:
-    """Sum consecutive increases into one window (None when there is none)."""
-    seconds = 0.0
-    counters: dict[str, float] = {}
-    buckets: dict[str, dict[float, float]] = {}
-    seen = False
-    for part in increases:
-        seen = True
-        seconds += part.seconds
-        for name, value in part.counters.items():
-            counters[name] = counters.get(name, 0.0) + value
-        for name, by_bound in part.buckets.items():
-            target = buckets.setdefault(name, {})
-            for bound, value in by_bound.items():
-                target[bound] = target.get(bound, 0.0) + value
-    if not seen:
-        return None
-    return Increase(seconds=seconds, counters=counters, buckets=buckets)
 
 
 def histogram_quantile(q: float, buckets: Mapping[float, float]) -> float:

@@ -55,10 +55,10 @@ from procs import Process, Profiler, child_pids, cpu_seconds, py_spy, rss_bytes,
 from profile_summary import summarise
 
 from datajax_devtools.localcluster import free_port
+from datajax_operator.decide import conclude, decide
 from datajax_operator.observe import gather
 from datajax_operator.plan.config import OperatorConfig
-from datajax_operator.reconcile import _plan
-from datajax_operator.status.evaluate import evaluate
+from datajax_operator.reconcile import stamped
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -80,7 +80,7 @@ class Settings:
     steady_seconds: float = 60.0
     """Window of the steady-state count at the largest N (a half window at the others)."""
     resync_seconds: float = 30.0
-    """The operator's re-observation period: the window sees every model re-reconciled."""
+    """The operator's periodic pass (``--observe-interval``): the window sees every model re-reconciled."""
     idle_samples: int = 30
     settle_seconds: float = 5.0
     """The steady-state window starts once nothing has changed for this long."""
@@ -266,9 +266,10 @@ def desired(index: int, namespace: str, config: OperatorConfig) -> tuple[dict[st
     doc = model_document(index, namespace)
     raw = {**copy.deepcopy(doc), "metadata": {**doc["metadata"], "uid": FAKE_UID, "generation": 1}}
     now = datetime.now(UTC).replace(microsecond=0)
-    evaluation, _, children = _plan(raw, config, None, (), now, wave_spec=None)
+    decision = decide(raw, config, (), now, wave_spec=None)
+    children = [stamped(c) for c in decision.desired]
     workload = next(c for c in children if c["kind"] in ("Deployment", "LeaderWorkerSet"))
-    status = evaluate(evaluation, gather(workload, None), 1, None, now)
+    status = conclude(raw, decision, gather(workload, None), now).status
     return doc, children, status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -376,8 +377,8 @@ async def start_operator(
                 str(metrics),
                 "--log-format",
                 "json",
-                "--resync-seconds",
-                str(settings.resync_seconds),
+                "--observe-interval",
+                f"{max(1, round(settings.resync_seconds))}s",
                 *(["--workers", str(settings.workers)] if settings.workers else []),
             ],
             log,

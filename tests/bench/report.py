@@ -24,7 +24,52 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
 
 
+def traffic_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The traffic scenario: per model per minute, the baseline beside this checkout."""
+    lines = [
+        "### Steady state with live sidecars, per model per minute (target: status writes <= 1 per cost "
+        "window, i.e. <= 0.1/min with the 10 m default)",
+        "",
+    ]
+    lines += _table(
+        [
+            "operator",
+            "N",
+            "window s",
+            "API requests",
+            "etcd writes",
+            "status writes",
+            "passes",
+            "scrapes",
+            "operator CPU %",
+            "RSS MB",
+            "requests by kind",
+        ],
+        [
+            [
+                r["variant"],
+                r["models"],
+                r["window_seconds"],
+                r["api_requests_per_model_per_minute"],
+                r["etcd_writes_per_model_per_minute"],
+                r["status_writes_per_model_per_minute"],
+                r["passes_per_model_per_minute"],
+                r["scrapes_per_model_per_minute"],
+                r["operator_cpu_percent"],
+                r["operator_rss_mb"],
+                ", ".join(f"{k} {v}" for k, v in r["requests_per_model_per_minute"].items()),
+            ]
+            for r in rows
+            if "error" not in r
+        ],
+    )
+    lines += [f"\n{r['variant']} at N = {r['models']}: {r['error']}" for r in rows if "error" in r]
+    return lines
+
+
 def tables(results: dict[str, Any]) -> str:
+    if "reconcile" not in results:
+        return "\n".join(traffic_table(results.get("traffic", [])))
     reconcile = results["reconcile"]
     lines: list[str] = ["### Throughput (burst of N models until every one is settled)", ""]
     lines += _table(
@@ -109,6 +154,8 @@ def tables(results: dict[str, Any]) -> str:
             for s in reconcile["steady_state"]
         ],
     )
+    if results.get("traffic"):
+        lines += ["", *traffic_table(results["traffic"])]
     lines += ["", "### Sidecar: one scrape-and-compute (targets: <= 1 ms, >= 3 x prometheus_client)", ""]
     lines += _table(
         [
@@ -130,7 +177,7 @@ def tables(results: dict[str, Any]) -> str:
                 r["ratio"],
                 r["cpu_ratio"],
             ]
-            for r in results["sidecar"]
+            for r in results.get("sidecar", [])
         ],
     )
     profile = largest.get("profile")
@@ -149,6 +196,13 @@ def tables(results: dict[str, Any]) -> str:
 
 def check(results: dict[str, Any]) -> None:
     """Raise AssertionError unless every figure a run must produce is there and plausible."""
+    for r in results.get("traffic", []):
+        if "error" in r:
+            continue
+        assert r["passes_per_model_per_minute"] > 0 and r["scrapes_per_model_per_minute"] > 0, r
+        assert r["api_requests_per_model_per_minute"] > 0 and r["operator_rss_mb"] > 10, r
+    if "reconcile" not in results:
+        return
     reconcile = results["reconcile"]
     sizes = sorted({r["models"] for r in reconcile["throughput"]})
     variants = {(r["variant"], r["models"]) for r in reconcile["throughput"]}

@@ -21,7 +21,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_reconcile
 import bench_sidecar
-from apiclient import Endpoint
+import bench_traffic
+from apiclient import Api, Endpoint
 from procs import machine
 from report import check, tables
 
@@ -31,18 +32,41 @@ REPO = Path(__file__).resolve().parents[2]
 CRD_PATHS = [REPO / "crds", REPO / "tests" / "crds"]
 
 
+async def _traffic(
+    endpoint: Endpoint, kubeconfig: Path, workdir: Path, settings: bench_traffic.TrafficSettings
+) -> list[dict[str, Any]]:
+    async with Api(endpoint) as api:
+        return await bench_traffic.measure(api, kubeconfig, workdir, settings)
+
+
 def run(
-    endpoint: Endpoint, kubeconfig: Path, workdir: Path, settings: bench_reconcile.Settings, *, smoke: bool
+    endpoint: Endpoint,
+    kubeconfig: Path,
+    workdir: Path,
+    settings: bench_reconcile.Settings,
+    *,
+    smoke: bool,
+    traffic: bench_traffic.TrafficSettings | None = None,
+    scenarios: frozenset[str] = frozenset({"reconcile", "traffic", "sidecar"}),
 ) -> dict[str, Any]:
     """Every benchmark against an already running control plane."""
     started = time.monotonic()
+    traffic = traffic or (bench_traffic.TrafficSettings.smoke() if smoke else bench_traffic.TrafficSettings())
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         "settings": {k: v for k, v in vars(settings).items()},
+        "traffic_settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(traffic).items()},
     }
-    print("==> reconcile: raw limit, minimal kopf operator, datajax-operator", flush=True)
-    results["reconcile"] = asyncio.run(bench_reconcile.measure(endpoint, kubeconfig, workdir, settings))
+    if "reconcile" in scenarios:
+        print("==> reconcile: raw limit, minimal kopf operator, datajax-operator", flush=True)
+        results["reconcile"] = asyncio.run(bench_reconcile.measure(endpoint, kubeconfig, workdir, settings))
+    if "traffic" in scenarios:
+        print("==> traffic: steady state with live sidecars (one loopback farm)", flush=True)
+        results["traffic"] = asyncio.run(_traffic(endpoint, kubeconfig, workdir, traffic))
+    if "sidecar" not in scenarios:
+        results["seconds"] = round(time.monotonic() - started, 1)
+        return results
     print("==> sidecar: scrape-and-compute vs prometheus_client", flush=True)
     results["sidecar"] = (
         bench_sidecar.measure(iterations=2, repeats=1, ring=2)
@@ -66,7 +90,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, help="datajax-operator run --workers (default: its own)")
     parser.add_argument("--keep", type=Path, help="keep the operators' logs and profiles in this directory")
+    parser.add_argument(
+        "--scenarios",
+        default="reconcile,traffic,sidecar",
+        help="comma-separated: reconcile, traffic, sidecar",
+    )
+    parser.add_argument(
+        "--traffic-sizes", default="100,500,1000", help="model counts of the traffic scenario"
+    )
+    parser.add_argument("--traffic-seconds", type=float, default=120.0, help="traffic scenario window")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (e.g. a worktree of main) whose operator the traffic scenario also runs",
+    )
     args = parser.parse_args(argv)
+    traffic = (
+        bench_traffic.TrafficSettings.smoke()
+        if args.smoke
+        else bench_traffic.TrafficSettings(
+            sizes=tuple(int(n) for n in args.traffic_sizes.split(",")),
+            window_seconds=args.traffic_seconds,
+            baseline=args.baseline,
+        )
+    )
     settings = (
         bench_reconcile.Settings.smoke()
         if args.smoke
@@ -85,7 +132,15 @@ def main(argv: list[str] | None = None) -> int:
             crd_paths=[p for p in CRD_PATHS if p.exists()], workdir=workdir / "cluster", controllers=False
         ) as cluster:
             endpoint = Endpoint(cluster.server, cluster.token, cluster.ca_cert)
-            results = run(endpoint, cluster.kubeconfig, workdir, settings, smoke=args.smoke)
+            results = run(
+                endpoint,
+                cluster.kubeconfig,
+                workdir,
+                settings,
+                smoke=args.smoke,
+                traffic=traffic,
+                scenarios=frozenset(args.scenarios.split(",")),
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"bench-{results['started_at'].replace(':', '').replace('-', '')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from vllm_fixtures import scrape_text
+
 SCRIPT = Path(__file__).with_name("bench_sidecar.py")
 
 
@@ -36,6 +39,33 @@ def test_sidecar_benchmark_runs_in_tiny_mode() -> None:
 
 
 @pytest.mark.bench
+def test_sidecar_benchmark_compares_like_with_like() -> None:
+    """What the benchmark times is the same computation on both sides, and its synthesised input is
+    what it claims: prometheus_client's parse gives the figures ours gives, on both inputs, and eight
+    engines serve eight times the tokens at the same latency and price."""
+    import bench_sidecar
+
+    from datajax_runtime.window import figures, increase
+
+    def window(make: Any, texts: tuple[str, str]) -> Any:
+        older, newer = make(texts[0], 0.0), make(texts[1], 5.0)
+        return figures(increase(older, newer), bench_sidecar.PRICING)
+
+    real = (scrape_text(2), scrape_text(3))
+    eight = (bench_sidecar.eight_engines(real[0]), bench_sidecar.eight_engines(real[1]))
+    for texts in (real, eight):
+        assert window(bench_sidecar.ours, texts) == window(
+            bench_sidecar.snapshot_via_prometheus_client, texts
+        )
+    one, many = window(bench_sidecar.ours, real), window(bench_sidecar.ours, eight)
+    assert one.prompt_tokens_per_second > 0
+    assert many.prompt_tokens_per_second == pytest.approx(8 * one.prompt_tokens_per_second)
+    assert many.generation_tokens_per_second == pytest.approx(8 * one.generation_tokens_per_second)
+    assert many.p95_e2e_latency_seconds == pytest.approx(one.p95_e2e_latency_seconds)
+    assert many.usd_per_hour == one.usd_per_hour
+
+
+@pytest.mark.bench
 def test_reconcile_benchmark_runs_in_tiny_mode(local_cluster: Any, kubeconfig: Path, tmp_path: Path) -> None:
     """Every stage of `make bench` (raw limit, minimal kopf, operator burst, steady state, idle latency,
     py-spy profile, sidecar) on the session's control plane, at N = 3."""
@@ -53,8 +83,10 @@ def test_reconcile_benchmark_runs_in_tiny_mode(local_cluster: Any, kubeconfig: P
         assert datajax["profile"]["stages"], datajax
     steady = results["reconcile"]["steady_state"][0]
     assert steady["writes_per_minute"] == 0, steady["writes_by_kind"]  # a settled model costs no writes
+    [traffic] = results["traffic"]  # live sidecars at N = 3: figures reach every status
+    assert traffic["models"] == 3 and traffic["scrapes_per_model_per_minute"] > 0, traffic
     text = tables(results)
-    for heading in ("Throughput", "ratio", "Latency", "Steady state", "Sidecar"):
+    for heading in ("Throughput", "ratio", "Latency", "Steady state", "live sidecars", "Sidecar"):
         assert heading in text
 
 

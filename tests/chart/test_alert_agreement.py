@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from datajax_operator.api.resource import DataJaxModel
+from datajax_operator.api.spec import duration_seconds
 from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
@@ -70,8 +71,7 @@ class Scenario:
 
     @property
     def window_seconds(self) -> float:
-        window = self.cost.get("window", "10m")
-        return float(window[:-1]) * {"s": 1, "m": 60, "h": 3600}[window[-1]]
+        return float(duration_seconds(self.cost.get("window", "10m")))
 
 
 def steady(sample: Sample | None, minutes: int = MINUTES) -> list[Sample | None]:

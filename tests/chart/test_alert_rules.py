@@ -24,6 +24,7 @@ REQUIRED_ALERTS = {
     "DataJaxLatencySLOBreached",
     "DataJaxPrefixCacheHitRatioLow",
     "DataJaxMetricsMissing",
+    "DataJaxDevicesMismatch",
     "DataJaxOperatorDown",
 }
 

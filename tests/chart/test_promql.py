@@ -40,6 +40,7 @@ SIDECAR_METRICS = {
     "datajax_scrape_errors_total",
     "datajax_plan_info",
     "datajax_plan_registered",
+    "datajax_devices_match",
 }
 # The operator process contract (HELPERS.md); the duration is a histogram.
 OPERATOR_METRICS = {

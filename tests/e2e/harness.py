@@ -37,11 +37,17 @@ from typing import Any
 from kubehelpers import GROUP, PLURAL, VERSION
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
+from tests.polling import wait_for
 from vllm_source import Traffic, VllmSource
 
 from datajax_devtools.localcluster import LocalCluster
 from datajax_operator.render.names import selector_labels
 from vllm_fixtures import scrape_text
+
+__all__ = [  # wait_for is the tests' one poll loop (tests/polling.py), imported from here by the tier
+    "INJECTED", "OBSERVE_SECONDS", "SIDECAR_PORT", "WINDOW", "Kubelet", "Served", "Slice", "dial",
+    "loopback_address", "read_metrics", "wait_for",
+]  # fmt: skip
 
 SIDECAR_PORT = 9400
 OBSERVE_SECONDS = 1.0
@@ -71,17 +77,6 @@ def loopback_address() -> int:
         _taken.add(n)
         return n
     raise RuntimeError("no free 127.0.0.N:9400 left")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)
 
 
 def read_metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -151,7 +146,20 @@ class Slice:
         self.traffic_since = time.monotonic()
 
     def figures(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The sidecar's /metrics; between a pod's deletion and its replacement, once the next pod's
+        sidecar listens (the ReplicaSet controller, the scheduler and kwok first bring the pod up)."""
+        wait_for(self._serving, 60, "a pod in this slot with its sidecar listening")
         return read_metrics(self.metrics_url)
+
+    def _serving(self) -> bool:
+        process = self.process
+        if not self.pod or process is None or process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection((self.address, SIDECAR_PORT), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def restart(self, *extra: str) -> None:
         """Kill the sidecar and start it again, as a container restart: its window starts empty.
@@ -263,15 +271,16 @@ class Served:
                 if pod not in served and empty and pod not in self.unserved:
                     empty.pop(0).attach(pod, ip, self.cluster)
 
-    def start_slices(self, count: int) -> list[Slice]:
-        """Serve ``count`` of the model's running pods (waits until that many run); returns the slots.
-        Running pods beyond ``count`` stay unserved (:attr:`unserved`: name -> IP)."""
+    def start_slices(self, count: int, pods: int | None = None) -> list[Slice]:
+        """Serve ``count`` of the model's running pods, once ``pods`` (default ``count``) run; returns
+        the slots. Running pods beyond ``count`` stay unserved (:attr:`unserved`: name -> IP)."""
+        want = count if pods is None else pods
 
         def enough() -> dict[str, str] | None:
-            pods = self.running_pods()
-            return pods if len(pods) >= count else None
+            running = self.running_pods()
+            return running if len(running) >= want else None
 
-        running: dict[str, str] = wait_for(enough, 60, f"{count} running pods of {self.name}")
+        running: dict[str, str] = wait_for(enough, 60, f"{want} running pods of {self.name}")
         template = scrape_text(3)
         with self._lock:
             for pod, ip in sorted(running.items())[:count]:

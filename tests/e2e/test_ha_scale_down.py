@@ -34,6 +34,7 @@ from kubehelpers import REPO, Operators
 from kubernetes import client
 from operator_process import OperatorProcess
 from test_cost_enforcement import DEAR, spec
+from tests.polling import wait_for_passes
 
 from datajax_devtools.localcluster import LocalCluster
 
@@ -105,6 +106,7 @@ def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures
             "--peering-lifetime",
             str(LIFETIME),
             resync_seconds=2.0,
+            observe_interval=None,  # the config's 1s
             instance=instance,
             command=(sys.executable, str(LAUNCHER)),
         )
@@ -153,8 +155,8 @@ def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures
         wait_for(lambda: standby.reconciles() > 0, WINDOW_SECONDS, "the standby to take over")
         takeover = time.monotonic() - first
         assert takeover < WINDOW_SECONDS - 5, f"takeover took {takeover:.1f} s: no failover inside the window"
-        sampled = model.status()["metrics"]["sampledAt"]
-        wait_for(lambda: model.status()["metrics"]["sampledAt"] != sampled, 10, "the standby observing")
+        observed = standby.reconciles()
+        wait_for(lambda: standby.reconciles() >= observed + 2, 10, "the standby observing")
 
         # the breach goes on: the standby removes the second slice, a whole window after the first
         wait_for(lambda: model.replicas() == 1, 2 * WINDOW_SECONDS, "the second ScaleDown, by the standby")
@@ -167,7 +169,8 @@ def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures
         messages = wait_for(
             lambda: len(scaled_down(model)) >= 2 and scaled_down(model), 5, "the second Event"
         )
-        time.sleep(2.0)  # a duplicate Event from the other replica would come within a pass or two
+        # a duplicate Event would come from a later pass: two whole ones have had the chance
+        wait_for_passes(lambda: standby.passes(namespace, model.name), 2, 10, "of the model by the standby")
         messages = scaled_down(model)
         assert len(messages) == 2, messages  # the API lists Events by name, not by time
         assert sorted("3 -> 2" in m for m in messages) == [False, True], messages

@@ -137,7 +137,7 @@ def test_a_broken_endpoint_keeps_paying_and_makes_the_traffic_unknown(
     serve: Serve, operator_log: Records
 ) -> None:
     model = serve("faulty", spec(replicas=3, cost={"action": "ScaleDown"}))
-    slices = model.start_slices(2)
+    slices = model.start_slices(2, pods=3)
     # the third pod's "sidecar" is the fault server, on that pod's address
     [(pod, pod_ip)] = model.unserved.items()
     broken = FaultServer(model.cluster.loopback_for(pod_ip), SIDECAR_PORT).start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tests.polling import wait_for
+
+__all__ = [  # wait_for is the tests' one poll loop (tests/polling.py), imported from here by the tier
+    "EXAMPLES", "GROUP", "PLURAL", "REPO", "VERSION", "Operators", "RunningOperator", "load_example",
+    "wait_for",
+]  # fmt: skip
 
 from datajax_devtools.localcluster import free_port
 from datajax_operator import runner
@@ -19,18 +24,6 @@ from datajax_operator import runner
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 GROUP, VERSION, PLURAL = "datajax.dev", "v1alpha1", "datajaxmodels"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll until predicate returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -52,6 +45,10 @@ class RunningOperator:
             if line.split(" ")[0] == wanted:
                 return float(line.split(" ")[1])
         return 0.0
+
+    def passes(self, namespace: str, model: str) -> float:
+        """Passes the operator completed for one model (its pass counter)."""
+        return self.metric("datajax_operator_model_passes_total", model=model, namespace=namespace)
 
     def stop(self) -> None:
         self.stop_flag.set()
@@ -107,7 +104,13 @@ class Operators:
 
     def _start(self, overrides: dict[str, Any]) -> RunningOperator:
         self.overrides = dict(overrides)
-        settings: dict[str, Any] = {"resync_seconds": 5.0, **self.base, **overrides}
+        # the periodic pass of each model every 5 s (30 s in production), unless a config file sets it
+        settings: dict[str, Any] = {
+            "resync_seconds": 5.0,
+            **({} if "config_path" in overrides else {"observe_interval": "5s"}),
+            **self.base,
+            **overrides,
+        }
         options = runner.Options(
             kubeconfig=self.kubeconfig,
             log_format=None,

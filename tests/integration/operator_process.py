@@ -31,11 +31,13 @@ class OperatorProcess:
         log_path: Path,
         *extra: str,
         resync_seconds: float = 5.0,
+        observe_interval: str | None = "5s",
         instance: str = "operator",
         command: Sequence[str] = (str(OPERATOR),),
     ) -> None:
         """``command`` runs the operator CLI (the installed `datajax-operator` unless a test brings
-        its own entry point); ``run`` and the options follow."""
+        its own entry point); ``run`` and the options follow. ``observe_interval`` is the periodic pass
+        of each model (None: the config's, e.g. one given with ``--config``)."""
         self.log_path = log_path
         self.liveness_port = free_port()
         self.metrics_port = free_port()
@@ -53,6 +55,7 @@ class OperatorProcess:
             str(self.metrics_port),
             "--resync-seconds",
             str(resync_seconds),
+            *(["--observe-interval", observe_interval] if observe_interval is not None else []),
             *extra,
         ]
         env = dict(os.environ, HOSTNAME=instance, POD_NAME=instance, PYTHONUNBUFFERED="1")
@@ -103,6 +106,10 @@ class OperatorProcess:
             self.metric("datajax_operator_reconciles_total", result=r)
             for r in ("changed", "unchanged", "waiting", "gone", "error")
         )
+
+    def passes(self, namespace: str, model: str) -> float:
+        """Passes this process completed for one model (its pass counter)."""
+        return self.metric("datajax_operator_model_passes_total", model=model, namespace=namespace)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no peering goodbye, whatever request was in flight is cut."""

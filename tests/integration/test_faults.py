@@ -189,10 +189,36 @@ def test_other_writers_get_our_fields_back_and_keep_theirs(
         assert svc["metadata"]["labels"]["example.com/team"] == "a"
         managers = {m["manager"] for m in dep["metadata"]["managedFields"]}
         assert "datajax-operator" in managers
-        # No tug of war: once restored, nothing changes any more.
-        before = state.versions(namespace)
-        time.sleep(3)
-        assert state.versions(namespace) == before
+
+        # No tug of war: once restored, and once the Deployment controller has rolled the pods back to
+        # our template (the intruder's args made a ReplicaSet of their own), nothing changes any more.
+        def rolled_out() -> bool:
+            dep = state.child(namespace, "Deployment", "contested") or {}
+            status = dep.get("status") or {}
+            done = status.get("observedGeneration") == dep["metadata"]["generation"] and all(
+                status.get(k) == dep["spec"]["replicas"]
+                for k in ("replicas", "updatedReplicas", "availableReplicas")
+            )
+            available = (state.condition(namespace, "contested", "WorkloadAvailable") or {}).get("status")
+            return done and available == "True"
+
+        wait_for(rolled_out, 60, "the rollout back to our template")
+        # A harmless edit of theirs makes a Deployment event, so the operator runs a whole pass: it
+        # writes nothing.
+        restored, passes = state.versions(namespace), proc.passes(namespace, "contested")
+        status, data = state.call(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/contested",
+            {"metadata": {"annotations": {"example.com/reviewed": "yes"}}},
+            query=[("fieldManager", "kubectl-edit")],
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200, data
+        wait_for(lambda: proc.passes(namespace, "contested") > passes, 30, "the pass after the event")
+        assert state.versions(namespace) == {
+            **restored,
+            ("Deployment", "contested"): data["metadata"]["resourceVersion"],
+        }
     finally:
         proc.stop()
 

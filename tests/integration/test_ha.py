@@ -8,6 +8,7 @@ and resume). The peering CRDs are the chart's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -19,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from cluster_state import ClusterState, converged, model_doc
-from kubehelpers import REPO, wait_for
+from kubehelpers import REPO, cordoned, wait_for
 from operator_process import OperatorProcess
+from tests.polling import wait_for_passes
 
 from datajax_devtools.localcluster import LocalCluster, find_binary
 from datajax_operator.peering import priority_from_name
@@ -41,19 +43,6 @@ def _events_by_reason(state: ClusterState, ns: str) -> Counter[tuple[str, str]]:
         for e in state.events(ns)
         if e.get("source", {}).get("component") == "datajax-operator"
     )
-
-
-def _settled(proc: OperatorProcess) -> float:
-    """The process's reconcile count once it stopped moving for a second."""
-    counts = [proc.reconciles()]
-
-    def still() -> bool:
-        time.sleep(1.0)
-        counts.append(proc.reconciles())
-        return counts[-1] == counts[-2]
-
-    wait_for(still, 30, "the paused standby to finish what it had started")
-    return counts[-1]
 
 
 def test_one_replica_acts_and_the_standby_takes_over(
@@ -90,6 +79,11 @@ def test_one_replica_acts_and_the_standby_takes_over(
     # both act until their keep-alives meet (kopf peering has no lock). That window is not under test.
     active = replica("active", 100)
     survivors: list[OperatorProcess] = []
+    # The models' pods wait for a node throughout: each condition makes one transition, so an Event
+    # posted twice can only be an action taken twice (ha-0's topology change would otherwise take its
+    # available workload down, a second, real, ReplicasUnavailable).
+    hold = contextlib.ExitStack()
+    hold.enter_context(cordoned(state.api, "tpu-v6e-2x4"))
     try:
         active.wait_ready()
         wait_for(lambda: peers() == 1, 30, "the active replica in the peering")
@@ -134,11 +128,20 @@ def test_one_replica_acts_and_the_standby_takes_over(
         survivors.append(back)
         back.wait_ready()
         wait_for(lambda: "Pausing operations in favour of" in standby.logs(), 3 * LIFETIME, "standby paused")
-        paused_at = _settled(standby)  # a reconcile already in flight at the pause may finish
-        seen = back.reconciles()
-        wait_for(lambda: back.reconciles() >= seen + 2 * len(names), 30, "the returned replica's resyncs")
+        # a pass already in flight at the pause may finish: by the time the returned replica completed a
+        # pass of every model, it has
+        for name in names:
+            wait_for_passes(
+                lambda n=name: back.passes(namespace, n), 1, 30, f"of {name} by the returned replica"
+            )
+        paused_at = standby.reconciles()
+        for name in names:
+            wait_for_passes(
+                lambda n=name: back.passes(namespace, n), 2, 30, f"of {name} by the returned replica"
+            )
         assert standby.reconciles() == paused_at, "a paused standby kept reconciling (its resync)"
     finally:
+        hold.close()
         for proc in (active, *survivors):
             proc.stop()
         state.call("DELETE", f"/apis/kopf.dev/v1/clusterkopfpeerings/{peering}")

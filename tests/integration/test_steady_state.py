@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 from kubehelpers import EXAMPLES, GROUP, PLURAL, VERSION, Operators, load_example, wait_for
 from kubernetes import client
+from tests.polling import wait_for_passes
 
 pytestmark = pytest.mark.integration
 
@@ -64,17 +64,19 @@ def test_resync_and_restart_write_nothing(admin_client: Any, namespace: str, ope
         )
 
     wait_for(settled, what="every example reconciled")
-    # kopf may still clear its progress annotations just after: settled means quiet for 3 s, too
+    # kopf may still clear its progress annotations just after: settled means quiet across a whole pass
+    # of every model, too
     quiet: list[dict[tuple[str, str], str]] = [_versions(admin_client, namespace)]
 
-    def quiet_for_3s() -> bool:
-        time.sleep(3)
+    def quiet_across_a_pass() -> bool:
+        for name in names:
+            wait_for_passes(lambda n=name: operator.passes(namespace, n), 1, 60, f"of {name}")
         now = _versions(admin_client, namespace)
         same = now == quiet[-1]
         quiet.append(now)
         return same
 
-    wait_for(quiet_for_3s, what="no writes for 3 s")
+    wait_for(quiet_across_a_pass, 120, "no writes across a pass of every model")
     before = quiet[-1]
     # every model has its workload and Service, nothing else
     assert sorted(k for k in before if k[0] != "DataJaxModel") == sorted(
@@ -83,16 +85,9 @@ def test_resync_and_restart_write_nothing(admin_client: Any, namespace: str, ope
         + [("Service", n) for n in names]
     )
 
-    # two resync periods of the running operator: reconciles happen, writes do not
-    unchanged = operator.metric("datajax_operator_reconciles_total", result="unchanged")
-    wait_for(
-        lambda: (
-            operator.metric("datajax_operator_reconciles_total", result="unchanged")
-            >= unchanged + 2 * len(names)
-        ),
-        timeout=60,
-        what="two resyncs",
-    )
+    # two more passes of every model (resyncs of the running operator): reconciles happen, writes do not
+    for name in names:
+        wait_for_passes(lambda n=name: operator.passes(namespace, n), 2, 60, f"of {name}")
     assert _versions(admin_client, namespace) == before, _writers(admin_client, namespace)
 
     everywhere = len(custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"])

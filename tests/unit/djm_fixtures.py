@@ -4,19 +4,17 @@ A plain module rather than conftest.py, so other test suites in tests/unit keep 
 """
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tests import golden
 
 from datajax_operator.api import DataJaxModel
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE_GOLDEN = os.environ.get("DATAJAX_UPDATE_GOLDEN") == "1"
-"""`DATAJAX_UPDATE_GOLDEN=1 pytest tests/unit` rewrites the golden files instead of comparing."""
 
 BASE_DOC: dict[str, Any] = {
     "apiVersion": "datajax.dev/v1alpha1",
@@ -45,10 +43,5 @@ def load_example(path: Path) -> DataJaxModel:
 
 
 def check_golden(name: str, text: str) -> None:
-    """Compare text with tests/unit/golden/<name>, or rewrite it when DATAJAX_UPDATE_GOLDEN=1."""
-    path = GOLDEN / name
-    if UPDATE_GOLDEN:
-        path.write_text(text)
-        return
-    assert path.exists(), f"missing golden file {path}; run DATAJAX_UPDATE_GOLDEN=1 pytest tests/unit"
-    assert text == path.read_text(), f"{path} differs; if intended, regenerate with DATAJAX_UPDATE_GOLDEN=1"
+    """Compare text with tests/unit/golden/<name> (see tests/golden.py for the update mode)."""
+    golden.check_golden(GOLDEN / name, text)

@@ -21,18 +21,6 @@ from datajax_runtime.bundle import (
     load_bundle,
 )
 
-SUMMARY = {
-    "count": 120,
-    "mean": 900.5,
-    "std": 210.0,
-    "min": 128,
-    "max": 2048,
-    "p25": 700,
-    "p50": 896,
-    "p75": 1100,
-    "p90": 1500,
-    "p99": 2000,
-}
 BUNDLE: dict[str, Any] = {
     "version": 1,
     "modelId": "meta-llama/Llama-3.1-8B-Instruct",
@@ -40,11 +28,6 @@ BUNDLE: dict[str, Any] = {
     "mesh": {"axes": ["data", "model"], "shape": [2, 4]},
     "partitionSpecs": {"input": ["data", None], "output": [["data", "model"]]},
     "columns": ["user", "score"],
-    "waveSpec": {
-        "prefixHistogram": {"bounds": [128, 512, 2048], "counts": [10, 70, 40]},
-        "chunk": SUMMARY,
-        "window": SUMMARY,
-    },
 }
 
 
@@ -120,9 +103,6 @@ _DELETE = object()
             "partitionSpecs.input: P('rows') names mesh axis 'rows', which the mesh ('data', 'model') lacks",
         ),
         ("partitionSpecs.input", ["data", "data"], "uses mesh axis 'data' for two dimensions"),
-        ("waveSpec.prefixHistogram.counts", [1, 2], "3 bounds"),
-        ("waveSpec.chunk.count", -1, "waveSpec.chunk.count: must be a non-negative integer"),
-        ("waveSpec.window.p99", None, "waveSpec.window.p99: must be a finite number"),
         ("extra", 1, "bundle: unknown field(s) extra"),
     ],
 )
@@ -132,7 +112,7 @@ def test_invalid_bundles_are_refused_by_the_loader_and_the_schema(
     doc = broken(path, value)
     with pytest.raises(BundleError, match=re.escape(message)):
         load_bundle(doc)
-    semantic_only = {"partitionSpecs.input", "waveSpec.prefixHistogram.counts", "mesh.shape"}
+    semantic_only = {"partitionSpecs.input", "mesh.shape"}
     if path not in semantic_only or value == [0, 4]:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(doc, schema())

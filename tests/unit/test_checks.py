@@ -263,7 +263,15 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.mark.parametrize(("name", "changes"), GOOD, ids=[g[0] for g in GOOD])
 def test_good_neighbours_pass(name: str, changes: dict[str, Any]) -> None:
-    make_plan(model_with(**changes), CONFIG)
+    """Planned (a problem would raise PlanError) as the spec asks: its slice, a mesh over all of it,
+    the user's extra arguments passed on, nothing stopping it."""
+    model = model_with(**changes)
+    plan = make_plan(model, CONFIG)
+    tpu = model.spec.tpu
+    assert (plan.placement.generation, plan.placement.topology) == (tpu.generation, tpu.topology)
+    assert plan.mesh.tensor_parallel * plan.mesh.data_parallel == plan.placement.chips
+    assert all(arg in plan.vllm_args for arg in model.spec.serving.extra_args)
+    assert all(w.severity == "warning" for w in plan.warnings), plan.warnings
 
 
 def test_mesh_is_normalised_to_data_model_order() -> None:

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from datajax_devtools.demo.exposition import VllmExposition, one_two_five, template_text
-from datajax_devtools.demo.traffic import SliceModel, TrafficModel
+from datajax_devtools.demo.traffic import SliceModel, SteadyReplica, SteadyTraffic, TrafficModel
 from datajax_runtime.exposition import parse
 from datajax_runtime.window import Figures, Pricing, figures, increase, snapshot
 
@@ -112,3 +112,22 @@ def test_rate_split_over_replicas_and_counters_only_grow() -> None:
     traffic.scrape(a, 30.0)
     assert a.metrics.value("vllm:request_success_total") > first
     assert not math.isnan(a.metrics.value("vllm:kv_cache_usage_perc"))
+
+
+def test_steady_traffic_reads_back_as_the_rates_it_was_given() -> None:
+    """The e2e tests' vLLM source: exact rates through the sidecar's own parser and window math."""
+    replica = SteadyReplica(scrape_text(3), now=0.0)
+    replica.set_traffic(
+        SteadyTraffic(4000, 1000, requests_per_second=20, prefix_hit_ratio=0.6, e2e_seconds=0.4), 0.0
+    )
+    before = snapshot(parse(replica.scrape(10.0)), 10.0)
+    after = snapshot(parse(replica.scrape(70.0)), 70.0)
+    result = figures(increase(before, after), Pricing(chips=8, usd_per_chip_hour=2.7))
+    assert result.prompt_tokens_per_second == pytest.approx(4000)
+    assert result.generation_tokens_per_second == pytest.approx(1000)
+    assert result.requests_per_second == pytest.approx(20)
+    assert result.prefix_cache_hit_ratio == pytest.approx(0.6)
+    assert 0.3 < result.p95_e2e_latency_seconds <= 0.5  # every request in the (0.3, 0.5] bucket
+    assert result.usd_per_million_tokens == pytest.approx(21.6 / (5000 * 3600) * 1e6)
+    replica.set_traffic(SteadyTraffic(), 70.0)  # traffic stops: counters stay where they were
+    assert replica.scrape(100.0) == replica.scrape(130.0)

@@ -4,43 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from djm_fixtures import model_with
+from judge_run import CHEAP, DEAR, T0, WINDOW, Run, slice_figures
 
-from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.observe import sidecar_endpoints, sidecar_figures
-from datajax_operator.plan import OperatorConfig, make_plan
 from datajax_operator.status import (
-    Evaluation,
-    Observations,
     SidecarFigures,
-    SidecarScrape,
-    WorkloadObservation,
     aggregate,
-    evaluate,
-    judge,
 )
-
-T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-WINDOW = 60  # the specs below use cost.window 1m
-
-
-def slice_figures(
-    prompt: float, generation: float, *, hit: float = 0.5, p95: float = 0.3, usd_per_hour: float = 21.6
-) -> SidecarFigures:
-    return SidecarFigures(
-        usd_per_hour=usd_per_hour,
-        prompt_tokens_per_second=prompt,
-        generation_tokens_per_second=generation,
-        prefix_cache_hit_ratio=hit,
-        p95_e2e_latency_seconds=p95,
-        p95_ttft_seconds=p95 / 10,
-        window_seconds=60.0,
-        upstream_up=True,
-    )
 
 
 def test_two_replicas_as_the_cost_model_page_computes_them() -> None:
@@ -52,8 +26,14 @@ def test_two_replicas_as_the_cost_model_page_computes_them() -> None:
     assert model.breakeven_tokens_per_second == pytest.approx(4000.0)
     assert model.tokens_per_second == pytest.approx(11709.9, abs=0.1)
     assert model.usd_per_million_tokens == pytest.approx(1.025, abs=5e-4)
-    mean_of_ratios = (21.6 / (4677.4 * 3600) * 1e6 + 21.6 / (7032.5 * 3600) * 1e6) / 2
-    assert mean_of_ratios == pytest.approx(1.068, abs=5e-4)  # what the rule avoids
+    # each slice's own $/Mtok, as aggregate computes it for one slice: their mean ($1.068) is what the
+    # rule avoids; the model's figure is total cost over total tokens
+    each = [
+        aggregate([one], basis="total", ceiling=3.0, min_tokens_per_second=1.0).usd_per_million_tokens
+        for one in (first, second)
+    ]
+    assert each == [pytest.approx(1.283, abs=5e-4), pytest.approx(0.853, abs=5e-4)]
+    assert sum(each) / 2 == pytest.approx(1.068, abs=5e-4) != model.usd_per_million_tokens
     assert model.prefix_cache_hit_ratio == pytest.approx(0.846, abs=5e-4)
     assert model.p95_latency_seconds == 0.764
     assert model.p95_ttft_seconds == pytest.approx(0.0764)
@@ -107,66 +87,6 @@ def test_an_unreadable_slice_is_judged_as_no_metrics_never_as_cheap() -> None:
     assert status.metrics.cost_usd_per_million_tokens is None
     assert status.cost_evaluation is not None and status.cost_evaluation.sample == "NoMetrics"
     assert run.actions == []
-
-
-def scrapes(*figures: SidecarFigures | None) -> tuple[SidecarScrape, ...]:
-    return tuple(
-        SidecarScrape(f"10.0.0.{i}:9400", f, None if f is not None else "unreachable: refused")
-        for i, f in enumerate(figures, start=2)
-    )
-
-
-# 8 chips x $2.70 = $21.60/h per slice; break-even at a $3 ceiling: 2,000 tokens/s per slice.
-CHEAP = slice_figures(4000, 1000)  # $1.20/Mtok
-DEAR = slice_figures(400, 100)  # $12/Mtok
-
-
-class Run:
-    """Steps one model's judgement through time, feeding each status back as the previous one."""
-
-    def __init__(self, generation: int = 1, **spec: Any) -> None:
-        spec.setdefault("cost", {})
-        spec["cost"] = {"window": "1m", **spec["cost"]}
-        self.model = model_with(**spec)
-        self.generation = generation
-        self.status: DataJaxModelStatus | None = None
-        self.now = T0
-        self.actions: list[str] = []
-
-    def step(self, seconds: float, *figures: SidecarFigures | None) -> DataJaxModelStatus:
-        self.now = T0 + timedelta(seconds=seconds)
-        plan = make_plan(self.model, OperatorConfig())
-        judgement = judge(
-            self.model.spec,
-            self.generation,
-            self.status,
-            scrapes(*figures),
-            self.now,
-            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
-        )
-        workload = WorkloadObservation(
-            "Deployment", "m", desired=judgement.replicas, available=judgement.replicas
-        )
-        status = evaluate(
-            Evaluation(plan=plan, problems=[]),
-            Observations(workload=workload),
-            self.generation,
-            self.status,
-            self.now,
-            judgement=judgement,
-        )
-        # what reconcile stores and reads back next time
-        self.status = DataJaxModelStatus.model_validate(
-            status.model_dump(mode="json", by_alias=True, exclude_none=True)
-        )
-        self.replicas = judgement.replicas
-        self.actions += [a.reason for a in judgement.actions]
-        return self.status
-
-    def condition(self, kind: str = "CostCeilingBreached") -> tuple[str, str]:
-        assert self.status is not None
-        found = next(c for c in self.status.conditions if c.type == kind)
-        return found.status, found.reason
 
 
 def test_breach_needs_a_whole_window_of_samples_above() -> None:
@@ -295,8 +215,8 @@ def test_latency_slo_and_plan_registration() -> None:
     assert run.condition("PlanRegistered") == ("False", "NoArchitecture")
     types = [c.type for c in (run.status.conditions if run.status else [])]
     assert types == [
-        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "PlanRegistered", "CostCeilingBreached",
-        "LatencySLOBreached", "Ready",
+        "SpecValid", "WorkloadAvailable", "MetricsAvailable", "PlanRegistered", "DevicesMatch",
+        "CostCeilingBreached", "LatencySLOBreached", "Ready",
     ]  # fmt: skip
     plain = Run()
     plain.step(0, CHEAP)
@@ -345,6 +265,15 @@ def test_sidecar_figures_from_the_sidecars_own_exposition() -> None:
     assert parsed.plan_registered is False and parsed.plan_reason == "NoArchitecture"
     with pytest.raises(ValueError, match="datajax_cost_usd_per_hour"):
         sidecar_figures("up 1\n")
+
+
+def test_every_cost_action_of_the_spec_is_in_the_actions_table() -> None:
+    from typing import get_args
+
+    from datajax_operator.api.spec import Cost
+    from datajax_operator.status.actions import ACTIONS
+
+    assert set(ACTIONS) == set(get_args(Cost.model_fields["action"].annotation))
 
 
 def test_requests_per_second_is_read_and_optional() -> None:

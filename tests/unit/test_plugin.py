@@ -6,9 +6,11 @@ tier (tests/tpu_stack/test_plugin_real.py); there is no stand-in of register_mod
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -19,41 +21,19 @@ from datajax_runtime.plan_status import read_plan_status
 MODULE = "datajax_test_models"
 
 
-class GoodModel:
-    def __init__(self, vllm_config: Any, rng: Any = None, mesh: Any = None) -> None:
-        self.config = vllm_config
-
-    def __call__(self, kv_caches: Any, input_ids: Any, attention_metadata: Any, *args: Any) -> Any:
-        return kv_caches, input_ids
+# The same model classes the tpu_stack tier registers with the real tpu-inference: one set of them.
+_PROBE_MODELS = Path(__file__).resolve().parents[1] / "tpu_stack" / "probes" / "datajax_probe_models.py"
 
 
-class KwargsModel:
-    def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = kwargs
-
-    def __call__(self, **kwargs: Any) -> Any:
-        return kwargs
-
-
-class NoConfigModel:
-    def __init__(self, config: Any) -> None:
-        self.config = config
-
-    def __call__(self, kv_caches: Any, input_ids: Any, attention_metadata: Any) -> Any:
-        return None
+def _probe_models() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("datajax_probe_models", _PROBE_MODELS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class NoCallModel:
-    def __init__(self, vllm_config: Any) -> None:
-        self.config = vllm_config
-
-
-class PartialCallModel:
-    def __init__(self, vllm_config: Any) -> None:
-        self.config = vllm_config
-
-    def __call__(self, input_ids: Any) -> Any:
-        return input_ids
+MODELS = _probe_models()
 
 
 def write_bundle(tmp_path: Path, implementation: str | None, arch: str = "DataJaxPlanForCausalLM") -> Path:
@@ -83,18 +63,18 @@ def run_register(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bundle: Path |
 @pytest.mark.parametrize(
     ("klass", "problems"),
     [
-        (GoodModel, []),
-        (KwargsModel, []),
-        (NoConfigModel, ["NoConfigModel.__init__ does not accept a 'vllm_config' keyword argument"]),
-        (NoCallModel, ["NoCallModel defines no __call__ method"]),
+        ("GoodModel", []),
+        ("KwargsModel", []),
+        ("NoConfigModel", ["NoConfigModel.__init__ does not accept a 'vllm_config' keyword argument"]),
+        ("NoCallModel", ["NoCallModel defines no __call__ method"]),
         (
-            PartialCallModel,
+            "PartialCallModel",
             ["PartialCallModel.__call__ does not accept keyword argument(s) kv_caches, attention_metadata"],
         ),
     ],
 )
-def test_interface_problems_name_what_is_missing(klass: type, problems: list[str]) -> None:
-    assert plugin.interface_problems(klass) == problems
+def test_interface_problems_name_what_is_missing(klass: str, problems: list[str]) -> None:
+    assert plugin.interface_problems(getattr(MODELS, klass)) == problems
 
 
 def test_without_tpu_inference_the_message_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

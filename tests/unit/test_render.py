@@ -137,8 +137,7 @@ def test_plan_bundle_is_mounted_from_the_users_configmap() -> None:
     [volume] = [v for v in pod["volumes"] if v["name"] == "datajax-plan"]
     assert volume["projected"]["sources"] == [
         {"configMap": {"name": "plan-v2", "items": [{"key": "p.json", "path": "bundle.json"}]}},
-        {"configMap": {"name": "ws", "items": [{"key": "bundle.json", "path": "wavespec.json"}]}},
-    ]
+    ]  # the wave spec ("ws") is the operator's planning input: read through the API, not mounted
 
 
 def test_hf_token_only_through_a_secret_reference() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,22 +12,21 @@ from pathlib import Path
 import pytest
 
 from datajax_runtime.cli import main, parse_duration
+from datajax_runtime.window import ANALYZE_KEYS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vllm_fixtures import fixtures_dir, scrape_time
 
-KEYS = [
-    "window_seconds",
-    "requests",
-    "p95_e2e_latency_seconds",
-    "p95_ttft_seconds",
-    "prefix_cache_hit_ratio",
-    "prompt_tokens_per_second",
-    "generation_tokens_per_second",
-    "usd_per_hour",
-    "usd_per_million_tokens",
-    "breakeven_tokens_per_second",
-]
+COST_MODEL = Path(__file__).resolve().parents[2] / "docs" / "cost-model.md"
+
+
+def documented_keys() -> list[str]:
+    """The keys of the first `json output` block of docs/cost-model.md: the analyze output users read
+    (test_docs runs that command and compares the whole document)."""
+    text = COST_MODEL.read_text(encoding="utf-8")
+    block = re.search(r"```json output\n(.*?)```", text, flags=re.S)
+    assert block is not None, "docs/cost-model.md shows no analyze output"
+    return list(json.loads(block.group(1)))
 
 
 def test_analyze_prints_exactly_the_design_keys() -> None:
@@ -55,7 +55,7 @@ def test_analyze_prints_exactly_the_design_keys() -> None:
         check=True,
     )
     result = json.loads(done.stdout)
-    assert list(result) == KEYS
+    assert list(result) == list(ANALYZE_KEYS) == documented_keys()
     assert result["requests"] == 96
     assert result["p95_e2e_latency_seconds"] == pytest.approx(0.764375)
     assert result["usd_per_hour"] == pytest.approx(21.6)
@@ -82,13 +82,14 @@ def test_malformed_input_exits_2_naming_the_line(tmp_path: Path, capsys: pytest.
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("10m", 600.0), ("5s", 5.0), ("1h", 3600.0), ("250ms", 0.25), ("30", 30.0)]
+    ("text", "seconds"),
+    [("10m", 600.0), ("5s", 5.0), ("1h", 3600.0), ("250ms", 0.25), ("30", 30.0), ("1m30s", 90.0)],
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0s", "ten minutes", "-5s", "5d"])
+@pytest.mark.parametrize("text", ["", "0s", "ten minutes", "-5s", "5 s", "nan", "inf"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         parse_duration(text)

@@ -206,8 +206,8 @@ def test_age_reads_like_kubectl(seconds: int, text: str) -> None:
 
 
 def test_window_seconds() -> None:
-    assert [window_seconds(w) for w in ("10m", "90s", "2h", "m", "10d", "1.5m")] == [
-        600, 90, 7200, None, None, None
+    assert [window_seconds(w) for w in ("10m", "90s", "2h", "1h30m", "m", "10", "ten")] == [
+        600, 90, 7200, 5400, None, None, None
     ]  # fmt: skip
 
 

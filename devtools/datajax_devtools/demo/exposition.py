@@ -15,7 +15,6 @@ and is kept as the template has it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -23,15 +22,14 @@ from typing import cast
 
 from prometheus_client.utils import floatToGoString
 
+from datajax_runtime.exposition import parse, parse_labels
+
 _format = cast(Callable[[float], str], floatToGoString)  # how prometheus_client (vLLM's) prints values
 
 __all__ = ["TEMPLATE_MAX_MODEL_LEN", "VllmExposition", "one_two_five", "template_text"]
 
 TEMPLATE_MAX_MODEL_LEN = 512
 """`--max-model-len` of the server the template was scraped from (its token histograms end at 500)."""
-
-_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)$")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -91,19 +89,20 @@ class VllmExposition:
         self._bucket_bounds: dict[tuple[str, Labels], list[tuple[_Sample, float]]] = {}
         token_bounds = one_two_five(TEMPLATE_MAX_MODEL_LEN)
         pending: list[_Sample] = []  # the bucket lines of the histogram being read
-        for line in (text if text is not None else template_text()).splitlines():
-            match = _SAMPLE.match(line)
-            if line.startswith("#") or match is None:
+        source = text if text is not None else template_text()
+        # the sidecar's own parser reads the samples, in line order; the other lines are kept as text
+        parsed = parse(source)
+        samples = iter(zip(parsed.names, parsed.labels, parsed.values, strict=True))
+        for line in source.splitlines():
+            if not line.strip() or line.startswith("#"):
                 self._flush(pending, token_bounds, max_model_len)
                 self._lines.append(line)
                 continue
-            labels = tuple(
-                (k, model_name if k == "model_name" else v) for k, v in _LABEL.findall(match["labels"] or "")
-            )
-            value = float(match["value"])
-            if match["name"].endswith("_created") or match["name"] == "process_start_time_seconds":
+            name, raw_labels, value = next(samples)
+            labels = tuple((k, model_name if k == "model_name" else v) for k, v in parse_labels(raw_labels))
+            if name.endswith("_created") or name == "process_start_time_seconds":
                 value = started_at
-            sample = _Sample(match["name"], labels, value)
+            sample = _Sample(name, labels, value)
             if sample.name.endswith("_bucket"):
                 if pending and pending[-1].name != sample.name:
                     self._flush(pending, token_bounds, max_model_len)
@@ -157,7 +156,7 @@ class VllmExposition:
         for sample in self._matching(name, labels):
             sample.value = value
 
-    def observe(self, histogram: str, value: float, count: int = 1, **labels: str) -> None:
+    def observe(self, histogram: str, value: float, count: float = 1, **labels: str) -> None:
         """Record ``count`` observations of ``value`` in a histogram, as prometheus_client would."""
         if count <= 0:
             return

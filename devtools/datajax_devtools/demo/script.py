@@ -19,7 +19,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from datajax_devtools.demo.pods import ContainerRuntime
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
 from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
+from datajax_operator.api.spec import duration_seconds
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -529,9 +529,16 @@ class Demo:
             f"traffic returns ({self._traffic(BUSY_RPS)}): cost falls under the ceiling, the model recovers",
         )
         self.record.mark("return")
+        # and figures again: the new pod's sidecar starts with the pod, a moment after its endpoint
+        # appears (the operator bills a slice from then on, answering or not)
         self.wait_for(
-            f"{COST_CONDITION}=False and spec.replicas restored",
-            lambda s: s.breached == "False" and s.deployment_replicas == REPLICAS and s.ready == REPLICAS,
+            f"{COST_CONDITION}=False, spec.replicas restored and every sidecar read",
+            lambda s: (
+                s.breached == "False"
+                and s.deployment_replicas == REPLICAS
+                and s.ready == REPLICAS
+                and s.cost is not None
+            ),
             timeout=self._window_seconds() * 4 + 30,
         )
         self.record.mark("recovered")
@@ -553,7 +560,7 @@ class Demo:
         self.say.live(text)
 
     def _window_seconds(self) -> float:
-        return float(self.timing.window.rstrip("s"))
+        return float(duration_seconds(self.timing.window))
 
     # -- summary and cleanup ----------------------------------------------------------------------
 
@@ -685,13 +692,3 @@ def run_demo(
         shutil.rmtree(work, ignore_errors=True)
     print("stopped: no process of the demo is left running", file=out, flush=True)
     return code
-
-
-def socket_family_ok() -> bool:
-    """Loopback addresses other than 127.0.0.1 are usable (Linux routes all of 127/8 to lo)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.11", 0))
-        except OSError:
-            return False
-    return True

@@ -15,6 +15,9 @@ on a real slice:
 Each replica's state lives in a :class:`~datajax_devtools.demo.exposition.VllmExposition`; time only
 advances when someone asks (``advance(now)``), so a scrape always sees every request up to its
 instant, and a seeded random generator makes a run repeatable.
+
+:class:`SteadyReplica` is the same simulator without the randomness, for tests that set exact rates
+(the e2e tier's vLLM source): both move vLLM's metrics through the one function :func:`served`.
 """
 
 from __future__ import annotations
@@ -29,17 +32,60 @@ from datajax_devtools.demo.exposition import VllmExposition
 __all__ = [
     "Gauges",
     "RequestMix",
+    "Served",
     "ServedRequest",
     "SimulatedReplica",
     "SliceModel",
+    "SteadyReplica",
+    "SteadyTraffic",
     "TrafficModel",
     "draw_request",
     "expected_gauges",
+    "served",
     "slowdown",
     "utilisation",
 ]
 
 ENGINE = "0"
+
+
+@dataclass(frozen=True)
+class Served:
+    """What some finished requests did, in the quantities vLLM counts (fractions allowed: a steady
+    stream is accounted continuously)."""
+
+    requests: float
+    prompt_tokens: float
+    generation_tokens: float
+    cached_tokens: float
+    e2e_seconds: float
+    ttft_seconds: float
+    itl_seconds: float
+    itl_count: float
+    """Inter-token observations: one per generated token after the first."""
+    finished_reason: str = "length"
+
+
+def served(metrics: VllmExposition, work: Served) -> None:
+    """Move the series the sidecar reads (DESIGN §5: token and prefix-cache counters, finished
+    requests, the e2e / TTFT / inter-token histograms) as vLLM does for ``work``: the one place where
+    traffic becomes vLLM's metrics, for the demo's requests and the tests' steady streams alike."""
+    labels = {"engine": ENGINE}
+    cached = work.cached_tokens
+    metrics.add("vllm:prompt_tokens_total", work.prompt_tokens, **labels)
+    metrics.add("vllm:generation_tokens_total", work.generation_tokens, **labels)
+    metrics.add("vllm:prefix_cache_queries_total", work.prompt_tokens, **labels)
+    metrics.add("vllm:prefix_cache_hits_total", cached, **labels)
+    metrics.add("vllm:prompt_tokens_cached_total", cached, **labels)
+    metrics.add(
+        "vllm:prompt_tokens_by_source_total", work.prompt_tokens - cached, source="local_compute", **labels
+    )
+    metrics.add("vllm:prompt_tokens_by_source_total", cached, source="local_cache_hit", **labels)
+    metrics.add("vllm:prompt_tokens_cached_by_source_total", cached, source="device", **labels)
+    metrics.add("vllm:request_success_total", work.requests, finished_reason=work.finished_reason, **labels)
+    metrics.observe("vllm:e2e_request_latency_seconds", work.e2e_seconds, count=work.requests, **labels)
+    metrics.observe("vllm:time_to_first_token_seconds", work.ttft_seconds, count=work.requests, **labels)
+    metrics.observe("vllm:inter_token_latency_seconds", work.itl_seconds, count=work.itl_count, **labels)
 
 
 @dataclass(frozen=True)
@@ -223,19 +269,20 @@ class SimulatedReplica:
         queue, prefill, itl, decode, ttft, e2e = r.queue, r.prefill, r.itl, r.decode, r.ttft, r.e2e
 
         m = self.metrics
-        labels = {"engine": ENGINE}
-        m.add("vllm:prompt_tokens_total", prompt, **labels)
-        m.add("vllm:generation_tokens_total", output, **labels)
-        m.add("vllm:prefix_cache_queries_total", prompt, **labels)
-        m.add("vllm:prefix_cache_hits_total", cached, **labels)
-        m.add("vllm:prompt_tokens_cached_total", cached, **labels)
-        m.add("vllm:prompt_tokens_by_source_total", prompt - cached, source="local_compute", **labels)
-        m.add("vllm:prompt_tokens_by_source_total", cached, source="local_cache_hit", **labels)
-        m.add("vllm:prompt_tokens_cached_by_source_total", cached, source="device", **labels)
-        m.add("vllm:request_success_total", 1, finished_reason="stop" if stopped else "length", **labels)
-        m.observe("vllm:e2e_request_latency_seconds", e2e, engine=ENGINE)
-        m.observe("vllm:time_to_first_token_seconds", ttft, engine=ENGINE)
-        m.observe("vllm:inter_token_latency_seconds", itl, count=output - 1, engine=ENGINE)
+        served(
+            m,
+            Served(
+                requests=1,
+                prompt_tokens=prompt,
+                generation_tokens=output,
+                cached_tokens=cached,
+                e2e_seconds=e2e,
+                ttft_seconds=ttft,
+                itl_seconds=itl,
+                itl_count=output - 1,
+                finished_reason="stop" if stopped else "length",
+            ),
+        )
         m.observe("vllm:request_time_per_output_token_seconds", itl, engine=ENGINE)
         m.observe("vllm:request_queue_time_seconds", queue, engine=ENGINE)
         m.observe("vllm:request_prefill_time_seconds", prefill, engine=ENGINE)
@@ -314,3 +361,65 @@ class TrafficModel:
     def tokens_per_second(self) -> float:
         """Expected prompt + output tokens per second of the whole model at the current rate."""
         return self.rate * self.mix.mean_tokens()
+
+
+@dataclass(frozen=True)
+class SteadyTraffic:
+    """A steady stream at exact per-second rates, with the latency every request (or generated token,
+    for ITL) sees: for tests that compare the sidecar's figures with the rates they set."""
+
+    prompt_tokens_per_second: float = 0.0
+    generation_tokens_per_second: float = 0.0
+    requests_per_second: float = 0.0
+    prefix_hit_ratio: float = 0.0
+    """Share of the prompt tokens served from the prefix cache."""
+    e2e_seconds: float = 0.25
+    """End-to-end latency of every request."""
+    ttft_seconds: float = 0.02
+    """Time to first token of every request."""
+    itl_seconds: float = 0.015
+    """Latency of every generated token after the first."""
+
+
+class SteadyReplica:
+    """One vLLM server under :class:`SteadyTraffic`: no randomness, every series moves at its rate
+    from ``template`` (a real scrape), accounted up to the instant of each scrape. Thread-safe."""
+
+    def __init__(self, template: str, *, now: float, model_name: str = "tiny") -> None:
+        self.metrics = VllmExposition(model_name, started_at=now, text=template)
+        self._traffic = SteadyTraffic()
+        self._clock = now
+        self._lock = threading.Lock()
+
+    def set_traffic(self, traffic: SteadyTraffic, now: float) -> None:
+        """From ``now`` on, the series move at these rates (what was served so far stays counted)."""
+        with self._lock:
+            self._advance(now)
+            self._traffic = traffic
+
+    def scrape(self, now: float) -> str:
+        """The `/metrics` text at ``now``."""
+        with self._lock:
+            self._advance(now)
+            return self.metrics.text()
+
+    def _advance(self, now: float) -> None:
+        seconds, t = now - self._clock, self._traffic
+        if seconds <= 0:
+            return
+        self._clock = now
+        prompt = t.prompt_tokens_per_second * seconds
+        generated = t.generation_tokens_per_second * seconds
+        served(
+            self.metrics,
+            Served(
+                requests=t.requests_per_second * seconds,
+                prompt_tokens=prompt,
+                generation_tokens=generated,
+                cached_tokens=prompt * t.prefix_hit_ratio,
+                e2e_seconds=t.e2e_seconds,
+                ttft_seconds=t.ttft_seconds,
+                itl_seconds=t.itl_seconds,
+                itl_count=generated,
+            ),
+        )

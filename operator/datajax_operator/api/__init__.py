@@ -3,6 +3,7 @@
 from datajax_operator.api.constants import (
     API_VERSION,
     COST_CEILING_BREACHED,
+    DEVICES_MATCH,
     GROUP,
     KIND,
     LATENCY_SLO_BREACHED,
@@ -43,6 +44,7 @@ from datajax_operator.api.status import (
 __all__ = [
     "API_VERSION",
     "COST_CEILING_BREACHED",
+    "DEVICES_MATCH",
     "GROUP",
     "KIND",
     "LATENCY_SLO_BREACHED",

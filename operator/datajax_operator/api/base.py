@@ -20,7 +20,7 @@ class SpecModel(BaseModel):
 
 
 class StatusModel(BaseModel):
-    """Base of status models: camelCase aliases; unknown keys ignored so an older operator can read a "
-    "newer status."""
+    """Base of status models: camelCase aliases; unknown keys ignored so an older operator can read a
+    newer status."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")

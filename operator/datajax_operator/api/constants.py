@@ -29,6 +29,10 @@ METRICS_AVAILABLE: Final = "MetricsAvailable"
 PLAN_REGISTERED: Final = "PlanRegistered"
 """The sidecar reports the DataJAX plan registered with tpu-inference (only set when a plan is given)."""
 
+DEVICES_MATCH: Final = "DevicesMatch"
+"""The TPU devices JAX enumerated in every serving pod match the planned slice (only set when a plan is
+given; False with reason Mismatch needs a person: vLLM keeps serving on the devices it found)."""
+
 COST_CEILING_BREACHED: Final = "CostCeilingBreached"
 """Measured $/Mtok stayed above the ceiling for the whole window.
 
@@ -44,16 +48,5 @@ ceiling at the measured demand (only set with spec.scaling); False with reason C
 figures when none does, and spec.scaling.policy decides which bound gives."""
 
 READY: Final = "Ready"
-"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on "
-    "it."""
-
-CONDITION_TYPES: Final = (
-    SPEC_VALID,
-    WORKLOAD_AVAILABLE,
-    METRICS_AVAILABLE,
-    PLAN_REGISTERED,
-    COST_CEILING_BREACHED,
-    LATENCY_SLO_BREACHED,
-    SCALING_FEASIBLE,
-    READY,
-)
+"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on
+it."""

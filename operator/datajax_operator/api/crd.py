@@ -119,8 +119,8 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _with_field_facts(target: dict[str, Any], field: dict[str, Any]) -> dict[str, Any]:
-    """A referenced or unwrapped schema, with the description, default and extensions of the field using "
-    "it."""
+    """A referenced or unwrapped schema, with the description, default and extensions of the field using
+    it."""
     merged = dict(target)
     for key, value in field.items():
         if key in ("$ref", "anyOf", "title"):

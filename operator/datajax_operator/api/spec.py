@@ -8,6 +8,7 @@ Lengths and list sizes are bounded so the API server can bound the cost of those
 
 from typing import Annotated, Literal
 
+import durationpy
 from pydantic import Field, field_validator
 
 from datajax_operator.api.base import SpecModel
@@ -521,18 +522,21 @@ class PlanRefs(SpecModel):
         default=None,
         description="ConfigMap key holding the wave-spec summary from datajax-export-wavespec. The operator "
         "reads it to derive serving defaults (prefix caching, chunk size, KV-cache dtype; explicit serving "
-        "fields win) and re-reads it at every resync; also mounted as /etc/datajax/plan/wavespec.json.",
+        "fields win) and re-reads it at every periodic pass.",
     )
 
 
-_SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3600}
 DURATION = r"^[1-9][0-9]{0,4}(s|m|h)$"
 """A duration as the API takes it: a number and a unit s, m or h (e.g. 10m)."""
 
 
 def duration_seconds(text: str) -> int:
-    """Seconds in a validated duration such as `10m` (a number and a unit s, m or h)."""
-    return int(text[:-1]) * _SECONDS_PER_UNIT[text[-1]]
+    """Whole seconds in a duration such as `10m` or `1h30m` (the Kubernetes client's own Go-duration
+    parser, durationpy); ValueError when the text is not a duration."""
+    try:
+        return int(durationpy.from_str(text).total_seconds())
+    except durationpy.DurationError as err:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 10m, 1h)") from err
 
 
 class Cost(SpecModel):

@@ -118,8 +118,8 @@ class MetricsStatus(StatusModel):
     )
     @classmethod
     def _readable(cls, value: float | None) -> float | None:
-        """Printer columns show numbers verbatim: keep 3 decimals, and drop NaN (no traffic) rather than "
-        "lie."""
+        """Printer columns show numbers verbatim: keep 3 decimals, and drop NaN (no traffic) rather than
+        lie."""
         return _round(value, 3)
 
 

@@ -9,14 +9,14 @@ left out is unknown, never a silently kept default.
 """
 
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from datajax_operator.api.spec import Pricing, duration_seconds
-from datajax_operator.api.tpu import CATALOG
+from datajax_operator.api.tpu import CATALOG, GENERATIONS
 
 VLLM_TPU_IMAGE: Final = "vllm/vllm-tpu:v0.29.0"
 """Pinned vLLM TPU release (tpu-inference backend); also the base of the runtime image."""
@@ -36,22 +36,42 @@ def _catalog_prices() -> dict[str, dict[Pricing, float]]:
 DEFAULT_PRICES: Final[dict[str, dict[Pricing, float]]] = _catalog_prices()
 
 
+_PINNED: Final[dict[str, Any]] = {"not": {"pattern": ":latest$"}}
+_GENERATION_PATTERN: Final = "^(" + "|".join(GENERATIONS) + ")$"
+
+
 class OperatorConfig(BaseModel):
-    """Settings of one operator installation (the Helm chart mounts them from a ConfigMap)."""
+    """Settings of one operator installation (the Helm chart mounts them from a ConfigMap).
+
+    The chart's values.schema.json `config` object is generated from this model (`make crd`,
+    tools/values_schema.py), so helm refuses what the operator would refuse."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
     runtime_image: str = Field(
-        default=RUNTIME_IMAGE, min_length=1, description="Image with datajax-sidecar and the vLLM plugin."
+        default=RUNTIME_IMAGE,
+        min_length=1,
+        json_schema_extra=_PINNED,
+        description="Image with datajax-sidecar and the vLLM plugin (a pinned tag or digest, never latest).",
     )
     vllm_image: str = Field(
-        default=VLLM_TPU_IMAGE, min_length=1, description="vLLM TPU image used when no plan bundle is given."
+        default=VLLM_TPU_IMAGE,
+        min_length=1,
+        json_schema_extra=_PINNED,
+        description="vLLM TPU image used when no plan bundle is given (a pinned tag or digest, never "
+        "latest).",
     )
     prices: dict[str, dict[Pricing, Annotated[float, Field(gt=0)]]] = Field(
         default_factory=lambda: {gen: dict(tiers) for gen, tiers in DEFAULT_PRICES.items()},
+        json_schema_extra={"propertyNames": {"pattern": _GENERATION_PATTERN}},
         description="generation -> pricing tier -> US dollars per chip-hour.",
     )
-    sidecar_port: int = Field(default=9400, ge=1, le=65535, description="Port of the sidecar's /metrics.")
+    sidecar_port: int = Field(
+        default=9400,
+        ge=1024,
+        le=65535,
+        description="Port of the sidecar's /metrics (1024 or above: the sidecar runs as a non-root user).",
+    )
     sidecar_interval: str = Field(
         default="5s", pattern=r"^[1-9][0-9]{0,4}(s|m)$", description="How often the sidecar scrapes vLLM."
     )
@@ -61,6 +81,23 @@ class OperatorConfig(BaseModel):
         description="How often the operator reads every model's sidecars back into its status "
         "(`datajax-operator run --observe-interval` overrides it).",
     )
+
+    @field_validator("runtime_image", "vllm_image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        if image.endswith(":latest"):
+            raise ValueError(f"{image}: pin a tag or digest, never latest")
+        return image
+
+    @field_validator("prices")
+    @classmethod
+    def _known_generations(cls, prices: dict[str, dict[Pricing, float]]) -> dict[str, dict[Pricing, float]]:
+        unknown = sorted(set(prices) - set(GENERATIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown TPU generation(s) {', '.join(unknown)}; known: {', '.join(GENERATIONS)}"
+            )
+        return prices
 
     @property
     def observe_interval_seconds(self) -> float:

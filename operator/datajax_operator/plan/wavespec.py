@@ -28,15 +28,25 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from datajax_operator.api.errors import field_path
 from datajax_operator.plan.problems import Problem
 
 #: Where a serving value came from: the user's spec, the wave spec, or the built-in default.
 Source = Literal["spec", "wavespec", "default"]
 
 HEX_DIGIT_BUCKETS = 16
-SUMMARY_KEYS = ("count", "mean", "std", "min", "max", "p25", "p50", "p75", "p90", "p99")
 PERCENTILE_ORDER = ("min", "p25", "p50", "p75", "p90", "p99", "max")
 
 #: Below this share of requests reusing an earlier request's prefix, block hashing buys nothing.
@@ -76,33 +86,102 @@ class WaveSpecError(ValueError):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
-@dataclass(frozen=True)
-class NumericSummary:
-    """``summarise_numeric_column`` output: count, moments, extremes and five percentiles."""
+class _Export(BaseModel):
+    """A part of the exporter's JSON: unknown keys are ignored (a newer exporter may add some)."""
 
-    count: float
-    mean: float
-    std: float
-    min: float
-    max: float
-    p25: float
-    p50: float
-    p75: float
-    p90: float
-    p99: float
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-@dataclass(frozen=True)
-class Cohort:
+Count = Annotated[int, Field(ge=0)]
+Tokens = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class NumericSummary(_Export):
+    """``summarise_numeric_column`` output: count, moments, extremes and five percentiles (tokens)."""
+
+    count: Annotated[float, Field(ge=1, allow_inf_nan=False)]
+    mean: Tokens
+    std: Tokens
+    min: Tokens
+    max: Tokens
+    p25: Tokens
+    p50: Tokens
+    p75: Tokens
+    p90: Tokens
+    p99: Tokens
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NumericSummary:
+        ordered = [getattr(self, k) for k in PERCENTILE_ORDER]
+        if any(a > b for a, b in itertools.pairwise(ordered)):
+            raise ValueError("percentiles must not decrease: min <= p25 <= p50 <= p75 <= p90 <= p99 <= max")
+        return self
+
+
+class Cohort(_Export):
     prefix: str
-    count: int
-    bytes: int | None
+    count: Annotated[int, Field(ge=1)]
+    bytes: Count | None = None
 
 
-@dataclass(frozen=True)
-class Extent:
-    start_page: int
-    npages: int
+class Extent(_Export):
+    start_page: Count
+    npages: Annotated[int, Field(ge=1)]
+
+
+def _absent_summary(value: Any) -> Any:
+    """The exporter writes ``{}`` for a summary whose column was absent."""
+    return None if value == {} else value
+
+
+Summary = Annotated[NumericSummary | None, BeforeValidator(_absent_summary)]
+
+
+class _Meta(_Export):
+    row_count: Count
+    page_bits: Count
+    approx_bytes: Count | None = None
+    key_column: str | None = None
+    prefix_len: Annotated[int, Field(ge=1)] | None = None
+    chunk_len_column: str | None = None
+    chunk_len_summary: Summary = None
+    window_column: str | None = None
+    window_summary: Summary = None
+
+
+class _Document(_Export):
+    """The whole ``datajax-export-wavespec`` document, as pydantic validates it."""
+
+    pack_order: list[str] = []
+    cohorts: list[Cohort] = []
+    extents: list[Extent] = []
+    meta: _Meta
+    prefix_histogram: dict[Annotated[str, Field(pattern=r"^[1-9][0-9]*$")], Count] = {}
+
+    @field_validator("prefix_histogram")
+    @classmethod
+    def _fits_and_grows(cls, histogram: dict[str, int]) -> dict[str, int]:
+        ordered = sorted((int(depth), distinct) for depth, distinct in histogram.items())
+        for depth, distinct in ordered:
+            if distinct > HEX_DIGIT_BUCKETS**depth:
+                raise ValueError(
+                    f"depth {depth}: {distinct} distinct prefixes cannot fit in {depth} hex digits"
+                )
+        if any(a[1] > b[1] for a, b in itertools.pairwise(ordered)):
+            raise ValueError("distinct prefixes must not decrease with depth")
+        return histogram
+
+    @model_validator(mode="after")
+    def _within_rows(self) -> _Document:
+        rows = self.meta.row_count
+        over = [depth for depth, distinct in self.prefix_histogram.items() if distinct > rows]
+        if over:
+            raise ValueError(
+                f"prefix_histogram: distinct prefixes at depth {', '.join(over)} exceed meta.row_count {rows}"
+            )
+        if sum(c.count for c in self.cohorts) > rows:
+            raise ValueError(f"cohorts: counts sum past meta.row_count {rows}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -173,59 +252,15 @@ class PrefixReuse:
 # --------------------------------------------------------------------------------------------- parsing
 
 
-class _Reader:
-    """Collects every problem in one pass so the user fixes the export once, not field by field."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def bad(self, field: str, message: str) -> None:
-        self.problems.append(Problem(field, message))
-
-    def integer(self, value: Any, field: str, *, minimum: int = 0, optional: bool = False) -> int | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.bad(field, f"expected an integer, got {value!r}")
-            return None
-        if value < minimum:
-            self.bad(field, f"must be >= {minimum}, got {value}")
-            return None
-        return value
-
-    def text(self, value: Any, field: str) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.bad(field, f"expected a string, got {value!r}")
-            return None
-        return value
-
-    def summary(self, value: Any, field: str) -> NumericSummary | None:
-        if value is None or value == {}:
-            return None
-        if not isinstance(value, Mapping):
-            self.bad(field, f"expected an object with {', '.join(SUMMARY_KEYS)}")
-            return None
-        numbers: dict[str, float] = {}
-        for key in SUMMARY_KEYS:
-            raw = value.get(key)
-            if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-                self.bad(f"{field}.{key}", f"expected a finite number, got {raw!r}")
-                continue
-            numbers[key] = float(raw)
-        if len(numbers) != len(SUMMARY_KEYS):
-            return None
-        ordered = [numbers[k] for k in PERCENTILE_ORDER]
-        if any(a > b for a, b in itertools.pairwise(ordered)):
-            self.bad(field, "percentiles must not decrease: min <= p25 <= p50 <= p75 <= p90 <= p99 <= max")
-            return None
-        if numbers["count"] < 1 or numbers["std"] < 0 or numbers["min"] < 0:
-            self.bad(field, "count must be >= 1, std and min >= 0 (lengths in tokens)")
-            return None
-        return NumericSummary(**numbers)
+def _problems(error: ValidationError) -> list[Problem]:
+    """pydantic's errors as problems on ``waveSpec.<path>`` (a dict key's error names the key; a check
+    across fields names them in its message)."""
+    problems = []
+    for e in error.errors():
+        loc = [part for part in e["loc"] if part != "[key]"]
+        field = f"waveSpec.{field_path(loc)}" if loc else "waveSpec"
+        problems.append(Problem(field, e["msg"].removeprefix("Value error, ")))
+    return problems
 
 
 def parse_wavespec(document: Mapping[str, Any] | str | bytes) -> WaveSpec:
@@ -238,100 +273,28 @@ def parse_wavespec(document: Mapping[str, Any] | str | bytes) -> WaveSpec:
             raise WaveSpecError([Problem("waveSpec", f"not JSON: {exc}")]) from exc
     if not isinstance(document, Mapping):
         raise WaveSpecError([Problem("waveSpec", "expected a JSON object")])
-    r = _Reader()
-    meta = document.get("meta")
-    if not isinstance(meta, Mapping):
-        r.bad("waveSpec.meta", "missing: every datajax-export-wavespec output has a meta object")
-        raise WaveSpecError(r.problems)
-
-    pack_raw = document.get("pack_order", [])
-    pack_order: list[str] = []
-    if isinstance(pack_raw, list):
-        pack_order = [s for i, x in enumerate(pack_raw) if (s := r.text(x, f"waveSpec.pack_order[{i}]"))]
-    else:
-        r.bad("waveSpec.pack_order", "expected a list of column names")
-
-    cohorts: list[Cohort] = []
-    for i, raw in enumerate(_list(r, document.get("cohorts", []), "waveSpec.cohorts")):
-        field = f"waveSpec.cohorts[{i}]"
-        if not isinstance(raw, Mapping):
-            r.bad(field, "expected {prefix, count, bytes}")
-            continue
-        prefix = r.text(raw.get("prefix"), f"{field}.prefix")
-        count = r.integer(raw.get("count"), f"{field}.count", minimum=1)
-        size = r.integer(raw.get("bytes"), f"{field}.bytes", optional=True)
-        if prefix is not None and count is not None:
-            cohorts.append(Cohort(prefix, count, size))
-
-    extents: list[Extent] = []
-    for i, raw in enumerate(_list(r, document.get("extents", []), "waveSpec.extents")):
-        field = f"waveSpec.extents[{i}]"
-        if not isinstance(raw, Mapping):
-            r.bad(field, "expected {start_page, npages}")
-            continue
-        start = r.integer(raw.get("start_page"), f"{field}.start_page")
-        npages = r.integer(raw.get("npages"), f"{field}.npages", minimum=1)
-        if start is not None and npages is not None:
-            extents.append(Extent(start, npages))
-
-    row_count = r.integer(meta.get("row_count"), "waveSpec.meta.row_count")
-    page_bits = r.integer(meta.get("page_bits"), "waveSpec.meta.page_bits")
-    approx_bytes = r.integer(meta.get("approx_bytes"), "waveSpec.meta.approx_bytes", optional=True)
-    prefix_len = r.integer(meta.get("prefix_len"), "waveSpec.meta.prefix_len", minimum=1, optional=True)
-
-    histogram: list[tuple[int, int]] = []
-    hist_raw = document.get("prefix_histogram", {})
-    if not isinstance(hist_raw, Mapping):
-        r.bad("waveSpec.prefix_histogram", 'expected {"<depth>": <distinct prefixes>}')
-        hist_raw = {}
-    for key, raw in hist_raw.items():
-        field = f"waveSpec.prefix_histogram.{key}"
-        depth = int(key) if isinstance(key, str) and key.isdigit() and int(key) > 0 else None
-        if depth is None:
-            r.bad(field, "depth keys are positive integers")
-            continue
-        distinct = r.integer(raw, field)
-        if distinct is None:
-            continue
-        if distinct > HEX_DIGIT_BUCKETS**depth:
-            r.bad(field, f"{distinct} distinct prefixes cannot fit in {depth} hex digits")
-        elif row_count is not None and distinct > row_count:
-            r.bad(field, f"{distinct} distinct prefixes exceed meta.row_count {row_count}")
-        else:
-            histogram.append((depth, distinct))
-    histogram.sort()
-    if any(a[1] > b[1] for a, b in itertools.pairwise(histogram)):
-        r.bad("waveSpec.prefix_histogram", "distinct prefixes must not decrease with depth")
-
-    if row_count is not None and sum(c.count for c in cohorts) > row_count:
-        r.bad("waveSpec.cohorts", f"cohort counts sum past meta.row_count {row_count}")
-
-    chunk = r.summary(meta.get("chunk_len_summary"), "waveSpec.meta.chunk_len_summary")
-    window = r.summary(meta.get("window_summary"), "waveSpec.meta.window_summary")
-    if r.problems or row_count is None or page_bits is None:
-        raise WaveSpecError(r.problems)
+    try:
+        doc = _Document.model_validate(document)
+    except ValidationError as err:
+        raise WaveSpecError(_problems(err)) from None
+    meta = doc.meta
     return WaveSpec(
-        pack_order=tuple(pack_order),
-        cohorts=tuple(cohorts),
-        extents=tuple(extents),
-        page_bits=page_bits,
-        row_count=row_count,
-        approx_bytes=approx_bytes,
-        key_column=r.text(meta.get("key_column"), "waveSpec.meta.key_column"),
-        prefix_len=prefix_len,
-        chunk_len_column=r.text(meta.get("chunk_len_column"), "waveSpec.meta.chunk_len_column"),
-        chunk_len=chunk,
-        window_column=r.text(meta.get("window_column"), "waveSpec.meta.window_column"),
-        window=window,
-        prefix_histogram=tuple(histogram),
+        pack_order=tuple(doc.pack_order),
+        cohorts=tuple(doc.cohorts),
+        extents=tuple(doc.extents),
+        page_bits=meta.page_bits,
+        row_count=meta.row_count,
+        approx_bytes=meta.approx_bytes,
+        key_column=meta.key_column,
+        prefix_len=meta.prefix_len,
+        chunk_len_column=meta.chunk_len_column,
+        chunk_len=meta.chunk_len_summary,
+        window_column=meta.window_column,
+        window=meta.window_summary,
+        prefix_histogram=tuple(
+            sorted((int(depth), distinct) for depth, distinct in doc.prefix_histogram.items())
+        ),
     )
-
-
-def _list(r: _Reader, value: Any, field: str) -> list[Any]:
-    if isinstance(value, list):
-        return value
-    r.bad(field, "expected a list")
-    return []
 
 
 # ----------------------------------------------------------------------------------------- estimates

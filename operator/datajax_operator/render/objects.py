@@ -4,8 +4,8 @@ and the replica count the cost enforcement allows.
 Children: the sidecar settings ConfigMap, the workload (a Deployment for a single-host slice, a
 LeaderWorkerSet of size = hosts for a multi-host slice) and a Service in front of the serving (leader)
 pods. A plan bundle is not copied into a ConfigMap of ours: the user's ConfigMap is mounted directly
-(see `pod._volumes`), so the operator needs no read access to ConfigMap data and a new bundle name
-rolls the pods.
+(see `pod._volumes`), so the bundle never passes through the operator (the only user ConfigMap data it
+reads is the wave spec it plans with, `spec.plan.waveSpecRef`) and a new bundle name rolls the pods.
 """
 
 import hashlib

@@ -31,7 +31,6 @@ SIDECAR_CONTAINER: Final = "datajax-sidecar"
 RUN_DIR: Final = "/var/run/datajax"
 PLAN_DIR: Final = "/etc/datajax/plan"
 PLAN_BUNDLE: Final = f"{PLAN_DIR}/bundle.json"
-WAVE_SPEC: Final = f"{PLAN_DIR}/wavespec.json"
 PLAN_STATUS: Final = f"{RUN_DIR}/plan-status.json"
 SIDECAR_SETTINGS_DIR: Final = "/etc/datajax/sidecar"
 SIDECAR_SETTINGS_KEY: Final = "settings.json"
@@ -125,9 +124,8 @@ def _vllm_env(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Rol
 
 
 def _mounts_plan(model: DataJaxModel) -> bool:
-    return model.spec.plan is not None and bool(
-        model.spec.plan.config_map_ref or model.spec.plan.wave_spec_ref
-    )
+    """A plan bundle is mounted; the wave spec is not (the operator reads it to plan)."""
+    return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
 
 
 def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
@@ -294,11 +292,6 @@ def _volumes(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any]
             ref = spec.plan.config_map_ref
             sources.append(
                 {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "bundle.json"}]}}
-            )
-        if spec.plan is not None and spec.plan.wave_spec_ref is not None:
-            ref = spec.plan.wave_spec_ref
-            sources.append(
-                {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "wavespec.json"}]}}
             )
         volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
     volumes.extend(storage.volumes(model, plan))

@@ -1,5 +1,6 @@
 """Pure status evaluation: observations + plan + now -> conditions and status (no I/O here)."""
 
+from datajax_operator.status.actions import Action
 from datajax_operator.status.aggregate import ModelFigures, aggregate
 from datajax_operator.status.autoscale import ScaleDecision, decide_scale
 from datajax_operator.status.conditions import (
@@ -10,13 +11,14 @@ from datajax_operator.status.conditions import (
     transitions,
 )
 from datajax_operator.status.evaluate import Evaluation, check_reason, evaluate
-from datajax_operator.status.judge import Action, Judgement, judge
+from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import (
     Observations,
     SidecarFigures,
     SidecarScrape,
     WorkloadObservation,
 )
+from datajax_operator.status.recent import Recent
 
 __all__ = [
     "Action",
@@ -24,6 +26,7 @@ __all__ = [
     "Judgement",
     "ModelFigures",
     "Observations",
+    "Recent",
     "ScaleDecision",
     "SidecarFigures",
     "SidecarScrape",

@@ -48,6 +48,7 @@ from datajax_operator.plan.roofline import (
     SEED_EFFICIENCY,
     Roofline,
 )
+from datajax_operator.status.actions import Action
 from datajax_operator.status.capacity_fit import (
     LEARNED_AFTER,
     FitState,
@@ -56,7 +57,6 @@ from datajax_operator.status.capacity_fit import (
     saturated_bound,
 )
 from datajax_operator.status.conditions import Verdict
-from datajax_operator.status.judge import Action
 from datajax_operator.status.observations import SidecarScrape
 
 SATURATED: Final = 2.0

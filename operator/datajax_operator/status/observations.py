@@ -40,6 +40,8 @@ class SidecarFigures:
     """None when the sidecar reports no plan (it was started without --plan-status)."""
     plan_reason: str | None = None
     """The reason the vLLM plugin gave (CamelCase), from datajax_plan_info."""
+    devices_match: bool | None = None
+    """The plugin's start-up device check, from datajax_devices_match; None until a check ran."""
     xla_cache_hit: bool | None = None
     """datajax_xla_cache_hit: the pod started with compiled programs (None: not exported)."""
     startup_seconds: float | None = None

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from datajax_operator.api.constants import LATENCY_SLO_BREACHED, SPEC_VALID
+from datajax_operator.api.spec import duration_seconds
 from datajax_operator.status.summary import EventLine, Figure, ModelSummary
 
 DASH = "—"
 PLANNED = "(planned)"
 """Marks a figure taken from the plan (the provisioned price), not measured by the sidecars."""
-_UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def age(then: datetime | None, now: datetime) -> str:
@@ -48,10 +48,12 @@ def age(then: datetime | None, now: datetime) -> str:
 
 
 def window_seconds(window: str) -> int | None:
-    """spec.cost.window (a number and s, m or h) in seconds."""
-    if len(window) < 2 or window[-1] not in _UNITS or not window[:-1].isdigit():
+    """spec.cost.window in seconds; None when the stored text is not a duration (the screen shows any
+    object, valid or not)."""
+    try:
+        return duration_seconds(window)
+    except ValueError:
         return None
-    return int(window[:-1]) * _UNITS[window[-1]]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:

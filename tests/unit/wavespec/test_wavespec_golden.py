@@ -6,12 +6,12 @@ Regenerate after an intended change with ``DATAJAX_UPDATE_GOLDEN=1`` and review 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.golden import check_golden
 
 from datajax_operator.plan.wavespec import (
     KvBudget,
@@ -45,10 +45,7 @@ def _outcome(case: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str) -> None:
     got = _outcome(CASES[name])
-    golden = HERE / f"{name}.golden.json"
-    if os.environ.get("DATAJAX_UPDATE_GOLDEN") == "1":
-        golden.write_text(json.dumps(got, indent=2) + "\n")
-    assert got == json.loads(golden.read_text())
+    check_golden(HERE / f"{name}.golden.json", json.dumps(got, indent=2) + "\n")
 
 
 def test_shared_system_prompts_turn_prefix_caching_on_and_chunk_covers_p90() -> None:

@@ -58,10 +58,23 @@ def test_every_bad_field_is_named() -> None:
     fields = [p.field for p in err.value.problems]
     assert fields == [
         "waveSpec.meta.row_count",
-        "waveSpec.prefix_histogram.1",
-        "waveSpec.prefix_histogram.x",
         "waveSpec.meta.chunk_len_summary",
+        "waveSpec.prefix_histogram.x",
     ]
+    # the histogram's own rules run once its depths are numbers
+    doc["prefix_histogram"] = {"1": 17, "2": 3}
+    meta["row_count"], meta["chunk_len_summary"] = 48213, {}
+    with pytest.raises(WaveSpecError) as err:
+        parse_wavespec(doc)
+    assert [str(p) for p in err.value.problems] == [
+        "waveSpec.prefix_histogram: depth 1: 17 distinct prefixes cannot fit in 1 hex digits"
+    ]
+    doc["prefix_histogram"] = {"1": 16, "2": 3}
+    with pytest.raises(WaveSpecError, match="must not decrease with depth"):
+        parse_wavespec(doc)
+    doc["prefix_histogram"], meta["row_count"] = {"1": 16}, 10
+    with pytest.raises(WaveSpecError, match=r"depth 1 exceed meta\.row_count 10"):
+        parse_wavespec(doc)
 
 
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"cohorts": []}'])
