@@ -160,8 +160,32 @@ def kv_cache_tokens(plan: Plan, shape: dict[str, Any], kv_bytes: int, max_model_
     return max(max_model_len, int(reserve // per_token_per_chip))
 
 
+STAGE_TOPOLOGIES: Final = {2: {1: "1x1", 4: "2x2", 8: "2x4"}, 3: {1: "1x1x1", 4: "2x2x1", 8: "2x2x2"}}
+"""A topology name for one pipeline stage's chips, by the generation's topology dimensions (the shapes
+of one host: GKE's single-host slices, DESIGN §4)."""
+
+
+def stage_target(plan: Plan, shape: dict[str, Any]) -> tuple[str, int, dict[str, Any]]:
+    """What one compile covers: the whole slice, or, when the plan pipelines across hosts, ONE stage —
+    its share of the layers on one stage's chips (each stage holds only its layers and their KV cache;
+    stages are alike, so one compile speaks for all). Returns (topology, chips, shape)."""
+    p, pp = plan.placement, plan.mesh.pipeline_parallel
+    if pp == 1:
+        return p.topology, p.chips, shape
+    stage_chips = p.chips // pp
+    dims = p.topology.count("x") + 1
+    topology = STAGE_TOPOLOGIES.get(dims, {}).get(stage_chips)
+    if topology is None:
+        raise GateError(
+            f"a pipeline stage of {stage_chips} chip(s) of {p.generation} {p.topology} has no single-host "
+            "topology to compile for"
+        )
+    layers = -(-int(shape["layers"]) // pp)  # the largest stage: stages take whole layers
+    return topology, stage_chips, shape | {"layers": layers}
+
+
 def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> dict[str, Any]:
-    """The child's request: everything it compiles, from the plan."""
+    """The child's request: everything it compiles, from the plan (one stage of a pipelined plan)."""
     dtype = spec.model.dtype or shape.get("dtype") or "bfloat16"
     if dtype not in WEIGHT_BYTES:
         raise GateError(
@@ -171,9 +195,10 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
     kv_dtype = str(_decided(plan, FLAG_KV_CACHE_DTYPE))
     kv_bytes = 1 if kv_dtype == "fp8" else WEIGHT_BYTES[dtype]
     p = plan.placement
+    topology, chips, shape = stage_target(plan, shape)
     model = {k: v for k, v in shape.items() if k not in ("source", "dtype")} | {"dtype": dtype}
     return {
-        "topology": f"{LIBTPU_GENERATION[p.generation]}:{p.topology}",
+        "topology": f"{LIBTPU_GENERATION[p.generation]}:{topology}",
         "mesh": {"data": plan.mesh.data_parallel, "model": plan.mesh.tensor_parallel},
         "model": model,
         "serving": {
@@ -184,8 +209,8 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
             "pageSize": PAGE_SIZE,
         },
         "kvCacheTokens": kv_cache_tokens(plan, shape, kv_bytes, spec.model.max_model_len),
-        "hbmBytesPerChip": p.hbm_bytes_per_device,
-        "chips": p.chips,
+        "hbmBytesPerChip": p.hbm_bytes_per_device * p.devices_per_chip,
+        "chips": chips,
         "usableFraction": HBM_USABLE_FRACTION,
     }
 
