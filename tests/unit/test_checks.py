@@ -269,7 +269,8 @@ def test_good_neighbours_pass(name: str, changes: dict[str, Any]) -> None:
     plan = make_plan(model, CONFIG)
     tpu = model.spec.tpu
     assert (plan.placement.generation, plan.placement.topology) == (tpu.generation, tpu.topology)
-    assert plan.mesh.tensor_parallel * plan.mesh.data_parallel == plan.placement.chips
+    m = plan.mesh
+    assert m.tensor_parallel * m.data_parallel * m.pipeline_parallel == plan.placement.devices
     assert all(arg in plan.vllm_args for arg in model.spec.serving.extra_args)
     assert all(w.severity == "warning" for w in plan.warnings), plan.warnings
 

@@ -35,7 +35,6 @@ def problems_for(*extra: str) -> list[tuple[str, str]]:
         (["--no_enable_prefix_caching"], "--enable-prefix-caching"),
         (["--kv_cache_dtype=fp8"], "--kv-cache-dtype"),
         (["--served_model_name", "other"], "--served-model-name"),
-        (["-pp", "2"], "--pipeline-parallel-size"),
     ],
 )
 def test_alias_of_a_derived_flag_is_refused_naming_the_field(extra: list[str], derived: str) -> None:
@@ -80,3 +79,11 @@ def test_destinations_come_from_the_recorded_parser() -> None:
     assert dests_set_by(["-tp", "2", "--seed=1"]) == {"tensor_parallel_size", "seed"}
     with pytest.raises(FlagError):
         dests_set_by(["--max-num"])  # ambiguous: --max-num-seqs, --max-num-batched-tokens, ...
+
+
+def test_the_pipeline_short_flag_is_refused_as_a_managed_flag() -> None:
+    """`-pp` is itself in the managed list (the plan sets pipeline parallelism), so the admission rule's
+    Python form refuses it, naming the list."""
+    problems = problems_for("--seed=1", "-pp", "2")
+    assert [field for field, _ in problems] == ["spec.serving.extraArgs"]
+    assert "-pp" in problems[0][1]
