@@ -196,7 +196,8 @@ def test_example_gets_its_children_and_status(
         plan.cost.breakeven_tokens_per_second, abs=1e-3
     )
     # no sidecar endpoint exists (no kubelet runs the pods): nothing to judge, and said so
-    assert conditions["MetricsAvailable"]["reason"] == "NoEndpoints"
+    # No sidecar answers in this tier: no endpoints yet, or kwok's Ready pods listed but not scraped.
+    assert conditions["MetricsAvailable"]["reason"] in ("NoEndpoints", "ScrapeFailed")
     assert conditions["CostCeilingBreached"]["status"] == "Unknown"
     assert conditions["CostCeilingBreached"]["reason"] == "NoMetrics"
 
