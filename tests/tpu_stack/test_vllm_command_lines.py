@@ -51,7 +51,7 @@ def expected_engine(model: DataJaxModel, plan: Plan) -> dict[str, Any]:
         "revision": spec.model.revision,
         "tensor_parallel_size": plan.mesh.tensor_parallel,
         "data_parallel_size": plan.mesh.data_parallel,
-        "pipeline_parallel_size": 1,
+        "pipeline_parallel_size": plan.mesh.pipeline_parallel,
         "max_model_len": spec.model.max_model_len,
         "max_num_batched_tokens": decided[FLAG_MAX_NUM_BATCHED_TOKENS],
         "max_num_seqs": spec.serving.max_num_seqs,
