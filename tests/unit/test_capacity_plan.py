@@ -9,9 +9,9 @@ import pytest
 import yaml
 from djm_fixtures import ROOT, model_with
 
+from datajax_operator.api.tpu import CATALOG
 from datajax_operator.cli import main
 from datajax_operator.plan import OperatorConfig, make_plan
-from datajax_operator.plan.roofline import CHIP_PERFORMANCE
 
 LLAMA_8B: dict[str, Any] = {"name": "m", "parametersBillions": 8, "dtype": "bfloat16"}
 
@@ -20,12 +20,12 @@ def test_roofline_of_an_8b_model_on_v6e_2x4_from_the_chip_figures() -> None:
     plan = make_plan(model_with(model=LLAMA_8B), OperatorConfig())
     assert plan.capacity is not None and plan.capacity.roofline is not None
     roof = plan.capacity.roofline
-    chip = CHIP_PERFORMANCE["v6e"]
+    chip = CATALOG["v6e"]
     # prefill: 8 chips x 918 TFLOP/s over 2 FLOPs x 8e9 parameters
-    assert roof.prefill_tokens_per_second == pytest.approx(8 * chip.bf16_flops / (2 * 8e9))
+    assert roof.prefill_tokens_per_second == pytest.approx(8 * chip.peak_bf16_flops_per_chip / (2 * 8e9))
     assert roof.prefill_tokens_per_second == pytest.approx(459_000)
     # decode without the KV-cache hints: 256 sequences per read of 16 GB at 8 x 1640 GB/s
-    assert chip.hbm_bytes_per_second == 1640e9
+    assert chip.hbm_bandwidth_bytes_per_second == 1640e9
     assert roof.decode_bound == "memory" and roof.kv_bytes_per_token is None
     assert roof.decode_tokens_per_second == pytest.approx(256 * 8 * 1640e9 / 16e9)
 

@@ -12,11 +12,11 @@ from datajax_operator.plan.catalog import Placement
 from datajax_operator.plan.cost import CostPlan, breakeven_tokens_per_second
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.roofline import (
-    CHIP_PERFORMANCE,
     DEFAULT_OUTPUT_TOKENS,
     DEFAULT_PROMPT_TOKENS,
     SEED_EFFICIENCY,
     Roofline,
+    performance_source,
     roofline,
 )
 
@@ -85,7 +85,6 @@ def capacity_plan(
     spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan, cost: CostPlan
 ) -> CapacityPlan:
     """The capacity model of one slice of this plan."""
-    chip = CHIP_PERFORMANCE.get(placement.generation)
     slice_usd_per_hour = placement.chips * cost.usd_per_chip_hour
     return CapacityPlan(
         roofline=roofline(spec, placement, mesh),
@@ -93,5 +92,5 @@ def capacity_plan(
             slice_usd_per_hour, cost.ceiling_usd_per_million_tokens
         ),
         basis=spec.cost.basis,
-        source=chip.source if chip is not None else f"no chip figures for {placement.generation}",
+        source=performance_source(placement.generation),
     )

@@ -7,7 +7,7 @@ that need the catalog: tensor parallelism against the model's heads, and weights
 from typing import Final
 
 from datajax_operator.api.rules import MANAGED_VLLM_FLAGS, broken_rules
-from datajax_operator.api.spec import DataJaxModelSpec
+from datajax_operator.api.spec import DataJaxModelSpec, ModelSource
 from datajax_operator.plan.catalog import GB, Placement
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
@@ -69,16 +69,22 @@ def _dp_for(heads: int, tp: int) -> int:
     return tp
 
 
+def weight_bytes(model: ModelSource) -> float | None:
+    """Bytes of the weights (parametersBillions x bytes per parameter of model.dtype); None without both."""
+    if model.parameters_billions is None or model.dtype is None:
+        return None
+    return model.parameters_billions * 1e9 * BYTES_PER_PARAMETER[model.dtype]
+
+
 def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> list[Problem]:
     """Weights must fit in the HBM of one engine with room left for the KV cache.
 
     Each data-parallel engine holds a full copy of the weights over its tp x pp devices; HBM is counted
     per JAX device (half a chip on TPU7x, tpu-inference `get_device_hbm_limit`).
     """
-    params, dtype = spec.model.parameters_billions, spec.model.dtype
-    if params is None or dtype is None:
+    params, dtype, weights = spec.model.parameters_billions, spec.model.dtype, weight_bytes(spec.model)
+    if params is None or dtype is None or weights is None:
         return []
-    weights = params * 1e9 * BYTES_PER_PARAMETER[dtype]
     engine_devices = mesh.tensor_parallel * mesh.pipeline_parallel
     hbm = placement.hbm_bytes_per_device * engine_devices
     room = hbm * (HBM_USABLE_FRACTION - KV_CACHE_FRACTION)

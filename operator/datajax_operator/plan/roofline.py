@@ -28,30 +28,16 @@ from typing import Final
 from datajax_operator.api.spec import DataJaxModelSpec
 from datajax_operator.api.tpu import CATALOG
 from datajax_operator.plan.catalog import Placement
-from datajax_operator.plan.checks import BYTES_PER_PARAMETER, HBM_USABLE_FRACTION
+from datajax_operator.plan.checks import HBM_USABLE_FRACTION, weight_bytes
 from datajax_operator.plan.mesh import MeshPlan
-from datajax_operator.plan.serving import kv_dtype_bytes
+from datajax_operator.plan.serving import kv_bytes_per_token
 
 
-@dataclass(frozen=True)
-class ChipPerformance:
-    """Peak figures of one TPU chip."""
+def performance_source(generation: str) -> str:
+    """Where the chip figures of a generation come from: its TPU catalog record's source."""
+    figures = CATALOG[generation].sources.get("bandwidthAndFlops", "")
+    return f"TPU catalog (api/tpu_catalog.json) {generation}: {figures}"
 
-    bf16_flops: float
-    """Peak dense bf16 FLOP/s."""
-    hbm_bytes_per_second: float
-    source: str
-
-
-CHIP_PERFORMANCE: Final[dict[str, ChipPerformance]] = {
-    generation: ChipPerformance(
-        float(record.peak_bf16_flops_per_chip),
-        float(record.hbm_bandwidth_bytes_per_second),
-        f"TPU catalog (api/tpu_catalog.json) {generation}: {record.sources.get('bandwidthAndFlops', '')}",
-    )
-    for generation, record in CATALOG.items()
-}
-"""Peak figures per chip, from the one TPU catalog record of each generation."""
 
 SEED_EFFICIENCY: Final = 0.25
 """Share of the roofline a slice is assumed to serve at the SLO before any sample: an assumption (not
@@ -93,21 +79,21 @@ def roofline(
     output_tokens: float = DEFAULT_OUTPUT_TOKENS,
 ) -> Roofline | None:
     """The slice's roofline, or None when the spec does not say how large the model is
-    (model.parametersBillions and model.dtype) or the generation has no figures."""
+    (model.parametersBillions and model.dtype)."""
     m = spec.model
-    chip = CHIP_PERFORMANCE.get(placement.generation)
-    if m.parameters_billions is None or m.dtype is None or chip is None:
+    weights = weight_bytes(m)
+    if weights is None or m.parameters_billions is None:
         return None
+    record = CATALOG[placement.generation]
     tp, dp = mesh.tensor_parallel, mesh.data_parallel
     parameters = m.parameters_billions * 1e9
-    weights = parameters * BYTES_PER_PARAMETER[m.dtype]
-    chips = tp / CATALOG[placement.generation].devices_per_chip
-    bandwidth, flops = chips * chip.hbm_bytes_per_second, chips * chip.bf16_flops
+    chips = tp / record.devices_per_chip
+    bandwidth = chips * record.hbm_bandwidth_bytes_per_second
+    flops = chips * record.peak_bf16_flops_per_chip
     context = int(min(m.max_model_len, prompt_tokens + output_tokens / 2))
-    kv_per_token: int | None = None
+    kv_per_token = kv_bytes_per_token(m, tp)
     batch = spec.serving.max_num_seqs
-    if m.num_layers and m.kv_heads and m.head_dim:
-        kv_per_token = 2 * m.num_layers * max(m.kv_heads, tp) * m.head_dim * kv_dtype_bytes(m.dtype)
+    if kv_per_token is not None:
         room = placement.hbm_bytes_per_device * tp * HBM_USABLE_FRACTION - weights
         batch = max(1, min(batch, int(room // (context * kv_per_token)) if room > 0 else 1))
     memory_seconds = (weights + batch * context * (kv_per_token or 0)) / bandwidth

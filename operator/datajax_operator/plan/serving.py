@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from datajax_operator.api.spec import DataJaxModelSpec
+from datajax_operator.api.spec import DataJaxModelSpec, ModelSource
 from datajax_operator.plan.catalog import Placement, generation_record
-from datajax_operator.plan.checks import BYTES_PER_PARAMETER
+from datajax_operator.plan.checks import weight_bytes
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
 from datajax_operator.plan.wavespec import (
@@ -47,23 +47,32 @@ def kv_dtype_bytes(weight_dtype: str) -> int:
     return 4 if weight_dtype == "float32" else 2
 
 
+def kv_bytes_per_token(model: ModelSource, tp: int) -> int | None:
+    """KV-cache bytes per token of one engine at --kv-cache-dtype auto; None without the shape hints.
+
+    K and V of every layer; KV heads are split over tp, and when there are fewer KV heads than tp vLLM
+    replicates them so every chip holds one, hence max(kvHeads, tp).
+    """
+    if not (model.num_layers and model.kv_heads and model.head_dim and model.dtype):
+        return None
+    return 2 * model.num_layers * max(model.kv_heads, tp) * model.head_dim * kv_dtype_bytes(model.dtype)
+
+
 def kv_budget(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> KvBudget | None:
     """HBM, weights and KV bytes per token of one data-parallel engine, when the spec hints all of them.
 
-    An engine holds the full weights over its tp x pp devices. KV heads are split over tp; when there
-    are fewer KV heads than tp, vLLM replicates them so every chip holds one, hence max(kvHeads, tp).
+    An engine holds the full weights over its tp x pp devices.
     """
     m = spec.model
-    if None in (m.num_layers, m.kv_heads, m.head_dim, m.parameters_billions, m.dtype):
+    weights = weight_bytes(m)
+    per_token = kv_bytes_per_token(m, mesh.tensor_parallel)
+    if weights is None or per_token is None or m.dtype is None:
         return None
-    assert m.num_layers and m.kv_heads and m.head_dim and m.parameters_billions and m.dtype  # for mypy
-    tp = mesh.tensor_parallel
-    element = kv_dtype_bytes(m.dtype)
     return KvBudget(
-        hbm_bytes=placement.hbm_bytes_per_device * tp * mesh.pipeline_parallel,
-        weight_bytes=int(m.parameters_billions * 1e9 * BYTES_PER_PARAMETER[m.dtype]),
-        kv_bytes_per_token=2 * m.num_layers * max(m.kv_heads, tp) * m.head_dim * element,
-        kv_dtype_bytes=element,
+        hbm_bytes=placement.hbm_bytes_per_device * mesh.tensor_parallel * mesh.pipeline_parallel,
+        weight_bytes=int(weights),
+        kv_bytes_per_token=per_token,
+        kv_dtype_bytes=kv_dtype_bytes(m.dtype),
     )
 
 

@@ -25,7 +25,7 @@ from typing import Final, Literal
 
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.catalog import Placement
-from datajax_operator.plan.checks import BYTES_PER_PARAMETER
+from datajax_operator.plan.checks import weight_bytes
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
@@ -93,9 +93,9 @@ def weights_size_gi(model: DataJaxModel) -> int | None:
     m = model.spec.model
     if m.storage is not None and m.storage.empty_dir is not None and m.storage.empty_dir.size_limit:
         return _gi(m.storage.empty_dir.size_limit)
-    if m.parameters_billions is None or m.dtype is None:
+    weights = weight_bytes(m)
+    if weights is None:
         return None
-    weights = m.parameters_billions * 1e9 * BYTES_PER_PARAMETER[m.dtype]
     return math.ceil(weights * WEIGHTS_MARGIN / 2**30) + XLA_CACHE_HEADROOM_GI
 
 
