@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from datajax_operator.api.spec import DataJaxModelSpec
+from datajax_operator.plan.catalog import generation_record
 from datajax_operator.plan.checks import HBM_USABLE_FRACTION, KV_CACHE_FRACTION
 from datajax_operator.plan.planner import Plan
+from datajax_operator.plan.serving import kv_dtype_bytes
 from datajax_operator.plan.wavespec import FLAG_KV_CACHE_DTYPE, FLAG_MAX_NUM_BATCHED_TOKENS
 
 TPU_PYTHON_ENV: Final = "DATAJAX_TPU_PYTHON"
@@ -41,7 +43,8 @@ LLAMA_SHAPED: Final = frozenset(
 )
 """Architectures whose decoder the gate's program reproduces (RMSNorm, GQA attention, SwiGLU MLP)."""
 
-WEIGHT_BYTES: Final = {"bfloat16": 2, "float16": 2, "float32": 4}
+GATE_DTYPES: Final = ("bfloat16", "float16", "float32")
+"""Weight dtypes the gate's program compiles (quantised layouts are tpu-inference's own)."""
 
 
 class GateError(ValueError):
@@ -187,13 +190,13 @@ def stage_target(plan: Plan, shape: dict[str, Any]) -> tuple[str, int, dict[str,
 def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> dict[str, Any]:
     """The child's request: everything it compiles, from the plan (one stage of a pipelined plan)."""
     dtype = spec.model.dtype or shape.get("dtype") or "bfloat16"
-    if dtype not in WEIGHT_BYTES:
+    if dtype not in GATE_DTYPES:
         raise GateError(
             f"spec.model.dtype {dtype}: the gate compiles bfloat16, float16 and float32 weights "
             "(quantised layouts are tpu-inference's own)"
         )
     kv_dtype = str(_decided(plan, FLAG_KV_CACHE_DTYPE))
-    kv_bytes = 1 if kv_dtype == "fp8" else WEIGHT_BYTES[dtype]
+    kv_bytes = 1 if kv_dtype == "fp8" else kv_dtype_bytes(dtype)
     p = plan.placement
     topology, chips, shape = stage_target(plan, shape)
     model = {k: v for k, v in shape.items() if k not in ("source", "dtype")} | {"dtype": dtype}
@@ -209,7 +212,7 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
             "pageSize": PAGE_SIZE,
         },
         "kvCacheTokens": kv_cache_tokens(plan, shape, kv_bytes, spec.model.max_model_len),
-        "hbmBytesPerChip": p.hbm_bytes_per_device * p.devices_per_chip,
+        "hbmBytesPerChip": generation_record(p.generation).hbm_bytes_per_chip,
         "chips": chips,
         "usableFraction": HBM_USABLE_FRACTION,
     }
