@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from datajax_operator.api.spec import TPU, DataJaxModelSpec, Mesh, ModelSource, Scaling, Serving
+from datajax_operator.api.spec import TPU, DataJaxModelSpec, EnvVarSource, Mesh, ModelSource, Scaling, Serving
 from datajax_operator.api.tpu import CATALOG, SLICE_SHAPES, slice_devices, topology_chips
 
 MANAGED_VLLM_FLAGS: Final = (
@@ -178,11 +178,13 @@ def _env_single_source(serving: Serving) -> bool:
     return not any(e.value is not None and e.value_from is not None for e in serving.env)
 
 
-VALUE_FROM_SOURCES: Final = ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+VALUE_FROM_SOURCES: Final = tuple(str(f.alias) for f in EnvVarSource.model_fields.values())
+"""The sources of an env valueFrom (core/v1 EnvVarSource's fields as `api.spec` declares them)."""
 
 
 def _env_value_from_one_source(serving: Serving) -> bool:
-    return all(len(e.value_from.sources()) == 1 for e in serving.env if e.value_from is not None)
+    sources = (e.value_from.model_dump(exclude_none=True) for e in serving.env if e.value_from is not None)
+    return all(len(chosen) == 1 for chosen in sources)
 
 
 def _batch_holds_seqs(serving: Serving) -> bool:

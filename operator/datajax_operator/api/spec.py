@@ -362,19 +362,6 @@ class EnvVarSource(SpecModel):
     config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
     secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
 
-    def sources(self) -> list[str]:
-        """The sources set (the CRD requires exactly one: rule env-value-from-one-source)."""
-        return [
-            name
-            for name, value in (
-                ("fieldRef", self.field_ref),
-                ("resourceFieldRef", self.resource_field_ref),
-                ("configMapKeyRef", self.config_map_key_ref),
-                ("secretKeyRef", self.secret_key_ref),
-            )
-            if value is not None
-        ]
-
 
 class EnvVar(SpecModel):
     """An environment variable for the vLLM container, in the core/v1 EnvVar shape."""
