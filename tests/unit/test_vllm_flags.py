@@ -35,6 +35,8 @@ def problems_for(*extra: str) -> list[tuple[str, str]]:
         (["--no_enable_prefix_caching"], "--enable-prefix-caching"),
         (["--kv_cache_dtype=fp8"], "--kv-cache-dtype"),
         (["--served_model_name", "other"], "--served-model-name"),
+        (["--pipeline_parallel_size=2"], "--pipeline-parallel-size"),
+        (["--download_dir=/tmp"], "--download-dir"),
     ],
 )
 def test_alias_of_a_derived_flag_is_refused_naming_the_field(extra: list[str], derived: str) -> None:

@@ -4,6 +4,7 @@ The object-local rules of `api.rules` (also enforced by the CRD's CEL) come firs
 that need the catalog: tensor parallelism against the model's heads, and weights against HBM.
 """
 
+from functools import cache
 from typing import Final
 
 from datajax_operator.api.rules import MANAGED_VLLM_FLAGS, broken_rules
@@ -102,9 +103,11 @@ def hbm_problems(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -
     ]
 
 
-IMPLIED_DESTS: Final = frozenset({"pipeline_parallel_size"})
-"""vLLM settings the plan fixes without rendering a flag: tpu-inference's mesh is (data, model) only, so
-pipeline parallelism stays at vLLM's default of 1."""
+@cache
+def _managed_dests() -> frozenset[str]:
+    """vLLM destinations of the flags the operator derives (a fact of the committed table: read once)."""
+    table = flag_table()
+    return frozenset(dest for flag in MANAGED_VLLM_FLAGS if (dest := table.dests_of(flag)) is not None)
 
 
 def _flag_groups(args: list[str]) -> list[tuple[int, list[str]]]:
@@ -122,9 +125,7 @@ def extra_args_problems(spec: DataJaxModelSpec) -> list[Problem]:
     """extraArgs as vLLM's own parser reads them: every flag must exist in the pinned vLLM, and none may
     reach a flag the operator derives through an alias (--tensor_parallel_size, a unique prefix such
     as --tensor-parallel, -tp). The exact managed forms are already refused by the admission rule."""
-    table = flag_table()
-    managed = {dest for flag in MANAGED_VLLM_FLAGS if (dest := table.dests_of(flag)) is not None}
-    managed |= IMPLIED_DESTS
+    table, managed = flag_table(), _managed_dests()
     problems = []
     for index, group in _flag_groups(list(spec.serving.extra_args)):
         field = f"spec.serving.extraArgs[{index}]"
