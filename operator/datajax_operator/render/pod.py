@@ -73,6 +73,7 @@ root filesystem (XLA and Hugging Face caches): the Pod Security "baseline" profi
 
 
 def _has_bundle(model: DataJaxModel) -> bool:
+    """A plan bundle is set, and mounted; the wave spec is not mounted (the operator reads it to plan)."""
     return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
 
 
@@ -123,16 +124,11 @@ def _vllm_env(model: DataJaxModel, plan: Plan, config: OperatorConfig, role: Rol
     return env
 
 
-def _mounts_plan(model: DataJaxModel) -> bool:
-    """A plan bundle is mounted; the wave spec is not (the operator reads it to plan)."""
-    return model.spec.plan is not None and model.spec.plan.config_map_ref is not None
-
-
 def _vllm_mounts(model: DataJaxModel, role: Role) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     if role == "leader":
         mounts.append({"name": "datajax-run", "mountPath": RUN_DIR})
-    if _mounts_plan(model):
+    if _has_bundle(model):
         mounts.append({"name": "datajax-plan", "mountPath": PLAN_DIR, "readOnly": True})
     mounts.extend(storage.mounts(model))
     return mounts
@@ -286,14 +282,10 @@ def _volumes(model: DataJaxModel, plan: Plan, role: Role) -> list[dict[str, Any]
         volumes.append(
             {"name": "sidecar-settings", "configMap": {"name": sidecar_settings_name(model.metadata.name)}}
         )
-    if _mounts_plan(model):
-        sources = []
-        if spec.plan is not None and spec.plan.config_map_ref is not None:
-            ref = spec.plan.config_map_ref
-            sources.append(
-                {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "bundle.json"}]}}
-            )
-        volumes.append({"name": "datajax-plan", "projected": {"sources": sources}})
+    ref = spec.plan.config_map_ref if spec.plan is not None else None
+    if ref is not None:
+        bundle = {"configMap": {"name": ref.name, "items": [{"key": ref.key, "path": "bundle.json"}]}}
+        volumes.append({"name": "datajax-plan", "projected": {"sources": [bundle]}})
     volumes.extend(storage.volumes(model, plan))
     return volumes
 
