@@ -74,7 +74,17 @@ def test_a_new_generation_is_one_record(tmp_path: Path) -> None:
 
 
 def test_every_record_names_its_sources() -> None:
-    needed = {"accelerator", "topologies", "devicesPerChip", "deviceKinds", "hbm", "bandwidthAndFlops"}
+    needed = {
+        "accelerator",
+        "topologies",
+        "machineTypes",
+        "devicesPerChip",
+        "deviceKinds",
+        "pciDeviceId",
+        "hbm",
+        "bandwidthAndFlops",
+        "vllmDefaultMaxNumBatchedTokens",
+    }
     for generation, record in CATALOG.items():
         assert needed <= set(record.sources), generation
         assert record.price_source and record.price_date, generation
@@ -83,11 +93,13 @@ def test_every_record_names_its_sources() -> None:
 
 
 def test_capacity_facts_are_present_for_the_capacity_model() -> None:
-    # docs.cloud.google.com/tpu/docs/v5e, v5p, tpu7x: peak bf16 FLOPs and HBM bandwidth per chip.
+    # docs.cloud.google.com/tpu/docs/v5e, v6e and the tpu7x comparison table (v5p, v6e, tpu7x): peak
+    # bf16 FLOPs and HBM bandwidth per chip; the pages give v6e 1638 GBps, which the record rounds to 1640.
     facts = {g: (r.peak_bf16_flops_per_chip, r.hbm_bandwidth_bytes_per_second) for g, r in CATALOG.items()}
     assert facts["v5e"] == (197 * 10**12, 819 * 10**9)
     assert facts["v5p"] == (459 * 10**12, 2765 * 10**9)
-    assert facts["v6e"][0] == 918 * 10**12 and facts["tpu7x"][0] == 2307 * 10**12
+    assert facts["v6e"] == (918 * 10**12, 1640 * 10**9)
+    assert facts["tpu7x"] == (2307 * 10**12, 7380 * 10**9)
 
 
 def test_tpu7x_is_two_devices_of_half_the_hbm() -> None:
