@@ -10,7 +10,7 @@ import pytest
 from djm_fixtures import EXAMPLES, load_example, model_with
 
 from datajax_operator.api import DataJaxModel
-from datajax_operator.plan import OperatorConfig, make_plan
+from datajax_operator.plan import OperatorConfig, PlanError, make_plan
 from datajax_operator.plan.catalog import GIB
 from datajax_operator.render.objects import render_objects
 from datajax_operator.render.pod import INSTANCE_TYPE_LABEL, PLAN_BUNDLE
@@ -82,7 +82,7 @@ def test_tpu7x_hbm_check_counts_per_device_hbm() -> None:
         mesh={"shape": [2, 4]},
         cost={"usdPerChipHour": 5.0},
     )
-    with pytest.raises(Exception, match="devices leave"):
+    with pytest.raises(PlanError, match="devices leave"):
         make_plan(model, CONFIG)
 
 
@@ -144,7 +144,7 @@ def test_tensor_parallel_must_divide_heads_within_a_stage() -> None:
         model_with(model={"name": "m", "attentionHeads": 12}, tpu={"generation": "v6e", "topology": "4x4"}),
         CONFIG,
     )
-    with pytest.raises(Exception, match="tensor parallel 16 does not divide 12"):
+    with pytest.raises(PlanError, match="tensor parallel 16 does not divide 12"):
         make_plan(
             model_with(
                 model={"name": "m", "attentionHeads": 12},
