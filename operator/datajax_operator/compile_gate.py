@@ -25,7 +25,7 @@ from datajax_operator.api.spec import DataJaxModelSpec
 from datajax_operator.plan.catalog import generation_record
 from datajax_operator.plan.checks import HBM_USABLE_FRACTION, KV_CACHE_FRACTION
 from datajax_operator.plan.planner import Plan
-from datajax_operator.plan.serving import kv_dtype_bytes
+from datajax_operator.plan.serving import kv_cache_bytes_per_token, kv_dtype_bytes
 from datajax_operator.plan.wavespec import FLAG_KV_CACHE_DTYPE, FLAG_MAX_NUM_BATCHED_TOKENS
 
 TPU_PYTHON_ENV: Final = "DATAJAX_TPU_PYTHON"
@@ -156,8 +156,8 @@ def kv_cache_tokens(plan: Plan, shape: dict[str, Any], kv_bytes: int, max_model_
     """Tokens of KV cache per engine the planner's HBM check reserves (KV_CACHE_FRACTION of each chip),
     and never less than one sequence of max_model_len, which vLLM requires to start."""
     tp = plan.mesh.tensor_parallel
-    kv_heads_on_mesh = shape["kvHeads"] if shape["kvHeads"] % tp == 0 else max(shape["kvHeads"], tp)
-    per_token_per_chip = 2 * shape["layers"] * (kv_heads_on_mesh / tp) * shape["headDim"] * kv_bytes
+    per_engine = kv_cache_bytes_per_token(shape["layers"], shape["kvHeads"], shape["headDim"], kv_bytes, tp)
+    per_token_per_chip = per_engine / tp
     # Per JAX device: a TPU7x chip is two devices, each with half the chip's HBM (the TPU catalog).
     reserve = KV_CACHE_FRACTION * plan.placement.hbm_bytes_per_device
     return max(max_model_len, int(reserve // per_token_per_chip))

@@ -47,15 +47,19 @@ def kv_dtype_bytes(weight_dtype: str) -> int:
     return 4 if weight_dtype == "float32" else 2
 
 
-def kv_bytes_per_token(model: ModelSource, tp: int) -> int | None:
-    """KV-cache bytes per token of one engine at --kv-cache-dtype auto; None without the shape hints.
+def kv_cache_bytes_per_token(layers: int, kv_heads: int, head_dim: int, element_bytes: int, tp: int) -> int:
+    """KV-cache bytes per token of one engine over tp devices: K and V of every layer. KV heads are split
+    over tp; when there are fewer KV heads than tp, vLLM replicates them so every device holds one, hence
+    max(kvHeads, tp)."""
+    return 2 * layers * max(kv_heads, tp) * head_dim * element_bytes
 
-    K and V of every layer; KV heads are split over tp, and when there are fewer KV heads than tp vLLM
-    replicates them so every chip holds one, hence max(kvHeads, tp).
-    """
+
+def kv_bytes_per_token(model: ModelSource, tp: int) -> int | None:
+    """KV-cache bytes per token of one engine at --kv-cache-dtype auto; None without the shape hints."""
     if not (model.num_layers and model.kv_heads and model.head_dim and model.dtype):
         return None
-    return 2 * model.num_layers * max(model.kv_heads, tp) * model.head_dim * kv_dtype_bytes(model.dtype)
+    element = kv_dtype_bytes(model.dtype)
+    return kv_cache_bytes_per_token(model.num_layers, model.kv_heads, model.head_dim, element, tp)
 
 
 def kv_budget(spec: DataJaxModelSpec, placement: Placement, mesh: MeshPlan) -> KvBudget | None:
