@@ -10,7 +10,8 @@ stage is its own set of workers over devices/pp devices.
 On a multi-host slice the default is one pipeline stage per host with tensor parallelism inside the
 host (tpu.parallelism PipelineAcrossHosts): tpu-inference's support matrix
 (`support_matrices/nightly/v6e/default/parallelism_support_matrix.csv`, also v7x, and
-`docs/includes/parallelism.md`) marks multi-host PP passing and multi-host TP untested.
+`docs/includes/parallelism.md`, both read at vllm-project/tpu-inference b8692ff) marks multi-host PP
+passing and multi-host TP untested.
 TensorAcrossHosts keeps tp over every device of the slice, as tpu-inference's own multi-host GKE
 example does (`examples/offload/gke/benchmarks/multi-host/deploy-baseline.yaml`, tp 16 on a tpu7x
 2x2x2).
