@@ -31,8 +31,6 @@ from datajax_operator.plan.wavespec import FLAG_KV_CACHE_DTYPE, FLAG_MAX_NUM_BAT
 TPU_PYTHON_ENV: Final = "DATAJAX_TPU_PYTHON"
 EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_INVALID = 0, 1, 2
 
-LIBTPU_GENERATION: Final = {"v5e": "v5e", "v6e": "v6e", "v5p": "v5p", "tpu7x": "v7x"}
-"""Our generation names as libtpu's topology names spell them (`get_topology_desc("v6e:2x4")`)."""
 
 PAGE_SIZE: Final = 128
 """Tokens per KV-cache page. tpu-inference sizes pages itself; 128 keeps a page a whole number of
@@ -201,7 +199,10 @@ def gate_request(plan: Plan, spec: DataJaxModelSpec, shape: dict[str, Any]) -> d
     topology, chips, shape = stage_target(plan, shape)
     model = {k: v for k, v in shape.items() if k not in ("source", "dtype")} | {"dtype": dtype}
     return {
-        "topology": f"{LIBTPU_GENERATION[p.generation]}:{topology}",
+        # The catalog's generation names are libtpu's own: get_topology_desc("tpu7x:2x2x1") (likewise
+        # v5e, v6e, v5p) is accepted, and "v7x:..." refused as an invalid TPU external name (jax 0.11.0,
+        # libtpu 0.0.44, the tpu-env of `make tpu-env`).
+        "topology": f"{p.generation}:{topology}",
         "mesh": {"data": plan.mesh.data_parallel, "model": plan.mesh.tensor_parallel},
         "model": model,
         "serving": {

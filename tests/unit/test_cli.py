@@ -186,3 +186,30 @@ def test_console_script_reads_stdin() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["placement"]["chips"] == 8
+
+
+@pytest.mark.parametrize(
+    ("tpu", "topology"),
+    [
+        ({"generation": "v6e", "topology": "2x4"}, "v6e:2x4"),
+        ({"generation": "v5e", "topology": "2x2"}, "v5e:2x2"),
+        ({"generation": "v5p", "topology": "2x2x1"}, "v5p:2x2x1"),
+        ({"generation": "tpu7x", "topology": "2x2x1"}, "tpu7x:2x2x1"),
+    ],
+)
+def test_the_compile_gate_names_the_slice_as_libtpu_does(tpu: dict[str, str], topology: str) -> None:
+    """`validate-mesh --target tpu`'s request: `get_topology_desc` takes these names (jax 0.11.0, libtpu
+    0.0.44) and refuses "v7x:2x2x1" as an invalid TPU external name."""
+    from datajax_operator.api import DataJaxModel
+    from datajax_operator.compile_gate import gate_request, model_shape_from_spec
+    from datajax_operator.plan import OperatorConfig, make_plan
+
+    shape = {"attentionHeads": 32, "kvHeads": 8, "numLayers": 32, "headDim": 128}
+    doc = doc_with(
+        model={"name": "m", **shape, "parametersBillions": 8, "dtype": "bfloat16"},
+        tpu=tpu,
+        cost={"usdPerChipHour": 1.0},  # tpu7x has no list price
+    )
+    model = DataJaxModel.model_validate(doc)
+    request = gate_request(make_plan(model, OperatorConfig()), model.spec, model_shape_from_spec(model.spec))
+    assert request["topology"] == topology
