@@ -74,9 +74,6 @@ def roofline(
     spec: DataJaxModelSpec,
     placement: Placement,
     mesh: MeshPlan,
-    *,
-    prompt_tokens: float = DEFAULT_PROMPT_TOKENS,
-    output_tokens: float = DEFAULT_OUTPUT_TOKENS,
 ) -> Roofline | None:
     """The slice's roofline, or None when the spec does not say how large the model is
     (model.parametersBillions and model.dtype)."""
@@ -90,7 +87,8 @@ def roofline(
     chips = tp / record.devices_per_chip
     bandwidth = chips * record.hbm_bandwidth_bytes_per_second
     flops = chips * record.peak_bf16_flops_per_chip
-    context = int(min(m.max_model_len, prompt_tokens + output_tokens / 2))
+    # a sequence's mean context over its decode, for a request of the default mix
+    context = int(min(m.max_model_len, DEFAULT_PROMPT_TOKENS + DEFAULT_OUTPUT_TOKENS / 2))
     kv_per_token = kv_bytes_per_token(m, tp)
     batch = spec.serving.max_num_seqs
     if kv_per_token is not None:
