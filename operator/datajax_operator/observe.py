@@ -32,7 +32,7 @@ MAX_EXPOSITION_BYTES: Final = 1 << 20
 
 def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
     """Availability as reported by the workload's controller; a status that describes an older
-    generation of the workload counts as nothing available yet."""
+    generation of the workload counts as nothing available yet, and is flagged as not reported."""
     spec = obj.get("spec", {})
     status = obj.get("status", {})
     desired = int(spec.get("replicas", 1))
@@ -42,7 +42,7 @@ def workload_observation(obj: dict[str, Any]) -> WorkloadObservation:
     counted = "availableReplicas" if obj["kind"] == "Deployment" else "readyReplicas"
     available = int(status.get(counted, 0)) if current else 0
     return WorkloadObservation(
-        kind=obj["kind"], name=obj["metadata"]["name"], desired=desired, available=available
+        kind=obj["kind"], name=obj["metadata"]["name"], desired=desired, available=available, reported=current
     )
 
 

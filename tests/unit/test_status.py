@@ -226,5 +226,24 @@ def test_workload_observation_reads_the_controller_status() -> None:
     assert workload_observation(lws) == WorkloadObservation("LeaderWorkerSet", "m", 1, 1)
     fresh = {"kind": "Deployment", "metadata": {"name": "m", "generation": 1}, "spec": {"replicas": 1}}
     assert workload_observation(fresh).available == 0
+    assert not workload_observation(_deployment(4, 3, 2)).reported
     assert gather(None, "x/v1 Y") == Observations(workload=None, missing_api="x/v1 Y")
     assert gather(None, None) == Observations(workload=None)
+
+
+def test_a_workload_edit_its_controller_has_not_seen_takes_no_slice_down() -> None:
+    """A ``kubectl annotate`` of the Deployment bumps its generation; until its controller reports on
+    it, the stored count stands: no write, no WorkloadAvailable/Ready flap. A new model has no stored
+    count, so nothing is available."""
+    serving = evaluate(VALID, Observations(workload=workload_observation(_deployment(3, 3, 2))), 1, None, T0)
+    edited = Observations(workload=workload_observation(_deployment(4, 3, 2)))
+    later = T0 + timedelta(seconds=30)
+    assert evaluate(VALID, edited, 1, serving, later) == serving
+    fresh = evaluate(VALID, edited, 1, None, T0)
+    assert fresh.available_replicas == 0
+    assert conditions(fresh)["WorkloadAvailable"].reason == "ReplicasUnavailable"
+    # once the controller reports, its count is the truth (a rollout that takes slices down)
+    down = evaluate(
+        VALID, Observations(workload=workload_observation(_deployment(4, 4, 0))), 1, serving, later
+    )
+    assert conditions(down)["WorkloadAvailable"].status == "False"

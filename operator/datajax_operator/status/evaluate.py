@@ -4,7 +4,7 @@ The clock is an argument so a test can step time, and so a reconcile that finds 
 a status equal to the stored one (same transition times) and writes nothing.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from datajax_operator.api.constants import READY, SPEC_VALID, WORKLOAD_AVAILABLE
@@ -170,6 +170,18 @@ def _planned_cost(plan: Plan, judgement: Judgement | None) -> PlannedCostStatus:
     )
 
 
+def _last_reported(observations: Observations, previous: DataJaxModelStatus | None) -> Observations:
+    """The observations with a workload its controller has not yet reported on (an edit a moment
+    ago: ours, or a person's annotation) counted as the stored status last counted it. The edit has
+    taken no slice down yet; if it does, the controller's next status says so. Read as nothing
+    available, a ``kubectl annotate`` of the Deployment made WorkloadAvailable and Ready flap False
+    and back, with their Events and two status writes."""
+    workload = observations.workload
+    if workload is None or workload.reported or previous is None or previous.available_replicas is None:
+        return observations
+    return replace(observations, workload=replace(workload, available=previous.available_replicas))
+
+
 def evaluate(
     evaluation: Evaluation,
     observations: Observations,
@@ -182,6 +194,7 @@ def evaluate(
     """The complete status of one model. ``now`` must be UTC with whole seconds (metav1.Time's
     precision), so a stored time compares equal to the one computed. ``judgement`` is what the
     sidecars' figures decided in this pass (``status.judge``); None for a spec that has no plan."""
+    observations = _last_reported(observations, previous)
     spec = _spec_verdict(evaluation)
     workload = _workload_verdict(evaluation, observations)
     plan = evaluation.plan

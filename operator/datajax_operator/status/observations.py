@@ -20,6 +20,11 @@ class WorkloadObservation:
     name: str
     desired: int
     available: int
+    reported: bool = True
+    """Whether the controller's status describes the workload's current generation. False right
+    after an edit (ours, or a person's ``kubectl annotate``: a Deployment counts annotations in its
+    generation) until its controller has looked: ``available`` is then 0, and the model's status
+    keeps the count last reported (``status.evaluate``)."""
 
 
 @dataclass(frozen=True)
