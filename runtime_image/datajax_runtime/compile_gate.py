@@ -29,8 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1}
-
 
 class GateInputError(ValueError):
     """The request cannot be compiled as asked (bad shapes, topology the compiler does not know)."""
