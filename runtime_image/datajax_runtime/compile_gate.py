@@ -105,7 +105,9 @@ class GateRequest:
 
 def effective_kv_heads(kv_heads: int, tp: int) -> int:
     """KV heads as laid out on the mesh: with fewer KV heads than tensor-parallel devices, each is
-    replicated until every device holds one (what vLLM and tpu-inference do for GQA at high tp)."""
+    replicated until every device holds one (tpu-inference 0.29.0
+    `tpu_inference/layers/common/attention_interface.py`: "GQA/MQA where num_kv_heads < tp_size",
+    `jnp.repeat` by tp_size // num_kv_heads; read in the tpu-env). vLLM's own layers: not verified here."""
     if kv_heads % tp == 0:
         return kv_heads
     if tp % kv_heads == 0:
