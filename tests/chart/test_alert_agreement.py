@@ -116,12 +116,23 @@ SCENARIOS = [
         ],
         {"window": "10m", "basis": "output"},
     ),
-    # A sidecar that cannot be read (minutes 9-11) makes the traffic unknown: the run starts again.
+    # A sidecar that cannot be read (minutes 9-11) is a gap: it neither resets nor advances the run, so
+    # the established breach holds through it (the alert on the model's last figure).
     Scenario(
         "sidecar-down",
         [
             steady(Sample(300, 100)),
             timeline((9, Sample(300, 100)), (3, None), (28, Sample(300, 100))),
+        ],
+        {"window": "5m"},
+    ),
+    # The same gap before the run is established (minutes 2-4 of a 5m window): the run that began at
+    # minute 0 is still the one judged after it.
+    Scenario(
+        "sidecar-down-early",
+        [
+            steady(Sample(300, 100)),
+            timeline((2, Sample(300, 100)), (3, None), (35, Sample(300, 100))),
         ],
         {"window": "5m"},
     ),
