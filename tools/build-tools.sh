@@ -88,107 +88,84 @@ build_kube_controller_manager() {
   kubernetes_command kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 }
 
-# kwok plays kubelet for Node objects it manages (sigs.k8s.io/kwok cmd/kwok): a wrapper module that
-# `go get`s it, as for etcd, so kwok's own replace lines do not stop the build.
-build_kwok() {
-  local out; out=$(dest kwok "$KWOK_VERSION")
-  [ -x "$out" ] && { log "kwok $KWOK_VERSION cached"; return; }
-  log "kwok $KWOK_VERSION: fetching and compiling"
-  start_heartbeat kwok
-  local t0=$SECONDS d; d=$(wrapper kwok)
-  (cd "$d" && go mod init datajax.dev/tools/kwok >/dev/null 2>&1 \
-    && go get "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>&1 \
-    && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
-      -o "$out.tmp" sigs.k8s.io/kwok/cmd/kwok)
+# A wrapper module that `go get`s MODULE@VERSION, so the module's own replace lines do not stop the
+# build, then builds PACKAGE with `-s -w` and LDFLAGS. HOOK, when given, runs after the `go get` with the
+# wrapper directory as its argument and may append to $ldflags (from the resolved module graph).
+# go_get_command NAME VERSION MODULE PACKAGE [LDFLAGS [HOOK]] -> builds $(dest NAME VERSION)
+go_get_command() {
+  local name=$1 version=$2 module=$3 pkg=$4 hook=${6:-} out; out=$(dest "$1" "$2")
+  [ -x "$out" ] && { log "$name $version cached"; return; }
+  log "$name $version: fetching and compiling"
+  start_heartbeat "$name"
+  local t0=$SECONDS d; d=$(wrapper "$name")
+  local ldflags="-s -w${5:+ $5}"
+  (cd "$d" && go mod init "datajax.dev/tools/$name" >/dev/null 2>&1 \
+    && go get "$module@$version" >/dev/null 2>&1)
+  [ -z "$hook" ] || "$hook" "$d"
+  (cd "$d" && mkdir -p "$(dirname "$out")" \
+    && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   stop_heartbeat
-  log "kwok built in $((SECONDS - t0)) s"
+  log "$name built in $((SECONDS - t0)) s"
+}
+
+# kwok plays kubelet for Node objects it manages (sigs.k8s.io/kwok cmd/kwok).
+build_kwok() {
+  go_get_command kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
 }
 
 build_etcd() {
-  local out; out=$(dest etcd "$ETCD_VERSION")
-  [ -x "$out" ] && { log "etcd $ETCD_VERSION cached"; return; }
-  log "etcd $ETCD_VERSION: fetching and compiling"
-  start_heartbeat etcd
-  local t0=$SECONDS d; d=$(wrapper etcd)
-  (cd "$d" && go mod init datajax.dev/tools/etcd >/dev/null 2>&1 \
-    && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 \
-    && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "-s -w" -o "$out.tmp" go.etcd.io/etcd/server/v3)
-  mv "$out.tmp" "$out"
-  stop_heartbeat
-  log "etcd built in $((SECONDS - t0)) s"
+  go_get_command etcd "$ETCD_VERSION" go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3
+}
+
+# helm's release build (its Makefile) sets the default Kubernetes version of `helm template` and
+# `helm lint` from its client-go module v0.X.Y -> 1.X; without it helm assumes v1.20.0.
+helm_kube_version() { # WRAPPER_DIR: appends to the caller's $ldflags
+  local cg; cg=$(cd "$1" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  cg=${cg#v0.}; local k8s_minor=${cg%%.*}
+  for vpkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ldflags+=" -X $vpkg.k8sVersionMajor=1 -X $vpkg.k8sVersionMinor=$k8s_minor"
+  done
+  log "helm: default Kubernetes version v1.$k8s_minor (from its client-go)"
 }
 
 build_helm() {
-  local out; out=$(dest helm "$HELM_VERSION")
-  [ -x "$out" ] && { log "helm $HELM_VERSION cached"; return; }
-  log "helm $HELM_VERSION: fetching and compiling"
-  start_heartbeat helm
-  local t0=$SECONDS d; d=$(wrapper helm)
-  (cd "$d" && go mod init datajax.dev/tools/helm >/dev/null 2>&1 \
-    && go get "helm.sh/helm/v3@$HELM_VERSION" >/dev/null 2>&1)
-  # helm's release build (its Makefile) sets the default Kubernetes version of `helm template` and
-  # `helm lint` from its client-go module v0.X.Y -> 1.X; without it helm assumes v1.20.0.
-  local cg; cg=$(cd "$d" && go list -m -f '{{.Version}}' k8s.io/client-go)
-  cg=${cg#v0.}; local k8s_minor=${cg%%.*}
-  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-  for vpkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
-    ld+=" -X $vpkg.k8sVersionMajor=1 -X $vpkg.k8sVersionMinor=$k8s_minor"
-  done
-  log "helm: default Kubernetes version v1.$k8s_minor (from its client-go)"
-  (cd "$d" && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "$ld" -o "$out.tmp" helm.sh/helm/v3/cmd/helm)
-  mv "$out.tmp" "$out"
-  stop_heartbeat
-  log "helm built in $((SECONDS - t0)) s"
+  go_get_command helm "$HELM_VERSION" helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm_kube_version
 }
 
 build_promtool() {
-  local out; out=$(dest promtool "$PROMETHEUS_MODULE_VERSION")
-  [ -x "$out" ] && { log "promtool $PROMETHEUS_MODULE_VERSION cached"; return; }
-  log "promtool $PROMETHEUS_MODULE_VERSION: fetching and compiling"
-  start_heartbeat promtool
-  local t0=$SECONDS d; d=$(wrapper promtool)
   # module v0.316.0 is Prometheus 3.16.0: what `promtool --version` should say
   local minor=${PROMETHEUS_MODULE_VERSION#v0.}; minor=${minor%%.*}
   local release="${minor:0:1}.$((10#${minor:1})).${PROMETHEUS_MODULE_VERSION##*.}"
-  (cd "$d" && go mod init datajax.dev/tools/promtool >/dev/null 2>&1 \
-    && go get "github.com/prometheus/prometheus@$PROMETHEUS_MODULE_VERSION" >/dev/null 2>&1 \
-    && mkdir -p "$(dirname "$out")" \
-    && go build -trimpath -ldflags "-s -w -X github.com/prometheus/common/version.Version=$release" \
-      -o "$out.tmp" github.com/prometheus/prometheus/cmd/promtool)
-  mv "$out.tmp" "$out"
-  stop_heartbeat
-  log "promtool built in $((SECONDS - t0)) s"
+  go_get_command promtool "$PROMETHEUS_MODULE_VERSION" github.com/prometheus/prometheus \
+    github.com/prometheus/prometheus/cmd/promtool "-X github.com/prometheus/common/version.Version=$release"
+}
+
+# The version each tool is built at (tools/versions.env); the Kubernetes commands share one.
+version_of() {
+  case $1 in
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    promtool) echo "$PROMETHEUS_MODULE_VERSION" ;;
+    *) echo "$KUBERNETES_VERSION" ;;
+  esac
 }
 
 all_tools="etcd kube-apiserver kubectl kube-scheduler kube-controller-manager kwok helm promtool"
 want=${*:-$all_tools}
 for t in $want; do
-  case $t in etcd|kube-apiserver|kubectl|kube-scheduler|kube-controller-manager|kwok|helm|promtool) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
+  case " $all_tools " in *" $t "*) ;; *) echo "unknown tool $t" >&2; exit 2 ;; esac
 done
 t_all=$SECONDS
 for t in $want; do
-  case $t in
-    etcd) build_etcd ;;
-    kube-apiserver) build_kube_apiserver ;;
-    kubectl) build_kubectl ;;
-    kube-scheduler) build_kube_scheduler ;;
-    kube-controller-manager) build_kube_controller_manager ;;
-    kwok) build_kwok ;;
-    helm) build_helm ;;
-    promtool) build_promtool ;;
-  esac
+  "build_${t//-/_}"
 done
 # One directory of links that tests and people put on PATH (only for tools that are built).
 link() { [ -x "$2" ] && ln -sfn "$2" "$bin/$1" || true; }
-link etcd "$(dest etcd "$ETCD_VERSION")"
-for k in kube-apiserver kubectl kube-scheduler kube-controller-manager; do
-  link "$k" "$(dest "$k" "$KUBERNETES_VERSION")"
+for t in $all_tools; do
+  link "$t" "$(dest "$t" "$(version_of "$t")")"
 done
-link kwok "$(dest kwok "$KWOK_VERSION")"
-link helm "$(dest helm "$HELM_VERSION")"
-link promtool "$(dest promtool "$PROMETHEUS_MODULE_VERSION")"
 log "tools ready in $bin ($((SECONDS - t_all)) s)"

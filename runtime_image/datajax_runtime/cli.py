@@ -159,12 +159,13 @@ def analyze(before: str, after: str, seconds: float, pricing: Pricing) -> Figure
 def _record(args: argparse.Namespace) -> int:
     timeout = min(5.0, args.interval)
     recorder = Recorder(args.upstream, _pricing(args), args.window, lambda url: fetch(url, timeout))
+    count = int(args.count) if args.count else None
     try:
         if args.output == "-":
-            record(recorder, sys.stdout, args.interval, int(args.count) if args.count else None)
+            record(recorder, sys.stdout, args.interval, count)
         else:
             with Path(args.output).open("w", encoding="utf-8") as out:
-                record(recorder, out, args.interval, int(args.count) if args.count else None)
+                record(recorder, out, args.interval, count)
     except OSError as err:
         print(f"datajax-sidecar record: {err}", file=sys.stderr)
         return 2

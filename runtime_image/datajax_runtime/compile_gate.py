@@ -29,8 +29,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4, "fp8": 1}
-
 
 class GateInputError(ValueError):
     """The request cannot be compiled as asked (bad shapes, topology the compiler does not know)."""
@@ -107,7 +105,9 @@ class GateRequest:
 
 def effective_kv_heads(kv_heads: int, tp: int) -> int:
     """KV heads as laid out on the mesh: with fewer KV heads than tensor-parallel devices, each is
-    replicated until every device holds one (what vLLM and tpu-inference do for GQA at high tp)."""
+    replicated until every device holds one (tpu-inference 0.29.0
+    `tpu_inference/layers/common/attention_interface.py`: "GQA/MQA where num_kv_heads < tp_size",
+    `jnp.repeat` by tp_size // num_kv_heads; read in the tpu-env). vLLM's own layers: not verified here."""
     if kv_heads % tp == 0:
         return kv_heads
     if tp % kv_heads == 0:
@@ -239,26 +239,36 @@ def build_program(request: GateRequest, devices: list[Any]) -> dict[str, Any]:
         pages, slots = where
         return cache.at[i, 0, pages, slots].set(k.astype(cdtype)).at[i, 1, pages, slots].set(v.astype(cdtype))
 
+    def layers(p: dict[str, Any], cache: Any, x: Any, positions: Any, where: Any, *, attention: Any) -> Any:
+        """The decoder layers over x [n, d] at positions [n]: each writes the new keys and values at
+        `where` (pages, slots), then attends with `attention(cache, i, q)` over layer i of the cache."""
+        n = x.shape[0]
+
+        def one_layer(carry: tuple[Any, Any], xs: tuple[dict[str, Any], Any]) -> tuple[Any, None]:
+            (x, cache), (lp, i) = carry, xs
+            h = rms(x, lp["attn_norm"])
+            q = rope((h @ lp["wq"]).reshape(n, m.heads, hd), positions)
+            k = rope((h @ lp["wk"]).reshape(n, kvh, hd), positions)
+            v = (h @ lp["wv"]).reshape(n, kvh, hd)
+            cache = write_kv(cache, i, where, k, v)
+            x = x + attention(cache, i, q) @ lp["wo"]
+            return (x + mlp(x, lp), cache), None
+
+        (x, cache), _ = jax.lax.scan(one_layer, (x, cache), (layer_params(p), layer_index))
+        return x, cache
+
     def decode_engine(p: dict[str, Any], cache: Any, tokens: Any, positions: Any, tables: Any) -> Any:
         x = p["embed"][tokens]
         pages = jnp.take_along_axis(tables, (positions // s)[:, None], axis=1)[:, 0]
         slots = positions % s
 
-        def one_layer(carry: tuple[Any, Any], xs: tuple[dict[str, Any], Any]) -> tuple[Any, None]:
-            (x, cache), (lp, i) = carry, xs
-            h = rms(x, lp["attn_norm"])
-            q = rope((h @ lp["wq"]).reshape(b, m.heads, hd), positions)
-            k = rope((h @ lp["wk"]).reshape(b, kvh, hd), positions)
-            v = (h @ lp["wv"]).reshape(b, kvh, hd)
-            cache = write_kv(cache, i, (pages, slots), k, v)
+        def attention(cache: Any, i: Any, q: Any) -> Any:
             # Every sequence's pages, as ragged paged attention reads them (here gathered whole).
             keys = cache[i, 0][tables].reshape(b, pages_per_seq * s, kvh, hd)
             values = cache[i, 1][tables].reshape(b, pages_per_seq * s, kvh, hd)
-            attn = jax.vmap(attend)(q[:, None], keys, values, positions[:, None])[:, 0]
-            x = x + attn @ lp["wo"]
-            return (x + mlp(x, lp), cache), None
+            return jax.vmap(attend)(q[:, None], keys, values, positions[:, None])[:, 0]
 
-        (x, cache), _ = jax.lax.scan(one_layer, (x, cache), (layer_params(p), layer_index))
+        x, cache = layers(p, cache, x, positions, (pages, slots), attention=attention)
         return jnp.argmax(logits_of(p, x), axis=-1).astype(jnp.int32), cache
 
     def prefill_engine(p: dict[str, Any], cache: Any, tokens: Any, start: Any, table: Any) -> Any:
@@ -266,19 +276,12 @@ def build_program(request: GateRequest, devices: list[Any]) -> dict[str, Any]:
         x = p["embed"][tokens]
         pages, slots = table[positions // s], positions % s
 
-        def one_layer(carry: tuple[Any, Any], xs: tuple[dict[str, Any], Any]) -> tuple[Any, None]:
-            (x, cache), (lp, i) = carry, xs
-            h = rms(x, lp["attn_norm"])
-            q = rope((h @ lp["wq"]).reshape(t, m.heads, hd), positions)
-            k = rope((h @ lp["wk"]).reshape(t, kvh, hd), positions)
-            v = (h @ lp["wv"]).reshape(t, kvh, hd)
-            cache = write_kv(cache, i, (pages, slots), k, v)
+        def attention(cache: Any, i: Any, q: Any) -> Any:
             keys = cache[i, 0][table].reshape(pages_per_seq * s, kvh, hd)
             values = cache[i, 1][table].reshape(pages_per_seq * s, kvh, hd)
-            x = x + attend(q, keys, values, positions) @ lp["wo"]
-            return (x + mlp(x, lp), cache), None
+            return attend(q, keys, values, positions)
 
-        (x, cache), _ = jax.lax.scan(one_layer, (x, cache), (layer_params(p), layer_index))
+        x, cache = layers(p, cache, x, positions, (pages, slots), attention=attention)
         return jnp.argmax(logits_of(p, x[-1:]), axis=-1).astype(jnp.int32), cache
 
     decode = jax.jit(jax.vmap(decode_engine, in_axes=(None, 0, 0, 0, 0)), donate_argnums=(1,))

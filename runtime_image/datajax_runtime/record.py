@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-from datajax_runtime.exposition import ExpositionError, parse
+from datajax_runtime.exposition import parse
 from datajax_runtime.ring import ScrapeRing
 from datajax_runtime.window import Pricing, figures, snapshot
 
@@ -52,7 +52,7 @@ class Recorder:
         ring = self._rings[index]
         try:
             ring.add(snapshot(parse(self._get(self._upstreams[index])), t))
-        except (OSError, ExpositionError, ValueError, UnicodeDecodeError):
+        except (OSError, ValueError):  # ValueError: ExpositionError and UnicodeDecodeError among them
             ring.expire(t)
             return None
         return figures(ring.window(), self._pricing).to_json()

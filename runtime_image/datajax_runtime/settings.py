@@ -26,7 +26,15 @@ import durationpy
 
 from datajax_runtime.window import Pricing
 
-__all__ = ["FILE_KEYS", "Settings", "SettingsError", "parse_duration", "read_settings", "resolve"]
+__all__ = [
+    "FILE_KEYS",
+    "Settings",
+    "SettingsError",
+    "parse_duration",
+    "parse_settings",
+    "read_settings",
+    "resolve",
+]
 
 
 FILE_KEYS = (
@@ -74,8 +82,17 @@ class Settings:
 def read_settings(path: str | Path) -> dict[str, Any]:
     """The JSON object in the settings file (unknown keys refused: a typo must not go unnoticed)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except (OSError, ValueError) as err:
+        raise SettingsError(f"{path}: {err}") from err
+    return parse_settings(text, path)
+
+
+def parse_settings(text: str, path: str | Path) -> dict[str, Any]:
+    """`read_settings` on text already read from ``path`` (named in the errors)."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
         raise SettingsError(f"{path}: {err}") from err
     if not isinstance(data, dict):
         raise SettingsError(f"{path}: settings must be a JSON object")

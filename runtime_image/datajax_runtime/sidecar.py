@@ -24,7 +24,7 @@ from datajax_runtime.exporter import ExportState, render
 from datajax_runtime.exposition import parse
 from datajax_runtime.plan_status import PlanStatus, read_plan_status
 from datajax_runtime.ring import ScrapeRing
-from datajax_runtime.settings import SettingsError, read_settings, resolve
+from datajax_runtime.settings import SettingsError, parse_settings, resolve
 from datajax_runtime.window import Pricing, figures, snapshot
 
 __all__ = ["Sidecar", "SidecarConfig", "serve"]
@@ -119,7 +119,7 @@ class Sidecar:
             return
         self._settings_text = text
         try:
-            current = resolve(self.config.flag_settings, read_settings(path))
+            current = resolve(self.config.flag_settings, parse_settings(text, path))
         except SettingsError as err:
             log.warning("settings %s not applied: %s", path, err)
             return
