@@ -285,6 +285,7 @@ def simulate(
     noise = random.Random(seed + 1)
     mix, slc = scenario.mix, scenario.slice
     mean_tokens = mix.mean_tokens()
+    output_share = mix.mean_output_tokens() / mean_tokens
     fleet = Fleet()
     fleet.scale_to(initial, -COLD_START)  # up and serving at the start
     per_window = int(scenario.window_seconds / STEP)
@@ -335,8 +336,8 @@ def simulate(
         window_p95 = p95([x for _, _, lat in recent for x in lat])
         figures = SidecarFigures(
             usd_per_hour=scenario.slice_usd_per_hour,
-            prompt_tokens_per_second=window_tokens * (1 - _output_share(mix)),
-            generation_tokens_per_second=window_tokens * _output_share(mix),
+            prompt_tokens_per_second=window_tokens * (1 - output_share),
+            generation_tokens_per_second=window_tokens * output_share,
             prefix_cache_hit_ratio=math.nan,
             p95_e2e_latency_seconds=window_p95,
             p95_ttft_seconds=math.nan,
@@ -357,11 +358,6 @@ def simulate(
             events += 1
             fleet.scale_to(wanted, now + STEP)
     return _report(scenario, windows, events)
-
-
-def _output_share(mix: RequestMix) -> float:
-    output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
-    return output / mix.mean_tokens()
 
 
 def _report(scenario: Scenario, windows: list[WindowTally], events: int) -> dict[str, Any]:
