@@ -53,29 +53,27 @@ class NodePool:
         return [f"{self.name}-{index}" for index in range(self.nodes)]
 
 
+def _tiered(amount: float, tiers: tuple[tuple[int, float], ...], rate_above: float) -> float:
+    """``amount`` charged tier by tier: each (size, rate) takes the next ``size`` units, the rest pays
+    ``rate_above``."""
+    left, total = amount, 0.0
+    for size, rate in tiers:
+        take = min(left, size)
+        total += take * rate
+        left -= take
+    return total + max(left, 0.0) * rate_above
+
+
 def reserved_millicores(vcpus: int) -> int:
     """GKE's CPU reservation: 6% of the first core, 1% of the next, 0.5% of the next 2, 0.25% above 4
     (GKE "Plan GKE Standard node sizes", memory and CPU reservations)."""
-    tiers = ((1, 60.0), (1, 10.0), (2, 5.0))
-    left, reserved = float(vcpus), 0.0
-    for size, per_core in tiers:
-        take = min(left, size)
-        reserved += take * per_core
-        left -= take
-    reserved += max(left, 0.0) * 2.5
-    return round(reserved)
+    return round(_tiered(float(vcpus), ((1, 60.0), (1, 10.0), (2, 5.0)), 2.5))
 
 
 def reserved_memory_mib(memory_gib: int) -> int:
     """GKE's memory reservation: 25% of the first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the
     next 112, 2% above 128 GiB, plus 100 MiB for eviction (same page as :func:`reserved_millicores`)."""
-    tiers = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06))
-    left, reserved_gib = float(memory_gib), 0.0
-    for size, share in tiers:
-        take = min(left, size)
-        reserved_gib += take * share
-        left -= take
-    reserved_gib += max(left, 0.0) * 0.02
+    reserved_gib = _tiered(float(memory_gib), ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06)), 0.02)
     return round(reserved_gib * _MIB_PER_GIB) + _EVICTION_MIB
 
 
