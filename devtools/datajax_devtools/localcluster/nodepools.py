@@ -1,8 +1,10 @@
 """GKE-shaped node pools as Node objects for kwok to play kubelet for.
 
 The pools, machine types and every figure's source are in ``nodepools.yaml`` (the one place they are
-declared). This module only turns them into Node objects: labels, taints, capacity, and allocatable by
-GKE's documented reservation formula, so the real kube-scheduler places our pods as GKE's would.
+declared); chips per TPU machine type and the accelerator label are the TPU catalog's
+(``datajax_operator/api/tpu_catalog.json``). This module only turns them into Node objects: labels,
+taints, capacity, and allocatable by GKE's documented reservation formula, so the real kube-scheduler
+places our pods as GKE's would.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
+
+from datajax_operator.api.tpu import CATALOG
 
 DATA: Final = Path(__file__).with_name("nodepools.yaml")
 KWOK_ANNOTATION: Final = "kwok.x-k8s.io/node"
@@ -78,27 +82,31 @@ def reserved_memory_mib(memory_gib: int) -> int:
 
 
 def load(path: Path = DATA) -> list[NodePool]:
-    """The pools of the data file; a pool naming an unknown machine type or generation is an error."""
+    """The pools of the data file; a pool naming an unknown machine type or generation is an error.
+    Chips per TPU machine type and the accelerator label come from the TPU catalog (``api.tpu``)."""
     data: dict[str, Any] = yaml.safe_load(path.read_text())
+    chips = {name: n for record in CATALOG.values() for name, n in record.machine_types.items()}
     machines = {
-        name: MachineType(name, int(m["vcpus"]), int(m["memoryGB"]), int(m["tpuChips"]))
+        name: MachineType(name, int(m["vcpus"]), int(m["memoryGB"]), chips.get(name, 0))
         for name, m in data["machineTypes"].items()
     }
-    accelerators: dict[str, str] = data["accelerators"]
     pools: list[NodePool] = []
     for raw in data["pools"]:
         machine = machines.get(raw["machineType"])
         if machine is None:
             raise ValueError(f"{path}: pool {raw['name']}: unknown machineType {raw['machineType']}")
-        generation = raw.get("generation")
-        if machine.tpu_chips and generation not in accelerators:
-            raise ValueError(f"{path}: pool {raw['name']}: TPU pool needs a generation of {accelerators}")
+        record = CATALOG.get(raw.get("generation", ""))
+        if machine.tpu_chips and (record is None or machine.name not in record.machine_types):
+            raise ValueError(
+                f"{path}: pool {raw['name']}: TPU pool needs the generation of {machine.name}"
+                f" ({', '.join(CATALOG)})"
+            )
         pools.append(
             NodePool(
                 name=raw["name"],
                 machine=machine,
                 nodes=int(raw["nodes"]),
-                accelerator=accelerators[generation] if machine.tpu_chips else None,
+                accelerator=record.accelerator if record is not None and machine.tpu_chips else None,
                 topology=raw.get("topology"),
                 spot=bool(raw.get("spot", False)),
             )
