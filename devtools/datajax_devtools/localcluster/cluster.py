@@ -206,7 +206,7 @@ class LocalCluster:
         """Pod IP -> loopback address its processes listen on: the one rule that maps the addresses
         the EndpointSlice controller publishes to local listeners (10.A.B.N -> 127.A.B.N)."""
         a, b = self.pod_network
-        return {f"10.{a}.{b}.{n}": f"127.{a}.{b}.{n}" for n in range(1, 255)}
+        return {ip: self.loopback_for(ip) for ip in (f"10.{a}.{b}.{n}" for n in range(1, 255))}
 
     @staticmethod
     def loopback_for(pod_ip: str) -> str:
