@@ -36,7 +36,7 @@ import yaml
 from datajax_devtools.demo.pods import ContainerRuntime
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
-from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
+from datajax_devtools.localcluster import LocalCluster, find_binary, free_port, stop_process
 from datajax_operator.api.spec import duration_seconds
 
 STEPS = 8
@@ -630,13 +630,8 @@ class Demo:
             self.controllers.close()
         if self.fleet is not None:
             self.fleet.close()
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.terminate()
-            try:
-                self.operator.wait(15)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait()
+        if self.operator is not None:
+            stop_process(self.operator, 15)
         if self.cluster is not None:
             self.cluster.stop()
 
