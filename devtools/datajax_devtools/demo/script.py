@@ -36,8 +36,9 @@ import yaml
 from datajax_devtools.demo.pods import ContainerRuntime
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
-from datajax_devtools.localcluster import LocalCluster, find_binary, free_port, stop_process
+from datajax_devtools.localcluster import LocalCluster, find_binary, free_port, nodepools, stop_process
 from datajax_operator.api.spec import duration_seconds
+from datajax_operator.api.tpu import CATALOG
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -331,17 +332,10 @@ class Demo:
         self.say.say(f"  API server {self.cluster.server}: {self.cluster.startup_summary()}")
         self.say.say(f"  kubeconfig {self.cluster.kubeconfig}")
         self.say.say("  " + self.kubectl("get", "crd", "-o", "name").strip())
-        self.say.say("  $ kubectl get nodes -l cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice -L ...")
-        self.say.live(
-            self.kubectl(
-                "get",
-                "nodes",
-                "-l",
-                "cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice",
-                "-L",
-                "cloud.google.com/gke-nodepool,cloud.google.com/gke-tpu-topology,node.kubernetes.io/instance-type",
-            )
-        )
+        v6e = f"{nodepools.ACCELERATOR_LABEL}={CATALOG['v6e'].accelerator}"
+        self.say.say(f"  $ kubectl get nodes -l {v6e} -L ...")
+        columns = (nodepools.NODEPOOL_LABEL, nodepools.TOPOLOGY_LABEL, nodepools.INSTANCE_TYPE_LABEL)
+        self.say.live(self.kubectl("get", "nodes", "-l", v6e, "-L", ",".join(columns)))
 
     def start_operator(self) -> None:
         assert self.cluster is not None
