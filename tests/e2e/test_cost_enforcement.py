@@ -316,12 +316,19 @@ def test_idle_and_dead_sidecars_and_other_models_stay_on_time(serve: Serve) -> N
 
         # meanwhile the idle model is still evaluated: its unchanged figures are rewritten once per
         # cost window (status.writes), so its sample time keeps moving
-        stamps = set()
-        deadline = time.monotonic() + 2 * WINDOW_SECONDS + 2 * OBSERVE_SECONDS
-        while time.monotonic() < deadline:
+        stamps: set[str] = set()
+
+        def moved() -> bool:
             stamps.add(idle.status()["metrics"]["sampledAt"])
-            time.sleep(0.25)
-        assert len(stamps) >= 2, stamps
+            return len(stamps) >= 2
+
+        wait_for(
+            moved,
+            2 * WINDOW_SECONDS + 2 * OBSERVE_SECONDS,
+            "the idle model's sample time to move",
+            every=0.25,
+            explain=lambda: str(stamps),
+        )
     finally:
         black_hole.close()
 
