@@ -153,6 +153,9 @@ class Slice:
 
     def _listening(self) -> bool:
         assert self.process is not None and self.process.poll() is None, "the sidecar exited"
+        return self._accepts()
+
+    def _accepts(self) -> bool:
         try:
             with socket.create_connection((self.address, SIDECAR_PORT), timeout=1):
                 return True
@@ -173,11 +176,7 @@ class Slice:
         process = self.process
         if not self.pod or process is None or process.poll() is not None:
             return False
-        try:
-            with socket.create_connection((self.address, SIDECAR_PORT), timeout=1):
-                return True
-        except OSError:
-            return False
+        return self._accepts()
 
     def restart(self, *extra: str) -> None:
         """Kill the sidecar and start it again, as a container restart: its window starts empty.
