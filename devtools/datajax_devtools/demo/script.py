@@ -149,10 +149,10 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.fleet: SimulatedVllmFleet | None = None
-        self.controllers: ContainerRuntime | None = None
-        self._stop_controllers = threading.Event()
-        self._controllers_thread: threading.Thread | None = None
-        self._controller_error: str | None = None
+        self.runtime: ContainerRuntime | None = None
+        self._stop_runtime = threading.Event()
+        self._runtime_thread: threading.Thread | None = None
+        self._runtime_error: str | None = None
         self.model: dict[str, Any] = {}
         self.kubectl_path = ""
         self._shown_row = ""
@@ -279,8 +279,8 @@ class Demo:
             raise DemoError(
                 f"the operator exited with {self.operator.returncode} (log: {self.workdir / 'operator.log'})"
             )
-        if self._controller_error is not None:
-            raise DemoError(f"running the pods' processes failed: {self._controller_error}")
+        if self._runtime_error is not None:
+            raise DemoError(f"running the pods' processes failed: {self._runtime_error}")
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -446,11 +446,11 @@ class Demo:
             f"{k}={v}"
             for k, v in sorted((self.deployment() or {})["spec"]["selector"]["matchLabels"].items())
         )
-        self.controllers = ContainerRuntime(self.cluster, self.fleet, self.namespace, selector, self.workdir)
-        self._controllers_thread = threading.Thread(
-            target=self._controllers_loop, name="simulated-controllers", daemon=True
+        self.runtime = ContainerRuntime(self.cluster, self.fleet, self.namespace, selector, self.workdir)
+        self._runtime_thread = threading.Thread(
+            target=self._runtime_loop, name="container-runtime", daemon=True
         )
-        self._controllers_thread.start()
+        self._runtime_thread.start()
         self.wait_for(
             f"{REPLICAS} ready replicas",
             lambda s: (
@@ -460,7 +460,7 @@ class Demo:
         )
         self.say.say(f"  $ kubectl get pods -n {self.namespace} -o wide")
         self.say.live(self.kubectl("get", "pods", "-n", self.namespace, "-o", "wide"))
-        for pod in self.controllers.pods.values():
+        for pod in self.runtime.pods.values():
             self.say.say(
                 f"  pod {pod.name} (IP {pod.pod_ip}) runs on {pod.address}: vLLM (simulated), "
                 f"datajax-sidecar pid {pod.sidecar.pid}"
@@ -468,13 +468,13 @@ class Demo:
         self.say.say("  $ kubectl get endpointslices -n " + self.namespace)
         self.say.live(self.kubectl("get", "endpointslices", "-n", self.namespace))
 
-    def _controllers_loop(self) -> None:
-        assert self.controllers is not None
-        while not self._stop_controllers.wait(0.5):
+    def _runtime_loop(self) -> None:
+        assert self.runtime is not None
+        while not self._stop_runtime.wait(0.5):
             try:
-                self.controllers.sync()
+                self.runtime.sync()
             except Exception as err:  # surfaced by check_processes in the main thread
-                self._controller_error = f"{type(err).__name__}: {err}"
+                self._runtime_error = f"{type(err).__name__}: {err}"
                 return
 
     def _traffic(self, rps: float) -> str:
@@ -617,11 +617,11 @@ class Demo:
 
     def close(self) -> None:
         """Stop everything this run started, newest first."""
-        self._stop_controllers.set()
-        if self._controllers_thread is not None:
-            self._controllers_thread.join(timeout=15)
-        if self.controllers is not None:
-            self.controllers.close()
+        self._stop_runtime.set()
+        if self._runtime_thread is not None:
+            self._runtime_thread.join(timeout=15)
+        if self.runtime is not None:
+            self.runtime.close()
         if self.fleet is not None:
             self.fleet.close()
         if self.operator is not None:
