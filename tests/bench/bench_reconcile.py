@@ -342,6 +342,34 @@ class Operator:
         return found
 
 
+def run_command(
+    program: list[str],
+    namespace: str,
+    kubeconfig: Path,
+    *,
+    liveness: int,
+    metrics: int,
+    observe_interval: str,
+) -> list[str]:
+    """``<program> run ...``: the command line both bench scenarios start the operator with."""
+    return [
+        *program,
+        "run",
+        "--namespace",
+        namespace,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--liveness-port",
+        str(liveness),
+        "--metrics-port",
+        str(metrics),
+        "--log-format",
+        "json",
+        "--observe-interval",
+        observe_interval,
+    ]
+
+
 async def start_operator(
     variant: str, namespace: str, kubeconfig: Path, workdir: Path, settings: Settings
 ) -> Operator:
@@ -365,20 +393,14 @@ async def start_operator(
         metrics = free_port()
         process = Process(
             [
-                str(OPERATOR),
-                "run",
-                "--namespace",
-                namespace,
-                "--kubeconfig",
-                str(kubeconfig),
-                "--liveness-port",
-                str(liveness),
-                "--metrics-port",
-                str(metrics),
-                "--log-format",
-                "json",
-                "--observe-interval",
-                f"{max(1, round(settings.resync_seconds))}s",
+                *run_command(
+                    [str(OPERATOR)],
+                    namespace,
+                    kubeconfig,
+                    liveness=liveness,
+                    metrics=metrics,
+                    observe_interval=f"{max(1, round(settings.resync_seconds))}s",
+                ),
                 *(["--workers", str(settings.workers)] if settings.workers else []),
             ],
             log,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from apiclient import READ_VERBS, WRITE_VERBS, Api, Resource, bounded
-from bench_reconcile import CREATES_IN_FLIGHT, MODELS, Operator, Tracker, model_document
+from bench_reconcile import CREATES_IN_FLIGHT, MODELS, Operator, Tracker, model_document, run_command
 from procs import Process, cpu_seconds, rss_bytes, wait_healthy
 from sidecar_farm import SidecarFarm, endpoint_slice
 
@@ -67,23 +67,14 @@ async def _start(
         code = [settings.baseline / "operator", settings.baseline / "runtime_image"]
         env["PYTHONPATH"] = os.pathsep.join(str(p) for p in code)
     process = Process(
-        [
-            sys.executable,
-            str(ENTRY),
-            "run",
-            "--namespace",
+        run_command(
+            [sys.executable, str(ENTRY)],
             namespace,
-            "--kubeconfig",
-            str(kubeconfig),
-            "--liveness-port",
-            str(liveness),
-            "--metrics-port",
-            str(metrics),
-            "--log-format",
-            "json",
-            "--observe-interval",
-            settings.observe_interval,
-        ],
+            kubeconfig,
+            liveness=liveness,
+            metrics=metrics,
+            observe_interval=settings.observe_interval,
+        ),
         workdir / f"traffic-{variant}-{namespace}.log",
         env=env,
     )

@@ -41,6 +41,7 @@ from typing import Any
 from datajax_devtools.demo.traffic import RequestMix, SliceModel, draw_request, expected_gauges
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
+from datajax_operator.api.tpu import CATALOG, topology_chips
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.status.autoscale import decide_scale
@@ -54,6 +55,8 @@ SERVE_LIMIT = 0.98
 SAMPLES_PER_STEP = 120
 """Requests drawn per step to estimate latency (the served tokens are counted exactly)."""
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
+V6E_USD_PER_CHIP_HOUR = CATALOG["v6e"].prices["on-demand"]
+"""The TPU catalog's v6e on-demand list price (api/tpu_catalog.json names its source)."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class Scenario:
     window_seconds: float = 120.0
     min_replicas: int = 1
     max_replicas: int = 20
-    slice_usd_per_hour: float = 8 * 2.70  # v6e 2x4 on-demand (DESIGN §4 prices)
+    slice_usd_per_hour: float = topology_chips("2x4") * V6E_USD_PER_CHIP_HOUR  # v6e 2x4 on-demand
     mix: RequestMix = field(default_factory=RequestMix)
     slice: SliceModel = field(default_factory=SliceModel)
 
@@ -209,7 +212,7 @@ class Observed:
 def autoscaler(scenario: Scenario, initial: int) -> Policy:
     """The operator's decision, with its status carried from pass to pass as the reconcile does."""
     model = DataJaxModel.model_validate(scenario.document(initial))
-    plan = make_plan(model, OperatorConfig(prices={"v6e": {"on-demand": 2.70}}))
+    plan = make_plan(model, OperatorConfig(prices={"v6e": {"on-demand": V6E_USD_PER_CHIP_HOUR}}))
     assert plan.capacity is not None and plan.capacity.roofline is not None
     roof = plan.capacity.roofline
     state: dict[str, DataJaxModelStatus | None] = {"status": None}
@@ -285,6 +288,7 @@ def simulate(
     noise = random.Random(seed + 1)
     mix, slc = scenario.mix, scenario.slice
     mean_tokens = mix.mean_tokens()
+    output_share = mix.mean_output_tokens() / mean_tokens
     fleet = Fleet()
     fleet.scale_to(initial, -COLD_START)  # up and serving at the start
     per_window = int(scenario.window_seconds / STEP)
@@ -335,8 +339,8 @@ def simulate(
         window_p95 = p95([x for _, _, lat in recent for x in lat])
         figures = SidecarFigures(
             usd_per_hour=scenario.slice_usd_per_hour,
-            prompt_tokens_per_second=window_tokens * (1 - _output_share(mix)),
-            generation_tokens_per_second=window_tokens * _output_share(mix),
+            prompt_tokens_per_second=window_tokens * (1 - output_share),
+            generation_tokens_per_second=window_tokens * output_share,
             prefix_cache_hit_ratio=math.nan,
             p95_e2e_latency_seconds=window_p95,
             p95_ttft_seconds=math.nan,
@@ -357,11 +361,6 @@ def simulate(
             events += 1
             fleet.scale_to(wanted, now + STEP)
     return _report(scenario, windows, events)
-
-
-def _output_share(mix: RequestMix) -> float:
-    output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
-    return output / mix.mean_tokens()
 
 
 def _report(scenario: Scenario, windows: list[WindowTally], events: int) -> dict[str, Any]:

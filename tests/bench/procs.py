@@ -19,6 +19,8 @@ from typing import IO
 
 import aiohttp
 
+from datajax_devtools.localcluster import stop_process
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -104,13 +106,7 @@ class Process:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 30.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, timeout, sig)
         self._log.close()
         return int(self.popen.returncode)
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from datajax_operator.api.tpu import CATALOG
 from datajax_runtime.exporter import ExportState, render
 from datajax_runtime.window import Figures, Pricing
 
 STAND_IN = "198.51.100.1"
 """The address every model's EndpointSlice lists (TEST-NET-2, RFC 5737)."""
 JITTER = 0.01
-PRICING = Pricing(chips=8, usd_per_chip_hour=2.7)
+PRICING = Pricing(chips=8, usd_per_chip_hour=CATALOG["v6e"].prices["on-demand"])  # the catalog's $2.70
 
 
 def _figures(rng: random.Random) -> Figures:

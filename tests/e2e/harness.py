@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubehelpers import GROUP, PLURAL, VERSION
+from kubehelpers import GROUP, PLURAL, VERSION, RunningOperator
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 from tests.polling import wait_for
@@ -45,13 +45,14 @@ from datajax_operator.render.names import selector_labels
 from vllm_fixtures import scrape_text
 
 __all__ = [  # wait_for is the tests' one poll loop (tests/polling.py), imported from here by the tier
-    "INJECTED", "OBSERVE_SECONDS", "SIDECAR_PORT", "WINDOW", "Kubelet", "Served", "Slice", "dial",
-    "loopback_address", "read_metrics", "wait_for",
+    "INJECTED", "OBSERVE_SECONDS", "SIDECAR_PORT", "WINDOW", "WINDOW_SECONDS", "Kubelet", "Served", "Slice",
+    "dial", "loopback_address", "passes_over", "read_metrics", "wait_for",
 ]  # fmt: skip
 
 SIDECAR_PORT = 9400
 OBSERVE_SECONDS = 1.0
-WINDOW = "6s"
+WINDOW_SECONDS = 6.0
+WINDOW = f"{WINDOW_SECONDS:g}s"
 INJECTED = {f"198.51.100.{n}": f"127.0.0.{n}" for n in range(1, 255)}
 """Test-made EndpointSlice address -> loopback address dialled (198.51.100.1 -> 127.0.0.1)."""
 _taken: set[int] = set()
@@ -77,6 +78,23 @@ def loopback_address() -> int:
         _taken.add(n)
         return n
     raise RuntimeError("no free 127.0.0.N:9400 left")
+
+
+def passes_over(
+    operator: RunningOperator, model: Served, seconds: float, timeout: float | None = None
+) -> None:
+    """Return once ``seconds`` have gone by and the operator has completed at least that many seconds'
+    worth of the model's passes (plus two) in them: what the operator would do in that time, it has
+    had every pass to do (how a test shows that something did NOT happen)."""
+    start, since = operator.passes(model.namespace, model.name), time.monotonic()
+    wanted = start + seconds / OBSERVE_SECONDS + 2
+    wait_for(
+        lambda: (
+            time.monotonic() - since >= seconds and operator.passes(model.namespace, model.name) >= wanted
+        ),
+        3 * seconds if timeout is None else timeout,
+        f"{seconds:g} s of the model's passes",
+    )
 
 
 def read_metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -135,6 +153,9 @@ class Slice:
 
     def _listening(self) -> bool:
         assert self.process is not None and self.process.poll() is None, "the sidecar exited"
+        return self._accepts()
+
+    def _accepts(self) -> bool:
         try:
             with socket.create_connection((self.address, SIDECAR_PORT), timeout=1):
                 return True
@@ -155,11 +176,7 @@ class Slice:
         process = self.process
         if not self.pod or process is None or process.poll() is not None:
             return False
-        try:
-            with socket.create_connection((self.address, SIDECAR_PORT), timeout=1):
-                return True
-        except OSError:
-            return False
+        return self._accepts()
 
     def restart(self, *extra: str) -> None:
         """Kill the sidecar and start it again, as a container restart: its window starts empty.

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import WINDOW, Served, Slice, wait_for
+from harness import WINDOW, WINDOW_SECONDS, Served, Slice, passes_over, wait_for
+from kubehelpers import RunningOperator
 from vllm_source import Traffic
 
 from datajax_devtools.localcluster import find_binary
@@ -101,7 +102,9 @@ def reasons(model: Served) -> list[str]:
     return [e.reason for e in model.events()]
 
 
-def test_demand_scales_the_model_up_and_down_through_its_sidecars(serve: Serve, kubeconfig: Path) -> None:
+def test_demand_scales_the_model_up_and_down_through_its_sidecars(
+    serve: Serve, kubeconfig: Path, e2e_operator: RunningOperator
+) -> None:
     model = serve("auto", scaling_spec())
     fleet = Fleet(model, demand=12_000)  # more than one slice can serve: p95 far above the SLO
     fleet.start()
@@ -130,9 +133,8 @@ def test_demand_scales_the_model_up_and_down_through_its_sidecars(serve: Serve, 
         fleet.demand = 1_500  # one slice serves it, and more than one breaks the $3 ceiling
         wait_for(lambda: model.replicas() == 1, 90, "the scale-down to minReplicas")
         wait_for(lambda: "AutoscaledDown" in reasons(model), 10, "its Event")
-        # two windows later, still one: never below minReplicas
-        seen = len(fleet.counts)
-        wait_for(lambda: len(fleet.counts) > seen + 2 * 6 / 0.3, 60, "two more windows of the fleet")
+        # two windows of passes later, still one: never below minReplicas
+        passes_over(e2e_operator, model, 2 * WINDOW_SECONDS, timeout=60)
         assert model.replicas() == 1 and min(fleet.counts) >= 1
 
         # kubectl scale on the model: the autoscaler starts again from the new count

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import OBSERVE_SECONDS, WINDOW, Served, Slice, wait_for
+from harness import OBSERVE_SECONDS, WINDOW, WINDOW_SECONDS, Served, Slice, passes_over, wait_for
 from kubehelpers import RunningOperator
 from vllm_source import Traffic
 
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.e2e
 
 CHEAP = Traffic(4000, 1000, requests_per_second=20, prefix_hit_ratio=0.6, e2e_seconds=0.4, ttft_seconds=0.03)
 DEAR = Traffic(400, 100, requests_per_second=2, prefix_hit_ratio=0.2, e2e_seconds=0.9, ttft_seconds=0.2)
-WINDOW_SECONDS = 6.0
 Serve = Callable[..., Served]
 
 
@@ -170,22 +169,6 @@ def _breach(model: Served, slices: list[Slice]) -> tuple[dict[str, Any], float]:
     return breached, delay
 
 
-def _a_window_of_passes(operator: RunningOperator, model: Served) -> None:
-    """Return once a whole cost window has gone by and the operator has completed at least a window's
-    worth of the model's passes (plus two) in it: what the judgement would do within a window, it has
-    had every pass to do."""
-    start, since = operator.passes(model.namespace, model.name), time.monotonic()
-    wanted = start + WINDOW_SECONDS / OBSERVE_SECONDS + 2
-    wait_for(
-        lambda: (
-            time.monotonic() - since >= WINDOW_SECONDS
-            and operator.passes(model.namespace, model.name) >= wanted
-        ),
-        3 * WINDOW_SECONDS,
-        "a window of the model's passes",
-    )
-
-
 def test_scale_down_on_a_breach_and_back_up_when_it_clears(
     serve: Serve, e2e_operator: RunningOperator
 ) -> None:
@@ -215,7 +198,7 @@ def test_scale_down_on_a_breach_and_back_up_when_it_clears(
     assert "tokens/s from 2 slice(s) costing $43.20/h" in warning.message
     assert "break-even 4000.0" in warning.message
     assert any(e.reason == "ScaledDown" and "2 -> 1" in e.message for e in events)
-    _a_window_of_passes(e2e_operator, model)
+    passes_over(e2e_operator, model, WINDOW_SECONDS)  # a whole cost window of passes
     assert model.replicas() == 1  # never below one
 
     for s in slices:
@@ -254,7 +237,7 @@ def test_suspend_scales_to_zero_until_the_spec_changes(serve: Serve, e2e_operato
     assert any(e.reason == "Suspended" and e.type == "Warning" for e in model.events())
 
     one.traffic(CHEAP)  # cheaper again, but a suspension waits for the user
-    _a_window_of_passes(e2e_operator, model)
+    passes_over(e2e_operator, model, WINDOW_SECONDS)  # a whole cost window of passes
     assert model.replicas() == 0
 
     # any spec change resumes: here a higher ceiling, which also reaches the sidecar's settings file
@@ -333,12 +316,19 @@ def test_idle_and_dead_sidecars_and_other_models_stay_on_time(serve: Serve) -> N
 
         # meanwhile the idle model is still evaluated: its unchanged figures are rewritten once per
         # cost window (status.writes), so its sample time keeps moving
-        stamps = set()
-        deadline = time.monotonic() + 2 * WINDOW_SECONDS + 2 * OBSERVE_SECONDS
-        while time.monotonic() < deadline:
+        stamps: set[str] = set()
+
+        def moved() -> bool:
             stamps.add(idle.status()["metrics"]["sampledAt"])
-            time.sleep(0.25)
-        assert len(stamps) >= 2, stamps
+            return len(stamps) >= 2
+
+        wait_for(
+            moved,
+            2 * WINDOW_SECONDS + 2 * OBSERVE_SECONDS,
+            "the idle model's sample time to move",
+            every=0.25,
+            explain=lambda: str(stamps),
+        )
     finally:
         black_hole.close()
 

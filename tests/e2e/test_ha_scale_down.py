@@ -1,11 +1,11 @@
 """Two peered operator processes and a model over its cost ceiling: one ScaleDown per window, also
 across a failover.
 
-How the operators reach the sidecars. The sidecars are real `datajax-sidecar serve` processes on
-127.0.0.N:9400, listed in the EndpointSlice as 198.51.100.N because the API server refuses loopback
-addresses there (harness.py). The operators must be processes (one is SIGKILLed, and kopf peering
-needs two identities), so the in-process dial map is passed by a test entry point,
-``dialling_operator.py``, which parses the real `run` command line and adds the map. Rejected:
+How the operators reach the sidecars. The sidecars are real `datajax-sidecar serve` processes on the
+loopback address the control plane maps each pod IP to (harness.py, ``LocalCluster.dial_map``). The
+operators must be processes (one is SIGKILLed, and kopf peering needs two identities), so the
+in-process dial map is passed by the demo's entry point (``datajax_devtools.demo.operator_process
+--dial A=B ... run ...``), which parses the real `run` command line and adds the map. Rejected:
 adding 198.51.100.N to ``lo`` (needs CAP_NET_ADMIN, which CI does not have, and changes the host's
 network for every other process); two operators in threads of this process (a thread cannot be
 SIGKILLed: a graceful stop says goodbye to the peering, which hides exactly the crash under test).
@@ -19,7 +19,6 @@ is allowed; with 2 replicas the floor of 1 would hide a double action).
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -41,7 +40,6 @@ from datajax_devtools.localcluster import LocalCluster
 pytestmark = pytest.mark.e2e
 
 PEERING_CRDS = REPO / "charts" / "datajax-operator" / "crds" / "kopf-peering.kopf.dev.yaml"
-LAUNCHER = Path(__file__).resolve().parent / "dialling_operator.py"
 LIFETIME = 5
 WINDOW_SECONDS = 20.0
 """Longer than a takeover (the peering lifetime plus a watch restart), so the standby acts inside
@@ -68,16 +66,16 @@ def scaled_down(model: Served) -> list[str]:
     return [e.message for e in model.events() if e.reason == "ScaledDown"]
 
 
-def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures)
-    admin_client: Any,
-    kubeconfig: Path,
-    local_cluster: LocalCluster,
-    namespace: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+def test_one_scale_down_per_window_across_a_failover(
+    admin_client: Any, kubeconfig: Path, local_cluster: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:
     Operators.shared(kubeconfig).stop()  # the session's in-process operator would act beside them
-    monkeypatch.setenv("DATAJAX_E2E_DIAL", json.dumps(dial(local_cluster)))  # for dialling_operator.py
+    launcher = (
+        sys.executable,
+        "-m",
+        "datajax_devtools.demo.operator_process",
+        *(f"--dial={k}={v}" for k, v in dial(local_cluster).items()),
+    )
     local_cluster.install_crds(list(yaml.safe_load_all(PEERING_CRDS.read_text())))
     custom = client.CustomObjectsApi(admin_client)
     peering = f"ha-{uuid.uuid4().hex[:6]}"
@@ -108,7 +106,7 @@ def test_one_scale_down_per_window_across_a_failover(  # noqa: PLR0917 (fixtures
             resync_seconds=2.0,
             observe_interval=None,  # the config's 1s
             instance=instance,
-            command=(sys.executable, str(LAUNCHER)),
+            command=launcher,
         )
 
     def peers() -> int:

@@ -1,12 +1,13 @@
-"""`datajax-operator run` for the demo, with the demo's map of EndpointSlice addresses to loopback.
+"""`datajax-operator run` with a map of EndpointSlice addresses to the loopback addresses dialled.
 
-The API server refuses loopback addresses in an EndpointSlice, so the demo's slices list stand-in pod
-IPs (192.0.2.x) and the operator must connect to 127.0.0.x instead. That map is deliberately not a
-flag of `datajax-operator run` (a cluster never needs it); this module takes it as ``--dial A=B``
-before the usual `run` arguments, parses those with the real command-line parser, and runs the same
-runner the CLI runs (`runner.Options.sidecar_dial`, the hook the e2e tests use in-process).
+Pod IPs (10.A.B.N from kwok) are served on loopback (127.A.B.N, ``LocalCluster.dial_map``), so the
+operator must connect to those instead. That map is deliberately not a flag of `datajax-operator run`
+(a cluster never needs it); this module takes it as ``--dial A=B`` before the usual `run` arguments,
+parses those with the real command-line parser, and runs the same runner the CLI runs
+(`runner.Options.sidecar_dial`, the hook the e2e tests use in-process). The demo and the e2e tier's
+operator processes (tests/e2e/test_ha_scale_down.py) start the operator through it.
 
-    python -m datajax_devtools.demo.operator_process --dial 192.0.2.11=127.0.0.11 run --kubeconfig K ...
+    python -m datajax_devtools.demo.operator_process --dial 10.77.3.1=127.77.3.1 run --kubeconfig K ...
 """
 
 from __future__ import annotations

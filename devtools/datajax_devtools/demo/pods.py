@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
-from datajax_devtools.localcluster import LocalCluster, die_with_parent
+from datajax_devtools.localcluster import LocalCluster, die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,7 @@ class ContainerRuntime:
 
     def _stop(self, pod: PodProcesses) -> None:
         self.fleet.stop(pod.name)
-        if pod.sidecar.poll() is None:
-            pod.sidecar.terminate()
-            try:
-                pod.sidecar.wait(10)
-            except subprocess.TimeoutExpired:
-                pod.sidecar.kill()
-                pod.sidecar.wait()
+        stop_process(pod.sidecar, 10)
         pod.log_file.close()
         log.info("pod %s stopped", pod.name)
 

@@ -36,8 +36,9 @@ import yaml
 from datajax_devtools.demo.pods import ContainerRuntime
 from datajax_devtools.demo.traffic import TrafficModel
 from datajax_devtools.demo.vllm_server import SimulatedVllmFleet
-from datajax_devtools.localcluster import LocalCluster, find_binary, free_port
+from datajax_devtools.localcluster import LocalCluster, find_binary, free_port, nodepools, stop_process
 from datajax_operator.api.spec import duration_seconds
+from datajax_operator.api.tpu import CATALOG
 
 STEPS = 8
 COST_CONDITION = "CostCeilingBreached"
@@ -148,10 +149,10 @@ class Demo:
         self.cluster: LocalCluster | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.fleet: SimulatedVllmFleet | None = None
-        self.controllers: ContainerRuntime | None = None
-        self._stop_controllers = threading.Event()
-        self._controllers_thread: threading.Thread | None = None
-        self._controller_error: str | None = None
+        self.runtime: ContainerRuntime | None = None
+        self._stop_runtime = threading.Event()
+        self._runtime_thread: threading.Thread | None = None
+        self._runtime_error: str | None = None
         self.model: dict[str, Any] = {}
         self.kubectl_path = ""
         self._shown_row = ""
@@ -278,8 +279,8 @@ class Demo:
             raise DemoError(
                 f"the operator exited with {self.operator.returncode} (log: {self.workdir / 'operator.log'})"
             )
-        if self._controller_error is not None:
-            raise DemoError(f"running the pods' processes failed: {self._controller_error}")
+        if self._runtime_error is not None:
+            raise DemoError(f"running the pods' processes failed: {self._runtime_error}")
 
     # -- the steps --------------------------------------------------------------------------------
 
@@ -331,17 +332,10 @@ class Demo:
         self.say.say(f"  API server {self.cluster.server}: {self.cluster.startup_summary()}")
         self.say.say(f"  kubeconfig {self.cluster.kubeconfig}")
         self.say.say("  " + self.kubectl("get", "crd", "-o", "name").strip())
-        self.say.say("  $ kubectl get nodes -l cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice -L ...")
-        self.say.live(
-            self.kubectl(
-                "get",
-                "nodes",
-                "-l",
-                "cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice",
-                "-L",
-                "cloud.google.com/gke-nodepool,cloud.google.com/gke-tpu-topology,node.kubernetes.io/instance-type",
-            )
-        )
+        v6e = f"{nodepools.ACCELERATOR_LABEL}={CATALOG['v6e'].accelerator}"
+        self.say.say(f"  $ kubectl get nodes -l {v6e} -L ...")
+        columns = (nodepools.NODEPOOL_LABEL, nodepools.TOPOLOGY_LABEL, nodepools.INSTANCE_TYPE_LABEL)
+        self.say.live(self.kubectl("get", "nodes", "-l", v6e, "-L", ",".join(columns)))
 
     def start_operator(self) -> None:
         assert self.cluster is not None
@@ -452,11 +446,11 @@ class Demo:
             f"{k}={v}"
             for k, v in sorted((self.deployment() or {})["spec"]["selector"]["matchLabels"].items())
         )
-        self.controllers = ContainerRuntime(self.cluster, self.fleet, self.namespace, selector, self.workdir)
-        self._controllers_thread = threading.Thread(
-            target=self._controllers_loop, name="simulated-controllers", daemon=True
+        self.runtime = ContainerRuntime(self.cluster, self.fleet, self.namespace, selector, self.workdir)
+        self._runtime_thread = threading.Thread(
+            target=self._runtime_loop, name="container-runtime", daemon=True
         )
-        self._controllers_thread.start()
+        self._runtime_thread.start()
         self.wait_for(
             f"{REPLICAS} ready replicas",
             lambda s: (
@@ -466,7 +460,7 @@ class Demo:
         )
         self.say.say(f"  $ kubectl get pods -n {self.namespace} -o wide")
         self.say.live(self.kubectl("get", "pods", "-n", self.namespace, "-o", "wide"))
-        for pod in self.controllers.pods.values():
+        for pod in self.runtime.pods.values():
             self.say.say(
                 f"  pod {pod.name} (IP {pod.pod_ip}) runs on {pod.address}: vLLM (simulated), "
                 f"datajax-sidecar pid {pod.sidecar.pid}"
@@ -474,13 +468,13 @@ class Demo:
         self.say.say("  $ kubectl get endpointslices -n " + self.namespace)
         self.say.live(self.kubectl("get", "endpointslices", "-n", self.namespace))
 
-    def _controllers_loop(self) -> None:
-        assert self.controllers is not None
-        while not self._stop_controllers.wait(0.5):
+    def _runtime_loop(self) -> None:
+        assert self.runtime is not None
+        while not self._stop_runtime.wait(0.5):
             try:
-                self.controllers.sync()
+                self.runtime.sync()
             except Exception as err:  # surfaced by check_processes in the main thread
-                self._controller_error = f"{type(err).__name__}: {err}"
+                self._runtime_error = f"{type(err).__name__}: {err}"
                 return
 
     def _traffic(self, rps: float) -> str:
@@ -623,20 +617,15 @@ class Demo:
 
     def close(self) -> None:
         """Stop everything this run started, newest first."""
-        self._stop_controllers.set()
-        if self._controllers_thread is not None:
-            self._controllers_thread.join(timeout=15)
-        if self.controllers is not None:
-            self.controllers.close()
+        self._stop_runtime.set()
+        if self._runtime_thread is not None:
+            self._runtime_thread.join(timeout=15)
+        if self.runtime is not None:
+            self.runtime.close()
         if self.fleet is not None:
             self.fleet.close()
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.terminate()
-            try:
-                self.operator.wait(15)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait()
+        if self.operator is not None:
+            stop_process(self.operator, 15)
         if self.cluster is not None:
             self.cluster.stop()
 

@@ -105,14 +105,23 @@ class RequestMix:
     stop_share: float = 0.8
     """Share of requests that end on a stop token; the rest hit their max_tokens."""
 
+    def mean_output_tokens(self) -> float:
+        """Expected output tokens of one request."""
+        return _lognormal_mean(self.output_tokens_median, self.output_tokens_sigma)
+
     def mean_tokens(self) -> float:
-        """Expected prompt + output tokens of one request (log-normal mean = median x e^(sigma^2/2))."""
-        unshared = self.prompt_tokens_median * math.exp(self.prompt_tokens_sigma**2 / 2)
-        shared = self.shared_prefix_tokens + self.user_tokens_median * math.exp(
-            self.prompt_tokens_sigma**2 / 2
+        """Expected prompt + output tokens of one request."""
+        unshared = _lognormal_mean(self.prompt_tokens_median, self.prompt_tokens_sigma)
+        shared = self.shared_prefix_tokens + _lognormal_mean(
+            self.user_tokens_median, self.prompt_tokens_sigma
         )
         prompt = self.prefix_share * shared + (1 - self.prefix_share) * unshared
-        return prompt + self.output_tokens_median * math.exp(self.output_tokens_sigma**2 / 2)
+        return prompt + self.mean_output_tokens()
+
+
+def _lognormal_mean(median: float, sigma: float) -> float:
+    """The mean of a log-normal draw: median x e^(sigma^2/2)."""
+    return median * math.exp(sigma**2 / 2)
 
 
 @dataclass(frozen=True)
@@ -209,8 +218,7 @@ def expected_gauges(mix: RequestMix, slc: SliceModel, requests_per_second: float
     """Little's law on the expected times at this rate and the load it puts on the slice."""
     load = utilisation(mix, slc, requests_per_second)
     slow = slowdown(slc, load)
-    output = mix.output_tokens_median * math.exp(mix.output_tokens_sigma**2 / 2)
-    in_server = slc.inter_token_seconds * slow * output
+    in_server = slc.inter_token_seconds * slow * mix.mean_output_tokens()
     waiting = requests_per_second * slc.queue_seconds * 2 * load * slow
     running = min(requests_per_second * in_server, slc.max_num_seqs)
     return Gauges(running, waiting, min(running * mix.mean_tokens() / slc.kv_cache_tokens, 1.0))
@@ -242,10 +250,6 @@ class SimulatedReplica:
     def utilisation(self) -> float:
         return utilisation(self.mix, self.slice, self.rate)
 
-    def slowdown(self) -> float:
-        """How much longer everything takes than on an idle slice."""
-        return slowdown(self.slice, self.utilisation)
-
     def set_rate(self, requests_per_second: float, now: float) -> None:
         """Change the arrival rate from ``now`` on (everything before is accounted at the old rate)."""
         self.advance(now)
@@ -265,35 +269,32 @@ class SimulatedReplica:
 
     def _serve_one(self) -> None:
         r = draw_request(self.mix, self.slice, self.utilisation, self._random)
-        prompt, cached, output, stopped, max_tokens = r.prompt, r.cached, r.output, r.stopped, r.max_tokens
-        queue, prefill, itl, decode, ttft, e2e = r.queue, r.prefill, r.itl, r.decode, r.ttft, r.e2e
-
         m = self.metrics
         served(
             m,
             Served(
                 requests=1,
-                prompt_tokens=prompt,
-                generation_tokens=output,
-                cached_tokens=cached,
-                e2e_seconds=e2e,
-                ttft_seconds=ttft,
-                itl_seconds=itl,
-                itl_count=output - 1,
-                finished_reason="stop" if stopped else "length",
+                prompt_tokens=r.prompt,
+                generation_tokens=r.output,
+                cached_tokens=r.cached,
+                e2e_seconds=r.e2e,
+                ttft_seconds=r.ttft,
+                itl_seconds=r.itl,
+                itl_count=r.output - 1,
+                finished_reason="stop" if r.stopped else "length",
             ),
         )
-        m.observe("vllm:request_time_per_output_token_seconds", itl, engine=ENGINE)
-        m.observe("vllm:request_queue_time_seconds", queue, engine=ENGINE)
-        m.observe("vllm:request_prefill_time_seconds", prefill, engine=ENGINE)
-        m.observe("vllm:request_decode_time_seconds", decode, engine=ENGINE)
-        m.observe("vllm:request_inference_time_seconds", prefill + decode, engine=ENGINE)
-        m.observe("vllm:request_prompt_tokens", prompt, engine=ENGINE)
-        m.observe("vllm:request_generation_tokens", output, engine=ENGINE)
-        m.observe("vllm:request_max_num_generation_tokens", max_tokens, engine=ENGINE)
-        m.observe("vllm:request_params_max_tokens", max_tokens, engine=ENGINE)
+        m.observe("vllm:request_time_per_output_token_seconds", r.itl, engine=ENGINE)
+        m.observe("vllm:request_queue_time_seconds", r.queue, engine=ENGINE)
+        m.observe("vllm:request_prefill_time_seconds", r.prefill, engine=ENGINE)
+        m.observe("vllm:request_decode_time_seconds", r.decode, engine=ENGINE)
+        m.observe("vllm:request_inference_time_seconds", r.prefill + r.decode, engine=ENGINE)
+        m.observe("vllm:request_prompt_tokens", r.prompt, engine=ENGINE)
+        m.observe("vllm:request_generation_tokens", r.output, engine=ENGINE)
+        m.observe("vllm:request_max_num_generation_tokens", r.max_tokens, engine=ENGINE)
+        m.observe("vllm:request_params_max_tokens", r.max_tokens, engine=ENGINE)
         m.observe("vllm:request_params_n", 1, engine=ENGINE)
-        m.observe("vllm:request_prefill_kv_computed_tokens", prompt - cached, engine=ENGINE)
+        m.observe("vllm:request_prefill_kv_computed_tokens", r.prompt - r.cached, engine=ENGINE)
         m.observe("vllm:request_num_preemptions", 0, engine=ENGINE)
 
     def _update_gauges(self) -> None:

@@ -4,7 +4,7 @@ Used by the integration, chart and e2e test tiers and by ``make cluster``.
 """
 
 from .binaries import MissingToolError, find_binary, tools_bin_dir
-from .cluster import ControlPlaneError, LocalCluster, die_with_parent, free_port
+from .cluster import ControlPlaneError, LocalCluster, die_with_parent, free_port, stop_process
 
 __all__ = [
     "ControlPlaneError",
@@ -13,5 +13,6 @@ __all__ = [
     "die_with_parent",
     "find_binary",
     "free_port",
+    "stop_process",
     "tools_bin_dir",
 ]

@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from . import nodepools
 from .cluster import ControlPlaneError, LocalCluster
 
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.start()
         print(f"\nAPI server {cluster.server}: {cluster.startup_summary()} (logs in {workdir})", flush=True)
-        print("TPU nodes: kubectl get nodes -L cloud.google.com/gke-tpu-topology", flush=True)
+        print(f"TPU nodes: kubectl get nodes -L {nodepools.TOPOLOGY_LABEL}", flush=True)
         print(f"export KUBECONFIG={args.kubeconfig.resolve()}", flush=True)
         print("Ctrl-C to stop.", flush=True)
         while not stop.wait(1.0):

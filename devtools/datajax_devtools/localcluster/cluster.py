@@ -87,6 +87,19 @@ def die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def stop_process(
+    popen: subprocess.Popen[bytes], timeout: float, sig: signal.Signals = signal.SIGTERM
+) -> None:
+    """Send ``sig`` to a process still running and wait up to ``timeout`` seconds, then SIGKILL it."""
+    if popen.poll() is None:
+        popen.send_signal(sig)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -129,13 +142,7 @@ class _Process:
             raise ControlPlaneError(f"{self.name} exited with {code}:\n{_tail(self.log_path)}")
 
     def stop(self, timeout: float = 15.0, kill: bool = False) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        stop_process(self.popen, timeout, signal.SIGKILL if kill else signal.SIGTERM)
         self._log.close()
 
 
@@ -206,7 +213,7 @@ class LocalCluster:
         """Pod IP -> loopback address its processes listen on: the one rule that maps the addresses
         the EndpointSlice controller publishes to local listeners (10.A.B.N -> 127.A.B.N)."""
         a, b = self.pod_network
-        return {f"10.{a}.{b}.{n}": f"127.{a}.{b}.{n}" for n in range(1, 255)}
+        return {ip: self.loopback_for(ip) for ip in (f"10.{a}.{b}.{n}" for n in range(1, 255))}
 
     @staticmethod
     def loopback_for(pod_ip: str) -> str:

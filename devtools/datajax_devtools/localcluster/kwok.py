@@ -128,6 +128,11 @@ def _stage(name: str, kind: str, expressions: list[dict[str, Any]], **spec: Any)
 
 
 _NOT_DELETING = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
+_NOT_READY = {
+    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
+    "operator": "NotIn",
+    "values": ["True"],
+}
 
 
 def config_documents(cidr: str, ready_delay_seconds: float) -> list[dict[str, Any]]:
@@ -153,13 +158,7 @@ def config_documents(cidr: str, ready_delay_seconds: float) -> list[dict[str, An
         _stage(
             "node-ready",
             "Node",
-            [
-                {
-                    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-                    "operator": "NotIn",
-                    "values": ["True"],
-                }
-            ],
+            [_NOT_READY],
             next={"statusTemplate": _NODE_READY},
         ),
         _stage(
@@ -178,11 +177,7 @@ def config_documents(cidr: str, ready_delay_seconds: float) -> list[dict[str, An
             [
                 _NOT_DELETING,
                 {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                {
-                    "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-                    "operator": "NotIn",
-                    "values": ["True"],
-                },
+                _NOT_READY,
             ],
             delay={"durationMilliseconds": ready_ms},
             next={"statusTemplate": _POD_READY},

@@ -1,8 +1,10 @@
 """GKE-shaped node pools as Node objects for kwok to play kubelet for.
 
 The pools, machine types and every figure's source are in ``nodepools.yaml`` (the one place they are
-declared). This module only turns them into Node objects: labels, taints, capacity, and allocatable by
-GKE's documented reservation formula, so the real kube-scheduler places our pods as GKE's would.
+declared); chips per TPU machine type and the accelerator label are the TPU catalog's
+(``datajax_operator/api/tpu_catalog.json``). This module only turns them into Node objects: labels,
+taints, capacity, and allocatable by GKE's documented reservation formula, so the real kube-scheduler
+places our pods as GKE's would.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
+
+from datajax_operator.api.tpu import CATALOG
 
 DATA: Final = Path(__file__).with_name("nodepools.yaml")
 KWOK_ANNOTATION: Final = "kwok.x-k8s.io/node"
@@ -53,54 +57,56 @@ class NodePool:
         return [f"{self.name}-{index}" for index in range(self.nodes)]
 
 
+def _tiered(amount: float, tiers: tuple[tuple[int, float], ...], rate_above: float) -> float:
+    """``amount`` charged tier by tier: each (size, rate) takes the next ``size`` units, the rest pays
+    ``rate_above``."""
+    left, total = amount, 0.0
+    for size, rate in tiers:
+        take = min(left, size)
+        total += take * rate
+        left -= take
+    return total + max(left, 0.0) * rate_above
+
+
 def reserved_millicores(vcpus: int) -> int:
     """GKE's CPU reservation: 6% of the first core, 1% of the next, 0.5% of the next 2, 0.25% above 4
     (GKE "Plan GKE Standard node sizes", memory and CPU reservations)."""
-    tiers = ((1, 60.0), (1, 10.0), (2, 5.0))
-    left, reserved = float(vcpus), 0.0
-    for size, per_core in tiers:
-        take = min(left, size)
-        reserved += take * per_core
-        left -= take
-    reserved += max(left, 0.0) * 2.5
-    return round(reserved)
+    return round(_tiered(float(vcpus), ((1, 60.0), (1, 10.0), (2, 5.0)), 2.5))
 
 
 def reserved_memory_mib(memory_gib: int) -> int:
     """GKE's memory reservation: 25% of the first 4 GiB, 20% of the next 4, 10% of the next 8, 6% of the
     next 112, 2% above 128 GiB, plus 100 MiB for eviction (same page as :func:`reserved_millicores`)."""
-    tiers = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06))
-    left, reserved_gib = float(memory_gib), 0.0
-    for size, share in tiers:
-        take = min(left, size)
-        reserved_gib += take * share
-        left -= take
-    reserved_gib += max(left, 0.0) * 0.02
+    reserved_gib = _tiered(float(memory_gib), ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06)), 0.02)
     return round(reserved_gib * _MIB_PER_GIB) + _EVICTION_MIB
 
 
 def load(path: Path = DATA) -> list[NodePool]:
-    """The pools of the data file; a pool naming an unknown machine type or generation is an error."""
+    """The pools of the data file; a pool naming an unknown machine type or generation is an error.
+    Chips per TPU machine type and the accelerator label come from the TPU catalog (``api.tpu``)."""
     data: dict[str, Any] = yaml.safe_load(path.read_text())
+    chips = {name: n for record in CATALOG.values() for name, n in record.machine_types.items()}
     machines = {
-        name: MachineType(name, int(m["vcpus"]), int(m["memoryGB"]), int(m["tpuChips"]))
+        name: MachineType(name, int(m["vcpus"]), int(m["memoryGB"]), chips.get(name, 0))
         for name, m in data["machineTypes"].items()
     }
-    accelerators: dict[str, str] = data["accelerators"]
     pools: list[NodePool] = []
     for raw in data["pools"]:
         machine = machines.get(raw["machineType"])
         if machine is None:
             raise ValueError(f"{path}: pool {raw['name']}: unknown machineType {raw['machineType']}")
-        generation = raw.get("generation")
-        if machine.tpu_chips and generation not in accelerators:
-            raise ValueError(f"{path}: pool {raw['name']}: TPU pool needs a generation of {accelerators}")
+        record = CATALOG.get(raw.get("generation", ""))
+        if machine.tpu_chips and (record is None or machine.name not in record.machine_types):
+            raise ValueError(
+                f"{path}: pool {raw['name']}: TPU pool needs the generation of {machine.name}"
+                f" ({', '.join(CATALOG)})"
+            )
         pools.append(
             NodePool(
                 name=raw["name"],
                 machine=machine,
                 nodes=int(raw["nodes"]),
-                accelerator=accelerators[generation] if machine.tpu_chips else None,
+                accelerator=record.accelerator if record is not None and machine.tpu_chips else None,
                 topology=raw.get("topology"),
                 spot=bool(raw.get("spot", False)),
             )
