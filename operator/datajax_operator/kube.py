@@ -108,9 +108,12 @@ def _is_typed_patch_error(data: Any) -> bool:
 class KubeError(RuntimeError):
     """A request the API server refused; ``status`` is the HTTP status code."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, namespace_gone: bool = False) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.namespace_gone = namespace_gone
+        """The namespace is being deleted or is gone: a 403 whose cause is ``NamespaceTerminating``
+        (the NamespaceLifecycle admission plugin) or a 404 about the namespace itself."""
 
 
 @dataclass(frozen=True)
@@ -222,8 +225,14 @@ class Kube:
     def _expect(self, status: int, data: Any, *ok: int) -> Any:
         if status in ok:
             return data
-        message = data.get("message", "") if isinstance(data, dict) else str(data)
-        raise KubeError(status, message)
+        if not isinstance(data, dict):
+            raise KubeError(status, str(data))
+        details = data.get("details") or {}
+        causes = {c.get("reason") for c in details.get("causes") or []}
+        gone = (status == 403 and "NamespaceTerminating" in causes) or (
+            status == 404 and details.get("kind") == "namespaces"
+        )
+        raise KubeError(status, data.get("message", ""), namespace_gone=gone)
 
     # -- objects -------------------------------------------------------------------------------
 

@@ -326,6 +326,39 @@ def reconcile(
     raw = _model(kube, objects, namespace, name)
     if raw is None or raw["metadata"].get("deletionTimestamp"):
         return None
+    try:
+        return _drive(
+            kube,
+            objects,
+            raw,
+            config,
+            now,
+            sidecars=sidecars,
+            sidecars_unlisted=sidecars_unlisted,
+            recent=recent,
+        )
+    except KubeError as err:
+        # The watch cache can still hold a model whose namespace is being deleted: the namespace
+        # controller removes it soon, and nothing can be created there meanwhile. Not an error.
+        if not err.namespace_gone:
+            raise
+        log.info("%s/%s: the namespace is being deleted, nothing to reconcile: %s", namespace, name, err)
+        return None
+
+
+def _drive(
+    kube: Kube,
+    objects: ObjectCache,
+    raw: dict[str, Any],
+    config: OperatorConfig,
+    now: datetime,
+    *,
+    sidecars: Sequence[SidecarScrape],
+    sidecars_unlisted: str | None,
+    recent: Recent | None,
+) -> Outcome:
+    """The pass over a model that exists: children, then the status (``reconcile``'s arguments)."""
+    namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
     decision = decide(
         raw,
         config,
