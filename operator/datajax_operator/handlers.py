@@ -36,7 +36,7 @@ import kopf
 
 from datajax_operator.api.constants import GROUP, KIND, PLURAL, VERSION
 from datajax_operator.cache import ObjectCache
-from datajax_operator.kube import DATAJAX_MODEL, DEPLOYMENT, LEADER_WORKER_SET, SERVICE, Kube, KubeError
+from datajax_operator.kube import DATAJAX_MODEL, DEPLOYMENT, JOB, LEADER_WORKER_SET, SERVICE, Kube, KubeError
 from datajax_operator.metrics import ModelKey, OperatorMetrics
 from datajax_operator.observe import scrape_sidecars, sidecar_endpoints
 from datajax_operator.peering import Peering, paused_by_peers
@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_SECONDS = 30.0
 """How soon a model waiting for a missing API (the LeaderWorkerSet CRD) is tried again."""
 
-WATCHED_KINDS = (DATAJAX_MODEL, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
-"""Kinds whose objects the cache learns from kopf's watches (the children by the managed-by label)."""
+WATCHED_KINDS = (DATAJAX_MODEL, DEPLOYMENT, LEADER_WORKER_SET, SERVICE, JOB)
+"""Kinds whose objects the cache learns from kopf's watches (the children by the managed-by label).
+Jobs are the compile gate's (spec.plan.compileGate): the Job controller's count of an ended pod is
+what makes the pass read the verdict."""
 
 PAUSE_CHECK_SECONDS = 1.0
 """How long one answer to "does peering pause this replica?" serves every model's periodic pass."""
@@ -306,7 +308,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             _remember(ctx.objects(), event)
             ctx.observe((namespace, name))
 
-    for child in (DEPLOYMENT, LEADER_WORKER_SET, SERVICE):
+    for child in (DEPLOYMENT, LEADER_WORKER_SET, SERVICE, JOB):
         group, _, version = child.api_version.rpartition("/")
 
         @kopf.on.event(group, version, child.plural, labels={MANAGED_BY_LABEL: MANAGER}, registry=registry)

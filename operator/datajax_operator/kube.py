@@ -67,6 +67,9 @@ ENDPOINT_SLICE: Final = Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointsl
 LEADER_WORKER_SET: Final = Kind("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "leaderworkersets")
 EVENT: Final = Kind("v1", "Event", "events")
 POD: Final = Kind("v1", "Pod", "pods")
+JOB: Final = Kind("batch/v1", "Job", "jobs")
+"""The compile gate's Job (spec.plan.compileGate): a child, but named after its request (render.gate),
+so it is found by its labels rather than by ``child_names``."""
 PEERING_API: Final = "/apis/kopf.dev/v1"
 
 CHILD_KINDS: Final = (CONFIG_MAP, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
@@ -75,7 +78,7 @@ CHILD_KINDS: Final = (CONFIG_MAP, DEPLOYMENT, LEADER_WORKER_SET, SERVICE)
 
 def kind_of(obj: dict[str, Any]) -> Kind:
     """The Kind of a manifest the operator renders (a manifest of any other kind is a bug)."""
-    for kind in (*CHILD_KINDS, DATAJAX_MODEL):
+    for kind in (*CHILD_KINDS, JOB, DATAJAX_MODEL):
         if kind.api_version == obj["apiVersion"] and kind.kind == obj["kind"]:
             return kind
     raise ValueError(f"the operator does not manage {obj['apiVersion']} {obj['kind']}")

@@ -10,6 +10,7 @@ distribution, which the operator image does not ship, and a sidecar's few dozen 
 """
 
 import asyncio
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -18,6 +19,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from datajax_operator.status.observations import (
+    GateObservation,
     Observations,
     SidecarFigures,
     SidecarScrape,
@@ -70,21 +72,72 @@ def gather(
     sidecars: Sequence[SidecarScrape] = (),
     not_owned: tuple[str, ...] = (),
     unscheduled: str | None = None,
+    *,
+    gate: GateObservation | None = None,
 ) -> Observations:
     """Observations from the workload as read back from the server after apply (None: it does not
     exist), the API the plan needs when the cluster does not serve it, this pass's scrapes, the
     children whose names are taken by objects the model does not control, and why pods wait for a
-    node (:func:`unscheduled`)."""
+    node (:func:`unscheduled`), and the compile gate's Job (:func:`gate_observation`)."""
     if missing_api is not None:
         return Observations(
-            workload=None, missing_api=missing_api, sidecars=tuple(sidecars), not_owned=not_owned
+            workload=None, missing_api=missing_api, sidecars=tuple(sidecars), not_owned=not_owned, gate=gate
         )
     return Observations(
         workload=workload_observation(workload) if workload is not None else None,
         sidecars=tuple(sidecars),
         not_owned=not_owned,
         unscheduled=unscheduled,
+        gate=gate,
     )
+
+
+def gate_finished(job: dict[str, Any]) -> bool:
+    """Whether the gate Job's controller counted a pod that ended (only then is a pod worth reading)."""
+    status = job.get("status") or {}
+    return bool(status.get("succeeded") or status.get("failed"))
+
+
+def _job_failed(job: dict[str, Any]) -> str | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "the Job failed")
+    return None
+
+
+def gate_observation(job: dict[str, Any], pods: Sequence[dict[str, Any]], container: str) -> GateObservation:
+    """The gate as its Job and pods report it: a pod's ``container`` terminated with a JSON verdict
+    as its message (the newest such pod wins), or the gate's error or the log's tail when the Job
+    failed; neither while it runs."""
+    verdict: dict[str, Any] | None = None
+    failure: str | None = None
+    ended = []
+    for pod in pods:
+        for state in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (state.get("state") or {}).get("terminated")
+            if state.get("name") == container and isinstance(terminated, dict):
+                ended.append((str(terminated.get("finishedAt") or ""), terminated))
+    for _, terminated in sorted(ended, key=lambda pair: pair[0]):
+        message = str(terminated.get("message") or "").strip()
+        try:
+            document = json.loads(message)
+        except json.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("fits"), bool):
+            verdict = document
+        elif isinstance(document, dict) and "error" in document:
+            failure = f"the gate refused the request: {document['error']}"
+        elif message:
+            failure = f"exit code {terminated.get('exitCode')}: {message.splitlines()[-1][:500]}"
+        else:
+            failure = f"exit code {terminated.get('exitCode')}, reason {terminated.get('reason')}"
+    name = str(job["metadata"]["name"])
+    if verdict is not None:
+        return GateObservation(name, verdict=verdict)
+    failed = _job_failed(job)
+    if failed is not None:
+        return GateObservation(name, failure=failure or failed)
+    return GateObservation(name)
 
 
 def sidecar_endpoints(slices: Sequence[dict[str, Any]]) -> list[str]:

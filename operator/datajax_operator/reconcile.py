@@ -22,6 +22,12 @@ Level-triggered: every pass drives the cluster to what the spec asks for, whatev
    ``spec.scaling``: ``status.autoscale`` decides the count then) first (named after the decision, so a
    decision taken again after a crash is posted once), those of condition changes after the write.
 
+With ``spec.plan.compileGate`` the gate's Job is applied first and its verdict read (from the pod's
+termination message, once the Job controller counts the pod as ended); the workload is applied only
+when the program fits (``status.gate``). Until then, as for an invalid edit, nothing of the workload is
+applied or deleted: a workload already serving keeps serving. A changed request gets a new Job and the
+older ones are deleted, as all of them are when the gate is turned off.
+
 A spec that cannot be planned must not take a serving model down: what already serves keeps serving,
 untouched, and ``SpecValid=False`` says what to fix (a new model simply gets no workload).
 """
@@ -36,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from datajax_operator.api.constants import COMPILE_GATE
 from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.cache import ObjectCache
 from datajax_operator.decide import Decision, Notice, conclude, decide
@@ -44,6 +51,7 @@ from datajax_operator.kube import (
     CONFIG_MAP,
     DATAJAX_MODEL,
     DEPLOYMENT,
+    JOB,
     LEADER_WORKER_SET,
     POD,
     Kind,
@@ -51,12 +59,20 @@ from datajax_operator.kube import (
     KubeError,
     kind_of,
 )
-from datajax_operator.observe import gather, unscheduled, workload_observation
+from datajax_operator.observe import (
+    gate_finished,
+    gate_observation,
+    gather,
+    unscheduled,
+    workload_observation,
+)
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.problems import Problem
+from datajax_operator.render.gate import GATE_CONTAINER, gate_labels
 from datajax_operator.render.names import child_names, selector_labels
 from datajax_operator.status.evaluate import Evaluation
-from datajax_operator.status.observations import SidecarScrape
+from datajax_operator.status.gate import gate_passes
+from datajax_operator.status.observations import GateObservation, SidecarScrape
 from datajax_operator.status.recent import Recent
 
 log = logging.getLogger(__name__)
@@ -187,6 +203,37 @@ class _Applied:
     current: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     """``Kind/name`` -> the child as it now is (the apply's answer, or as observed)."""
     refused: str | None = None
+    deleted: list[str] = field(default_factory=list)
+
+
+def _gate_pass(
+    kube: Kube, objects: ObjectCache, raw: dict[str, Any], job: dict[str, Any]
+) -> tuple[_Applied, GateObservation | None]:
+    """Apply the gate Job (a new request's replaces the older ones) and read its verdict."""
+    result = _apply_children(kube, objects, [job], raw["metadata"]["uid"])
+    current = result.current.get(_ref(job))
+    if result.applied:
+        result.deleted = _delete_gate_jobs(kube, objects, raw, keep=job["metadata"]["name"])
+    if current is None:  # refused, or its name taken by an object of another owner
+        return result, None if result.refused else GateObservation(
+            job["metadata"]["name"], failure=f"{_ref(job)} exists and is not controlled by this DataJaxModel"
+        )
+    return result, _gate(kube, current)
+
+
+def _serving(
+    kube: Kube, objects: ObjectCache, raw: dict[str, Any], desired: list[dict[str, Any]]
+) -> dict[str, dict[str, Any] | None]:
+    """The workload this model already serves with (ours only), as observed, while the gate holds."""
+    uid = raw["metadata"]["uid"]
+    found: dict[str, dict[str, Any] | None] = {}
+    for obj in desired:
+        if obj["kind"] in WORKLOAD_KINDS:
+            meta = obj["metadata"]
+            live = _observed(kube, objects, kind_of(obj), meta["namespace"], meta["name"], uid=uid)
+            if live is not None and _controlled_by(live, uid):
+                found[_ref(obj)] = live
+    return found
 
 
 def _apply_children(kube: Kube, cache: ObjectCache, desired: list[dict[str, Any]], uid: str) -> _Applied:
@@ -242,6 +289,41 @@ def _delete_unwanted(
             deleted.append(f"{kind.kind}/{name}")
         cache.absent(kind.kind, meta["namespace"], name)
     return deleted
+
+
+def _selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def _gate(kube: Kube, job: dict[str, Any]) -> GateObservation:
+    """The gate Job's observation; its pods are listed only once the Job counts one that ended (the
+    verdict is in a pod's status, the Job's own status has no message)."""
+    if not gate_finished(job):
+        return gate_observation(job, [], GATE_CONTAINER)
+    name = job["metadata"]["name"]
+    pods = kube.list(POD, job["metadata"]["namespace"], _selector({"batch.kubernetes.io/job-name": name}))
+    return gate_observation(job, pods, GATE_CONTAINER)
+
+
+def _delete_gate_jobs(kube: Kube, cache: ObjectCache, model: dict[str, Any], keep: str | None) -> list[str]:
+    """Delete the model's gate Jobs other than ``keep`` (an older request's, or all when the gate was
+    turned off); only those this model controls. One list, made only when the set may have changed."""
+    meta = model["metadata"]
+    deleted = []
+    for job in kube.list(JOB, meta["namespace"], _selector(gate_labels(meta["name"]))):
+        name = job["metadata"]["name"]
+        if name == keep or not _controlled_by(job, meta["uid"]):
+            continue
+        if kube.delete(JOB, meta["namespace"], name, job["metadata"]["uid"]):
+            deleted.append(f"{JOB.kind}/{name}")
+        cache.absent(JOB.kind, meta["namespace"], name)
+    return deleted
+
+
+def _gate_was_on(raw: dict[str, Any]) -> bool:
+    """Whether the stored status carries a CompileGate condition (a gate Job may then exist)."""
+    conditions = (raw.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == COMPILE_GATE for c in conditions if isinstance(c, dict))
 
 
 def _status_document(status: DataJaxModelStatus) -> dict[str, Any]:
@@ -376,10 +458,21 @@ def _drive(
         desired = [o for o in desired if o["kind"] != LEADER_WORKER_SET.kind]
     result = _Applied()
     deleted: list[str] = []
+    gate: GateObservation | None = None
     # An edit the planner rejects must not take a serving model down: what runs keeps running,
     # untouched, and SpecValid=False says what to fix. A new model simply gets no workload.
     if decision.evaluation.plan is not None:
-        result = _apply_children(kube, objects, desired, raw["metadata"]["uid"])
+        if decision.gate is not None:
+            result, gate = _gate_pass(kube, objects, raw, decision.gate)
+            deleted = result.deleted
+        if result.refused is None and gate_passes(gate):
+            held = result
+            result = _apply_children(kube, objects, desired, raw["metadata"]["uid"])
+            result.applied[:0], result.foreign[:0] = held.applied, held.foreign
+        elif result.refused is None:
+            # Held by the gate like an invalid edit: nothing of the workload is applied or deleted;
+            # the workload already serving (if any) is only observed.
+            result.current |= _serving(kube, objects, raw, desired)
         if result.refused is not None:
             # Flagged like a spec the planner rejects, and likewise nothing is deleted: the refusal
             # may come from a later child than the workload.
@@ -388,14 +481,15 @@ def _drive(
                 Evaluation(plan=None, problems=[Problem("spec", result.refused)]), None, [], decision.refresh
             )
             desired = []
-        else:
-            deleted = _delete_unwanted(kube, objects, raw, desired, lws_served)
+        elif gate_passes(gate):
+            deleted += _delete_unwanted(kube, objects, raw, desired, lws_served)
+    if decision.evaluation.plan is not None and decision.gate is None and _gate_was_on(raw):
+        deleted += _delete_gate_jobs(kube, objects, raw, keep=None)
 
     workload = next((o for o in desired if o["kind"] in WORKLOAD_KINDS), None)
     found = result.current.get(_ref(workload)) if workload is not None else None
-    observations = gather(
-        found, waiting_for, sidecars, tuple(result.foreign), _unscheduled(kube, namespace, name, found)
-    )
+    pending = _unscheduled(kube, namespace, name, found)
+    observations = gather(found, waiting_for, sidecars, tuple(result.foreign), pending, gate=gate)
     conclusion = conclude(raw, decision, observations, now)
 
     # The actions' Events before the status write: a crash in between posts the same decision again

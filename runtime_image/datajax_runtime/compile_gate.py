@@ -447,17 +447,82 @@ def run_gate(request: GateRequest) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    """Request on stdin, verdict on stdout; exit 0 fits, 1 does not fit, 2 the request is unusable."""
+TERMINATION_MESSAGE_LIMIT = 4096
+"""Bytes of a container's termination message the kubelet keeps (Kubernetes API reference, Container
+`terminationMessagePath`: "Message written is intended to be brief final status ... will be truncated
+by the node if greater than 4096 bytes")."""
+
+REFUSAL_CHARS = 240
+"""How much of the compiler's refusal a compact verdict keeps: its figures are at the start."""
+
+
+def compact_verdict(verdict: dict[str, Any]) -> str:
+    """The verdict as one JSON line under the termination-message limit, for the operator's gate Job.
+
+    It keeps the DESIGN §6 keys and what the CompileGate condition names (peak and usable bytes, the
+    compiler's refusal, the largest arrays), and drops the per-step detail; the largest arrays are
+    dropped one by one if the line would still be too long."""
+    program = verdict["program"]
+    refused = {
+        step: figures["compilerRefused"][:REFUSAL_CHARS]
+        for step, figures in program["steps"].items()
+        if "compilerRefused" in figures
+    }
+    doc = {key: verdict[key] for key in ("fits", "devices", "deviceKind", "perDevice", "target", "compiler")}
+    doc |= {key: verdict[key] for key in ("peakBytesPerDevice", "hbmBytesPerDevice", "usableBytesPerDevice")}
+    doc["program"] = {
+        "model": program["model"].split(" (", 1)[0],
+        "mesh": program["mesh"],
+        "layers": program["layers"],
+        "compileCpuSeconds": program.get("compileCpuSeconds"),
+        **({"compilerRefused": refused} if refused else {}),
+    }
+    kept = ("name", "bytesPerDevice", "layers")
+    arrays = [{k: a[k] for k in kept if k in a} for a in verdict["largestArrays"][:3]]
+    while True:
+        text = json.dumps(doc | {"largestArrays": arrays}, separators=(",", ":"))
+        if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT or not arrays:
+            return text
+        arrays = arrays[:-1]
+
+
+def _arguments(argv: list[str]) -> tuple[str | None, str | None]:
+    """(--request JSON, --termination-log PATH); both optional."""
+    found: dict[str, str] = {}
+    rest = list(argv)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("--request", "--termination-log") or not rest:
+            raise GateInputError(f"usage: compile_gate [--request JSON] [--termination-log PATH]; got {flag}")
+        found[flag] = rest.pop(0)
+    return found.get("--request"), found.get("--termination-log")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Request on stdin (or --request), verdict on stdout; exit 0 fits, 1 does not fit, 2 the request is
+    unusable.
+
+    With --termination-log PATH (the operator's gate Job: /dev/termination-log) the compact verdict
+    (or the error) is also written there, and a verdict exits 0 whether it fits or not: the Job then
+    completes, and only a gate that produced no verdict fails it."""
+    log_path: str | None = None
     try:
-        request = GateRequest.from_json(json.load(sys.stdin))
+        text, log_path = _arguments(sys.argv[1:] if argv is None else argv)
+        request = GateRequest.from_json(json.loads(text) if text is not None else json.load(sys.stdin))
         verdict = run_gate(request)
     except (GateInputError, KeyError, TypeError, ValueError) as err:
         json.dump({"error": str(err)}, sys.stdout)
         sys.stdout.write("\n")
+        if log_path is not None:
+            with open(log_path, "w", encoding="utf-8") as out:
+                out.write(json.dumps({"error": str(err)[: TERMINATION_MESSAGE_LIMIT // 2]}))
         return 2
     json.dump(verdict, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    if log_path is not None:
+        with open(log_path, "w", encoding="utf-8") as out:
+            out.write(compact_verdict(verdict))
+        return 0
     return 0 if verdict["fits"] else 1
 
 

@@ -47,7 +47,7 @@ UNMANAGED = [
     ("", "serviceaccounts"),
     ("", "persistentvolumeclaims"),
     ("apps", "statefulsets"),
-    ("batch", "jobs"),
+    ("batch", "cronjobs"),
     ("rbac.authorization.k8s.io", "roles"),
     ("rbac.authorization.k8s.io", "rolebindings"),
     ("networking.k8s.io", "networkpolicies"),
@@ -345,6 +345,12 @@ def test_service_account_cannot_do_what_it_must_not(setup: Setup) -> None:
         allowed += [
             (v, "pods", ns) for v in EVERY_VERB if v != "list" and can_i(authz, v, "pods", namespace=ns)
         ]
+        # Jobs (the compile gate's): applied, watched, deleted; never updated or bulk-deleted.
+        allowed += [
+            (v, "jobs", ns)
+            for v in ("update", "deletecollection")
+            if can_i(authz, v, "jobs", group="batch", namespace=ns)
+        ]
         # ConfigMaps: it applies its own settings ConfigMaps; it never watches, updates or bulk-deletes.
         allowed += [
             (v, "configmaps", ns)
@@ -395,6 +401,7 @@ def test_service_account_cannot_do_what_it_must_not(setup: Setup) -> None:
             ("create", "services", ""),
             ("delete", "leaderworkersets", "leaderworkerset.x-k8s.io"),
             ("create", "events", ""),
+            ("create", "jobs", "batch"),
             ("list", "datajaxmodels", GROUP),
         ]:
             assert can_i(authz, verb, resource, group=group, namespace=ns) is not namespaced, (

@@ -51,15 +51,17 @@ _START_ATTEMPTS = 3  # a free port picked here can be taken by another process b
 CONTROLLERS = (
     "deployment-controller",
     "replicaset-controller",
+    "job-controller",
     "endpointslice-controller",
     "garbage-collector-controller",
     "namespace-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
 )
-"""kube-controller-manager's controllers here: what Deployments, their pods' EndpointSlices, owner
-references and namespace deletion need, and the token controller. No node-lifecycle controller (kwok
-sends no heartbeats, so it would taint every node unreachable), nothing that needs a cloud."""
+"""kube-controller-manager's controllers here: what Deployments, the compile gate's Jobs, their pods'
+EndpointSlices, owner references and namespace deletion need, and the token controller. No
+node-lifecycle controller (kwok sends no heartbeats, so it would taint every node unreachable),
+nothing that needs a cloud."""
 
 
 class ControlPlaneError(RuntimeError):

@@ -47,6 +47,14 @@ SCALING_FEASIBLE: Final = "ScalingFeasible"
 ceiling at the measured demand (only set with spec.scaling); False with reason CostSLOInfeasible and the
 figures when none does, and spec.scaling.policy decides which bound gives."""
 
+COMPILE_GATE: Final = "CompileGate"
+"""The model's serving program, compiled by libtpu's TPU compiler for the planned slice and mesh in the
+gate Job, fits every device's HBM (only set with spec.plan.compileGate). Unknown with reason Compiling
+while the Job runs; True with reason Fits and the per-device figures; False with reason DoesNotFit (the
+figures and the largest arrays per device) or GateFailed (the Job ended without a verdict). While it is
+not True the workload is not rendered for the spec (one already serving keeps serving) and Ready is
+False."""
+
 READY: Final = "Ready"
-"""SpecValid and WorkloadAvailable are both True: `kubectl wait --for=condition=Ready djm/NAME` waits on
-it."""
+"""SpecValid and WorkloadAvailable are both True, and CompileGate too when spec.plan.compileGate is
+on: `kubectl wait --for=condition=Ready djm/NAME` waits on it."""

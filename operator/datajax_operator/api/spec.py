@@ -511,6 +511,17 @@ class PlanRefs(SpecModel):
         "reads it to derive serving defaults (prefix caching, chunk size, KV-cache dtype; explicit serving "
         "fields win) and re-reads it at every periodic pass.",
     )
+    compile_gate: bool = Field(
+        default=False,
+        alias="compileGate",
+        description="Before rendering the workload, compile the model's serving program with libtpu's "
+        "TPU compiler for the planned slice and mesh, in a Job that runs the runtime image on a CPU node (no "
+        "TPU is requested), and render the workload only when the per-device bytes fit the chips' HBM; the "
+        "result is the CompileGate condition. Needs the shape hints spec.model.attentionHeads, kvHeads, "
+        "numLayers, headDim and parametersBillions. Costs one CPU pod for the compile (about half a minute "
+        "to a minute and a half of CPU per example, docs/benchmarks.md) and a pull of the runtime image; a "
+        "changed plan compiles again. A workload already serving keeps serving while the gate holds.",
+    )
 
 
 DURATION = r"^[1-9][0-9]{0,4}(s|m|h)$"

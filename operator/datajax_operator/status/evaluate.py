@@ -22,6 +22,7 @@ from datajax_operator.plan.planner import Plan
 from datajax_operator.plan.problems import Problem
 from datajax_operator.status.autoscale import ScaleDecision
 from datajax_operator.status.conditions import Verdict, settle
+from datajax_operator.status.gate import gate_condition
 from datajax_operator.status.judge import Judgement
 from datajax_operator.status.observations import Observations
 
@@ -37,6 +38,7 @@ _CHECK_BY_FIELD = (
     ("spec.tpu", "NoTPUPlacement"),
     ("spec.cost", "PriceUnknown"),
     ("spec.plan.waveSpecRef", "WaveSpecUnusable"),
+    ("spec.plan.compileGate", "CompileGateUnusable"),
 )
 
 
@@ -119,9 +121,12 @@ def _workload_verdict(evaluation: Evaluation, observations: Observations) -> Ver
     return Verdict(WORKLOAD_AVAILABLE, "True", "ReplicasAvailable", counts)
 
 
-def _ready_verdict(spec: Verdict, workload: Verdict) -> Verdict:
+def _ready_verdict(spec: Verdict, workload: Verdict, gate: Verdict | None) -> Verdict:
     if spec.status != "True":
         return Verdict(READY, "False", "SpecInvalid", spec.message)
+    if gate is not None and gate.status != "True":
+        # the spec is not what serves until its program fits, whatever an older workload reports
+        return Verdict(READY, "False", "CompileGateHeld", gate.message)
     if workload.status != "True":
         return Verdict(READY, "False", "WorkloadUnavailable", workload.message)
     return Verdict(READY, "True", "Ready", workload.message)
@@ -202,7 +207,8 @@ def evaluate(
     scale = evaluation.scale if plan is not None else None
     if scale is not None:
         judged.append(scale.verdict)
-    verdicts = [spec, workload, *judged, _ready_verdict(spec, workload)]
+    gate = gate_condition(observations.gate) if plan is not None and observations.gate is not None else None
+    verdicts = [spec, *([gate] if gate else []), workload, *judged, _ready_verdict(spec, workload, gate)]
     running = observations.workload
     previous_conditions: list[Condition] = previous.conditions if previous is not None else []
     kept = judgement if plan is not None else None

@@ -6,6 +6,7 @@ evaluation stays a pure function of (spec, plan, observations, now).
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,18 @@ class Scrapes:
 
 
 @dataclass(frozen=True)
+class GateObservation:
+    """The compile gate's Job (``spec.plan.compileGate``) as the cluster reports it: the verdict its
+    pod left as the termination message, or why it ended without one; neither while it compiles."""
+
+    job: str
+    verdict: dict[str, Any] | None = None
+    """The compact verdict (``datajax_runtime.compile_gate.compact_verdict``)."""
+    failure: str | None = None
+    """Why the Job ended without a verdict (the gate's error, the log's tail, the Job's condition)."""
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything gathered for one model in one reconcile."""
 
@@ -88,3 +101,5 @@ class Observations:
     unscheduled: str | None = None
     """Why the model's pods that the scheduler could not place are Pending, in the scheduler's words
     (their PodScheduled=False condition); None when every pod is placed or none was looked at."""
+    gate: GateObservation | None = None
+    """The compile gate's Job; None when spec.plan.compileGate is off."""

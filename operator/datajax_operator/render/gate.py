@@ -1,0 +1,140 @@
+"""The compile gate's Job (``spec.plan.compileGate``): a pure function of the model, the gate request and
+the operator config.
+
+The operator's image has no libtpu, so the compile runs in a pod of the runtime image (vLLM TPU plus
+``datajax_runtime``, the image of the serving pods' sidecar), which has JAX, libtpu and
+``datajax_runtime.compile_gate``. libtpu compiles for a described topology without a chip, so the pod
+asks for no TPU and selects no TPU node: it runs on any CPU node. Its compact verdict goes to the
+container's termination message, which the operator reads back from the pod's status.
+
+The request travels as a container argument, not in a ConfigMap: it is under a kilobyte of JSON,
+fixed for the Job's life (its name carries the request's hash), and so needs no second object to own,
+keep in step and delete; ``kubectl describe`` shows what was compiled.
+"""
+
+import hashlib
+import json
+from typing import Any, Final
+
+from datajax_operator.api.constants import API_VERSION, KIND
+from datajax_operator.api.resource import DataJaxModel
+from datajax_operator.plan.config import OperatorConfig
+from datajax_operator.render.names import (
+    COMPONENT_LABEL,
+    INSTANCE_LABEL,
+    MANAGED_BY_LABEL,
+    MANAGER,
+    NAME_LABEL,
+    base_name,
+    common_labels,
+)
+from datajax_operator.render.pod import SIDECAR_UID
+
+GATE_COMPONENT: Final = "compile-gate"
+GATE_APP_NAME: Final = "datajax-compile-gate"
+"""The gate pod's app name: not the serving pods' (``datajax-model``), so no serving selector (the
+Service, the unscheduled-pod check) ever picks the gate pod."""
+GATE_CONTAINER: Final = "compile-gate"
+TERMINATION_LOG: Final = "/dev/termination-log"
+BACKOFF_LIMIT: Final = 1
+"""One retry: the compile is deterministic, so a second failure is not luck (an evicted pod is the
+case a retry serves)."""
+GATE_RESOURCES: Final = {
+    "requests": {"cpu": "2", "memory": "4Gi"},
+    "limits": {"memory": "8Gi"},
+}
+"""Two CPUs: the runtime compiles the decode and prefill steps side by side in two threads (a Qwen2.5
+1.5B plan takes ~33 CPU-seconds, a 70B one ~80: docs/benchmarks.md). Memory: the peak resident size
+measured for the examples' compiles is in docs/tpu-stack.md; the limit leaves room for larger models'
+HLO."""
+
+
+def gate_job_name(model_name: str, request: dict[str, Any], image: str) -> str:
+    """``<model>-gate-<hash>``: the hash covers the request and the image, everything the pod's fixed
+    template depends on, so a changed plan (or a new runtime image) gets a new Job (a Job's template
+    cannot be changed in place) while an unchanged one keeps its Job and verdict. At most
+    45 + 16 = 61 characters, under the 63 a Job name (its pods' ``job-name`` label) may have."""
+    canonical = json.dumps({"request": request, "image": image}, sort_keys=True, separators=(",", ":"))
+    return f"{base_name(model_name)}-gate-{hashlib.sha256(canonical.encode()).hexdigest()[:10]}"
+
+
+def gate_labels(model_name: str) -> dict[str, str]:
+    """Labels of the gate Job (the operator lists its model's gate Jobs by them)."""
+    return {**common_labels(model_name), COMPONENT_LABEL: GATE_COMPONENT}
+
+
+def gate_job(model: DataJaxModel, request: dict[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """The batch/v1 Job that compiles ``request`` and ends with the compact verdict as its container's
+    termination message (``datajax_runtime.compile_gate --termination-log``)."""
+    name = model.metadata.name
+    meta: dict[str, Any] = {
+        "name": gate_job_name(name, request, config.runtime_image),
+        "labels": gate_labels(name),
+    }
+    if model.metadata.namespace:
+        meta["namespace"] = model.metadata.namespace
+    if model.metadata.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": name,
+                "uid": model.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    pod_labels = {
+        NAME_LABEL: GATE_APP_NAME,
+        INSTANCE_LABEL: base_name(name),
+        MANAGED_BY_LABEL: MANAGER,
+        COMPONENT_LABEL: GATE_COMPONENT,
+    }
+    container = {
+        "name": GATE_CONTAINER,
+        "image": config.runtime_image,
+        "command": ["python3", "-m", "datajax_runtime.compile_gate"],
+        "args": [
+            "--request",
+            json.dumps(request, sort_keys=True, separators=(",", ":")),
+            "--termination-log",
+            TERMINATION_LOG,
+        ],
+        "env": [
+            {"name": "JAX_PLATFORMS", "value": "cpu"},  # compile for the described topology, no local TPU
+            # libtpu's machine-wide lock (/tmp/libtpu_lockfile) guards chips; a compile opens none
+            {"name": "ALLOW_MULTIPLE_LIBTPU_LOAD", "value": "1"},
+            {"name": "HOME", "value": "/tmp"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        ],
+        "resources": GATE_RESOURCES,
+        "terminationMessagePath": TERMINATION_LOG,
+        # A crash before the verdict leaves the log's tail as the message: GateFailed then says why.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SIDECAR_UID,
+            "runAsGroup": SIDECAR_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": BACKOFF_LIMIT,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
