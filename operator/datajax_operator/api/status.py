@@ -343,7 +343,7 @@ class DataJaxModelStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Conditions keyed by type: SpecValid, WorkloadAvailable, MetricsAvailable, "
-        "PlanRegistered, "
+        "PlanRegistered, CompileGate (with spec.plan.compileGate), "
         "CostCeilingBreached, LatencySLOBreached, ScalingFeasible, Ready.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )

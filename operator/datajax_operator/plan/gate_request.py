@@ -23,6 +23,17 @@ GATE_DTYPES: Final = ("bfloat16", "float16", "float32")
 """Weight dtypes the gate's program compiles (quantised layouts are tpu-inference's own)."""
 
 
+NOMINAL_VOCAB: Final = 256
+"""Rows of the embedding when the shapes are estimated from spec.model (which has no vocabulary size):
+the program needs an embedding to look tokens up in (an empty one does not compile: "Slice size at
+index 0 in gather op is out of range"). The real embedding's bytes are counted in the MLP instead, so
+the weights are right, while the logits' temporaries are those of this small vocabulary: a
+config.json (`validate-mesh --hf-config`) gives the real ones. 256 divides every model axis."""
+
+SHARD_MULTIPLE: Final = 256
+"""An estimated MLP width is rounded up to this, so every model axis (up to 256 devices) divides it."""
+
+
 class GateError(ValueError):
     """The gate cannot be run as asked (missing shapes, unknown config, no interpreter); exit 2."""
 
@@ -52,8 +63,9 @@ def model_shape_from_spec(spec: DataJaxModelSpec) -> dict[str, Any]:
         raise GateError("spec.model shape hints must all be set")  # unreachable after the check above
     hidden = m.attention_heads * m.head_dim
     attention = hidden * (m.attention_heads + 2 * m.kv_heads) * m.head_dim + hidden * hidden
-    rest = m.parameters_billions * 1e9 - m.num_layers * attention
-    intermediate = max(1, math.ceil(rest / (3 * hidden * m.num_layers)))
+    rest = m.parameters_billions * 1e9 - m.num_layers * attention - NOMINAL_VOCAB * hidden
+    per_layer = math.ceil(rest / (3 * hidden * m.num_layers))
+    intermediate = max(SHARD_MULTIPLE, -(-per_layer // SHARD_MULTIPLE) * SHARD_MULTIPLE)
     return {
         "hidden": hidden,
         "intermediate": intermediate,
@@ -61,9 +73,9 @@ def model_shape_from_spec(spec: DataJaxModelSpec) -> dict[str, Any]:
         "heads": m.attention_heads,
         "kvHeads": m.kv_heads,
         "headDim": m.head_dim,
-        "vocab": 0,
+        "vocab": NOMINAL_VOCAB,
         "tiedEmbeddings": True,
-        "source": "estimated from spec.model (embeddings counted in the MLP)",
+        "source": "estimated from spec.model (embeddings counted in the MLP, a nominal vocabulary)",
     }
 
 
