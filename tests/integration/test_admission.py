@@ -154,6 +154,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {"serving": {"xlaCache": {"claimName": "c", "gcsFuse": {"bucketName": "my-bucket"}}}},
         "spec.serving.xlaCache",
     ),
+    (
+        "compile-gate-without-shapes",
+        {"model": {"attentionHeads": 32, "kvHeads": 8}, "plan": {"compileGate": True}},
+        "spec.plan.compileGate",
+    ),
 ]
 
 GOOD: list[tuple[str, dict[str, Any]]] = [
@@ -165,6 +170,19 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
     ("tpu7x-devices", {"tpu": {"generation": "tpu7x", "topology": "2x2x1"}, "mesh": {"shape": [2, 4]}}),
     ("two-host-2x4-stage", {"tpu": {"machineType": "ct6e-standard-4t"}, "mesh": {"shape": [1, 4]}}),
     ("gcs-weights", {"model": {"storage": {"gcsFuse": {"bucketName": "my-bucket", "onlyDir": "m"}}}}),
+    (
+        "compile-gate-with-shapes",
+        {
+            "model": {
+                "attentionHeads": 32,
+                "kvHeads": 8,
+                "numLayers": 32,
+                "headDim": 128,
+                "parametersBillions": 8,
+            },
+            "plan": {"compileGate": True},
+        },
+    ),
 ]
 
 

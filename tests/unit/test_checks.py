@@ -152,6 +152,11 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "spec.model.parametersBillions",
     ),
     (
+        "compile-gate-needs-shapes",
+        {**SIZED, "model": {"name": "m", "attentionHeads": 32, "kvHeads": 8}, "plan": {"compileGate": True}},
+        "spec.plan.compileGate",
+    ),
+    (
         "scaling-owns-replicas",
         {**SIZED, "slo": SLO, "scaling": {"maxReplicas": 4}, "cost": {"action": "ScaleDown"}},
         "spec.cost.action",

@@ -114,11 +114,8 @@ def test_without_shape_hints_the_gate_is_refused_naming_the_fields() -> None:
     decision = decide(doc, OperatorConfig(), (), T0, wave_spec=None)
     assert decision.evaluation.plan is None and decision.gate is None
     (problem,) = decision.evaluation.problems
-    assert problem.field == "spec.plan.compileGate"
-    assert "spec.model.numLayers" in problem.message and "spec.model.headDim" in problem.message
-    status = evaluate(decision.evaluation, Observations(workload=None), 1, None, T0)
-    spec_valid = next(c for c in status.conditions if c.type == "SpecValid")
-    assert spec_valid.reason == "CompileGateUnusable"
+    assert problem.field == "spec.plan.compileGate"  # the same rule the API server's CEL applies
+    assert "model.numLayers" in problem.message and "model.headDim" in problem.message
 
 
 def test_decide_renders_the_gate_only_when_asked() -> None:
@@ -262,3 +259,12 @@ def test_the_gate_job_mode_writes_the_error_and_exits_2(tmp_path: Path) -> None:
     log = tmp_path / "termination-log"
     assert main(["--request", json.dumps({"topology": "v5e:2x2"}), "--termination-log", str(log)]) == 2
     assert "error" in json.loads(log.read_text())
+
+
+def test_a_quantised_model_cannot_be_gated_and_says_so() -> None:
+    """The gate's program compiles bfloat16/float16/float32 weights; int8 layouts are tpu-inference's."""
+    decision = decide(gated_doc(dtype="int8"), OperatorConfig(), (), T0, wave_spec=None)
+    (problem,) = decision.evaluation.problems
+    assert problem.field == "spec.plan.compileGate" and "int8" in problem.message
+    status = evaluate(decision.evaluation, Observations(workload=None), 1, None, T0)
+    assert next(c for c in status.conditions if c.type == "SpecValid").reason == "CompileGateUnusable"

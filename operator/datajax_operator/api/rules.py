@@ -204,6 +204,18 @@ def _scaling_has_slo(spec: DataJaxModelSpec) -> bool:
     return spec.scaling is None or spec.slo is not None
 
 
+def _gate_has_shapes(spec: DataJaxModelSpec) -> bool:
+    m = spec.model
+    gated = spec.plan is not None and spec.plan.compile_gate
+    return not gated or None not in (
+        m.attention_heads,
+        m.kv_heads,
+        m.num_layers,
+        m.head_dim,
+        m.parameters_billions,
+    )
+
+
 def _scaling_has_size(spec: DataJaxModelSpec) -> bool:
     return spec.scaling is None or (
         spec.model.parameters_billions is not None and spec.model.dtype is not None
@@ -394,6 +406,18 @@ RULES: Final[tuple[Rule, ...]] = (
         message="spec.scaling seeds a slice's capacity from the roofline of the model's size: set "
         "model.parametersBillions and model.dtype",
         holds=_scaling_has_size,
+    ),
+    Rule(
+        name="compile-gate-needs-shapes",
+        scope="",
+        field=".plan.compileGate",
+        cel="!has(self.plan) || !has(self.plan.compileGate) || !self.plan.compileGate || ("
+        "has(self.model.attentionHeads) && has(self.model.kvHeads) && has(self.model.numLayers) && "
+        "has(self.model.headDim) && has(self.model.parametersBillions))",
+        message="compileGate compiles the model at its real size from its shapes: set model.attentionHeads, "
+        "model.kvHeads, model.numLayers, model.headDim and model.parametersBillions, or set compileGate "
+        "to false",
+        holds=_gate_has_shapes,
     ),
     Rule(
         name="scaling-owns-replicas",
