@@ -145,13 +145,14 @@ def decide(
         except GateError as err:
             return Decision(Evaluation(plan=None, problems=[Problem(COMPILE_GATE_FIELD, str(err))]), None, [])
     previous = previous_status(raw)
+    slice_usd_per_hour = plan.placement.chips * plan.cost.usd_per_chip_hour
     judgement = judge(
         model.spec,
         raw["metadata"].get("generation") or 0,
         previous,
         sidecars,
         now,
-        slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+        slice_usd_per_hour=slice_usd_per_hour,
         recent=recent,
         max_age=timedelta(seconds=CARRIED_INTERVALS * config.observe_interval_seconds),
         sidecars_unlisted=sidecars_unlisted,
@@ -168,7 +169,7 @@ def decide(
             sidecars,
             now,
             roof=roof,
-            slice_usd_per_hour=plan.placement.chips * plan.cost.usd_per_chip_hour,
+            slice_usd_per_hour=slice_usd_per_hour,
         )
         replicas = scale.replicas
     objects = render_objects(model, plan, config, replicas=replicas)
