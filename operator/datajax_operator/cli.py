@@ -25,6 +25,7 @@ from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.reference import crd_reference
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig, load_config
+from datajax_operator.plan.gate_request import GateError, gate_request, model_shape_from_spec
 from datajax_operator.plan.planner import Plan, make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.report import format_table
@@ -207,10 +208,10 @@ def _validate_mesh_tpu(args: argparse.Namespace, planned: "_Planned") -> int:
         if args.hf_config:
             shape = compile_gate.model_shape_from_hf_config(args.hf_config)
         else:
-            shape = compile_gate.model_shape_from_spec(model.spec)
-        request = compile_gate.gate_request(plan, model.spec, shape)
+            shape = model_shape_from_spec(model.spec)
+        request = gate_request(plan, model.spec, shape)
         verdict = compile_gate.run(request, python, timeout=args.timeout or 1800.0)
-    except compile_gate.GateError as err:
+    except GateError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     document = verdict.document

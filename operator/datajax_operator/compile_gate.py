@@ -21,15 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from datajax_operator.plan.gate_request import (
-    GateError,
-    gate_request,
-    model_shape_from_spec,
-)
-
-__all__ = ["GateError", "gate_request", "model_shape_from_spec"]
-"""The request's pure builders live in `plan.gate_request` (the operator's reconcile uses them too);
-the command line reaches them here."""
+from datajax_operator.plan.gate_request import GateError
 
 TPU_PYTHON_ENV: Final = "DATAJAX_TPU_PYTHON"
 EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_INVALID = 0, 1, 2

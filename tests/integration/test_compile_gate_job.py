@@ -28,7 +28,8 @@ from kubernetes import client
 from tests.polling import wait_for_passes
 from tests.tpu_stack.conftest import probe_env
 
-from datajax_operator.compile_gate import GateError, find_tpu_python
+from datajax_operator.compile_gate import find_tpu_python
+from datajax_operator.plan.gate_request import GateError
 
 pytestmark = [pytest.mark.integration, pytest.mark.tpu_stack]
 

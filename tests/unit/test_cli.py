@@ -201,8 +201,8 @@ def test_the_compile_gate_names_the_slice_as_libtpu_does(tpu: dict[str, str], to
     """`validate-mesh --target tpu`'s request: `get_topology_desc` takes these names (jax 0.11.0, libtpu
     0.0.44) and refuses "v7x:2x2x1" as an invalid TPU external name."""
     from datajax_operator.api import DataJaxModel
-    from datajax_operator.compile_gate import gate_request, model_shape_from_spec
     from datajax_operator.plan import OperatorConfig, make_plan
+    from datajax_operator.plan.gate_request import gate_request, model_shape_from_spec
 
     shape = {"attentionHeads": 32, "kvHeads": 8, "numLayers": 32, "headDim": 128}
     doc = doc_with(
