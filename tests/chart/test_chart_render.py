@@ -43,6 +43,7 @@ NAMESPACED_GRANTS = {
     ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
     ("discovery.k8s.io", "endpointslices"): {"get", "list", "watch"},
     ("", "pods"): {"list"},
+    ("batch", "jobs"): _APPLIED,  # the compile gate's Jobs (spec.plan.compileGate)
     ("", "events"): {"create"},
 }
 CLUSTER_GRANTS = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}

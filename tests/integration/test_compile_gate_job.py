@@ -193,6 +193,8 @@ def test_the_workload_appears_only_after_the_gate_says_it_fits_and_a_refusal_kee
 
     # 2. The real compile fits: CompileGate=True with its figures, then the workload.
     pod = wait_for(lambda: cluster.running_gate_pod(first_job), 60, "the gate pod running on a CPU node")
+    node = cluster.core.read_node(pod.spec.node_name)
+    assert "google.com/tpu" not in (node.status.capacity or {})  # scheduled by the real scheduler
     cluster.play_kubelet(pod, tpu_python)
     fits = wait_for(lambda: cluster.gate("Fits"), 60, "CompileGate=True/Fits")
     assert fits["status"] == "True"
