@@ -17,7 +17,13 @@ from datajax_operator.observe import gate_finished, gate_observation
 from datajax_operator.plan import OperatorConfig, make_plan
 from datajax_operator.plan.gate_request import gate_request, model_shape_from_spec
 from datajax_operator.render.gate import GATE_CONTAINER, gate_job, gate_job_name
-from datajax_operator.status import Evaluation, Observations, WorkloadObservation, evaluate
+from datajax_operator.status import (
+    Evaluation,
+    Observations,
+    WorkloadObservation,
+    actionable_transitions,
+    evaluate,
+)
 from datajax_operator.status.gate import gate_condition, gate_passes
 from datajax_operator.status.observations import GateObservation
 from datajax_runtime.compile_gate import TERMINATION_MESSAGE_LIMIT, compact_verdict, main
@@ -268,3 +274,20 @@ def test_a_quantised_model_cannot_be_gated_and_says_so() -> None:
     assert problem.field == "spec.plan.compileGate" and "int8" in problem.message
     status = evaluate(decision.evaluation, Observations(workload=None), 1, None, T0)
     assert next(c for c in status.conditions if c.type == "SpecValid").reason == "CompileGateUnusable"
+
+
+def test_a_held_gate_is_a_warning_event_and_its_end_is_news() -> None:
+    doc = gated_doc()
+    plan = make_plan(DataJaxModel.model_validate(doc), OperatorConfig())
+    running = Observations(workload=None, gate=GateObservation("m-gate-0123456789"))
+    compiling = evaluate(Evaluation(plan=plan, problems=[]), running, 1, None, T0)
+    refused = replace(running, gate=replace(running.gate, verdict=verdict("qwen-does-not-fit.json")))
+    held = evaluate(Evaluation(plan=plan, problems=[]), refused, 1, compiling, T0)
+    (warning,) = [t for t in actionable_transitions(compiling.conditions, held.conditions)]
+    assert (warning.condition.type, warning.event_type) == ("CompileGate", "Warning")
+    fits = replace(running, gate=replace(running.gate, verdict=verdict("qwen-fits.json")))
+    passed = evaluate(Evaluation(plan=plan, problems=[]), fits, 2, held, T0)
+    news = {
+        t.condition.type: t.event_type for t in actionable_transitions(held.conditions, passed.conditions)
+    }
+    assert news.get("CompileGate") == "Normal"

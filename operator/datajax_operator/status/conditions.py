@@ -7,8 +7,11 @@ from datetime import datetime
 from datajax_operator.api.constants import COST_CEILING_BREACHED, LATENCY_SLO_BREACHED, READY, SPEC_VALID
 from datajax_operator.api.status import Condition, ConditionStatus
 
-_WARNING_REASONS = frozenset({"LeaderWorkerSetCRDMissing", "ChildNotOwned", "Mismatch"})
-"""False conditions that need a person even when nothing was True before."""
+_WARNING_REASONS = frozenset(
+    {"LeaderWorkerSetCRDMissing", "ChildNotOwned", "Mismatch", "DoesNotFit", "GateFailed"}
+)
+"""False conditions that need a person even when nothing was True before (DoesNotFit and GateFailed:
+the compile gate holds the workload, ``status.gate``)."""
 
 
 @dataclass(frozen=True)
