@@ -466,9 +466,13 @@ def _drive(
             result, gate = _gate_pass(kube, objects, raw, decision.gate)
             deleted = result.deleted
         if result.refused is None and gate_passes(gate):
-            held = result
-            result = _apply_children(kube, objects, desired, raw["metadata"]["uid"])
-            result.applied[:0], result.foreign[:0] = held.applied, held.foreign
+            children = _apply_children(kube, objects, desired, raw["metadata"]["uid"])
+            result = _Applied(
+                applied=[*result.applied, *children.applied],
+                foreign=[*result.foreign, *children.foreign],
+                current=children.current,
+                refused=children.refused,
+            )
         elif result.refused is None:
             # Held by the gate like an invalid edit: nothing of the workload is applied or deleted;
             # the workload already serving (if any) is only observed.
