@@ -13,9 +13,13 @@ from datajax_operator.status.conditions import Verdict
 from datajax_operator.status.observations import GateObservation
 
 COMPILING: Final = "Compiling"
+"""CompileGate Unknown: the gate Job has not ended yet; the workload waits."""
 FITS: Final = "Fits"
+"""CompileGate True: the compiled program's peak per device is within the usable HBM; rendered."""
 DOES_NOT_FIT: Final = "DoesNotFit"
+"""CompileGate False: over the usable HBM, or the compiler refused (RESOURCE_EXHAUSTED); held."""
 GATE_FAILED: Final = "GateFailed"
+"""CompileGate False: the Job ended without a verdict (e.g. the pod failed or was evicted); held."""
 
 HOLD_NOTE: Final = (
     "the workload is not rendered for this spec (a workload already serving keeps its last rendered form)"
