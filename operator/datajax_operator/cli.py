@@ -25,10 +25,16 @@ from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.reference import crd_reference
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig, load_config
-from datajax_operator.plan.gate_request import GateError, gate_request, model_shape_from_spec
+from datajax_operator.plan.gate_request import (
+    COMPILE_GATE_FIELD,
+    GateError,
+    gate_request,
+    model_shape_from_spec,
+)
 from datajax_operator.plan.planner import Plan, make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.plan.report import format_table
+from datajax_operator.render.gate import planned_gate
 from datajax_operator.render.objects import render_objects
 from datajax_operator.yamlload import load_bounded
 
@@ -122,7 +128,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.output != "table":  # the table lists them itself
         for warning in plan.warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    objects = render_objects(model, plan, config)
+    try:
+        gate = planned_gate(model, plan, config)
+    except GateError as err:
+        _print_problems([Problem(COMPILE_GATE_FIELD, str(err))])
+        return EXIT_INVALID
+    # the gate Job first: the operator applies it, and the workload only once it fits
+    objects = [*([gate] if gate is not None else []), *render_objects(model, plan, config)]
     if args.output == "table":
         sys.stdout.write(format_table(model.metadata.name, model.spec.replicas, plan))
     elif args.output == "yaml":

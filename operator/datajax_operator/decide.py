@@ -23,10 +23,10 @@ from datajax_operator.api.errors import validation_problems
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.api.status import DataJaxModelStatus
 from datajax_operator.plan.config import OperatorConfig
-from datajax_operator.plan.gate_request import GateError, gate_request, model_shape_from_spec
+from datajax_operator.plan.gate_request import COMPILE_GATE_FIELD, GateError
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
-from datajax_operator.render.gate import gate_job
+from datajax_operator.render.gate import planned_gate
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.autoscale import decide_scale
 from datajax_operator.status.conditions import actionable_transitions
@@ -35,8 +35,6 @@ from datajax_operator.status.judge import Judgement, judge
 from datajax_operator.status.observations import Observations, SidecarScrape
 from datajax_operator.status.recent import Recent
 from datajax_operator.status.writes import worth_writing
-
-COMPILE_GATE_FIELD = "spec.plan.compileGate"
 
 CARRIED_INTERVALS = 3
 """A slice's last good figures stand in for failed scrapes for this many observation intervals."""
@@ -138,12 +136,10 @@ def decide(
         return Decision(Evaluation(plan=None, problems=validation_problems(err)), None, [])
     except PlanError as err:
         return Decision(Evaluation(plan=None, problems=err.problems), None, [])
-    gate = None
-    if model.spec.plan is not None and model.spec.plan.compile_gate:
-        try:
-            gate = gate_job(model, gate_request(plan, model.spec, model_shape_from_spec(model.spec)), config)
-        except GateError as err:
-            return Decision(Evaluation(plan=None, problems=[Problem(COMPILE_GATE_FIELD, str(err))]), None, [])
+    try:
+        gate = planned_gate(model, plan, config)
+    except GateError as err:
+        return Decision(Evaluation(plan=None, problems=[Problem(COMPILE_GATE_FIELD, str(err))]), None, [])
     previous = previous_status(raw)
     slice_usd_per_hour = plan.placement.chips * plan.cost.usd_per_chip_hour
     judgement = judge(

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from djm_fixtures import doc_with
 
 from datajax_operator.api import DataJaxModel
+from datajax_operator.cli import main as cli_main
 from datajax_operator.decide import decide
 from datajax_operator.observe import gate_finished, gate_observation
 from datajax_operator.plan import OperatorConfig, make_plan
@@ -291,3 +293,21 @@ def test_a_held_gate_is_a_warning_event_and_its_end_is_news() -> None:
         t.condition.type: t.event_type for t in actionable_transitions(held.conditions, passed.conditions)
     }
     assert news.get("CompileGate") == "Normal"
+
+
+def test_plan_lists_the_gate_job_first_and_refuses_what_cannot_be_gated(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`plan -o json` shows what the operator applies: the gate Job before the workload; a spec the gate
+    cannot compile exits 2 naming spec.plan.compileGate, as SpecValid does in the cluster."""
+    doc = gated_doc()
+    path = tmp_path / "gated.yaml"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    assert cli_main(["plan", "-f", str(path), "-o", "json"]) == 0
+    objects = json.loads(capsys.readouterr().out)["objects"]
+    assert objects[0] == decide(doc, OperatorConfig(), (), T0, wave_spec=None).gate
+    assert [o["kind"] for o in objects[1:]].count("Job") == 0 and "Deployment" in {o["kind"] for o in objects}
+
+    path.write_text(json.dumps(gated_doc(dtype="int8")), encoding="utf-8")
+    assert cli_main(["plan", "-f", str(path), "-o", "json"]) == 2
+    assert "spec.plan.compileGate" in capsys.readouterr().err

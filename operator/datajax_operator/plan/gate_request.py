@@ -34,6 +34,10 @@ SHARD_MULTIPLE: Final = 256
 """An estimated MLP width is rounded up to this, so every model axis (up to 256 devices) divides it."""
 
 
+COMPILE_GATE_FIELD: Final = "spec.plan.compileGate"
+"""The field a spec the gate cannot compile is reported against (plan's exit 2, SpecValid=False)."""
+
+
 class GateError(ValueError):
     """The gate cannot be run as asked (missing shapes, unknown config, no interpreter); exit 2."""
 

@@ -19,6 +19,8 @@ from typing import Any, Final
 from datajax_operator.api.constants import API_VERSION, KIND
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
+from datajax_operator.plan.gate_request import gate_request, model_shape_from_spec
+from datajax_operator.plan.planner import Plan
 from datajax_operator.render.names import (
     COMPONENT_LABEL,
     INSTANCE_LABEL,
@@ -139,3 +141,11 @@ def gate_job(model: DataJaxModel, request: dict[str, Any], config: OperatorConfi
             "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
         },
     }
+
+
+def planned_gate(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[str, Any] | None:
+    """The gate Job the spec asks for, None without ``spec.plan.compileGate``: what the operator applies
+    before the workload and what `plan` lists first. Raises ``GateError`` when the spec cannot be gated."""
+    if model.spec.plan is None or not model.spec.plan.compile_gate:
+        return None
+    return gate_job(model, gate_request(plan, model.spec, model_shape_from_spec(model.spec)), config)
