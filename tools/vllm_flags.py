@@ -8,11 +8,13 @@ Run with the tpu-env's interpreter, which has the pinned vLLM:
 The parser is built as `vllm serve` builds it (vllm/entrypoints/cli/main.py: a FlexibleArgumentParser
 with one subparser per command; serve's from vllm/entrypoints/cli/serve.py over
 vllm.entrypoints.launchers.cli_args.make_arg_parser in vLLM 0.29). Every optional argument is recorded
-with its option strings, destination, arity and choices, and whether the parser allows abbreviations,
-so the operator can read serving.extraArgs as this parser would (datajax_operator.plan.vllm_flags).
+with its option strings, destination, arity, choices and value type (`value_type`), and whether the
+parser allows abbreviations, so the operator can read serving.extraArgs as this parser would
+(datajax_operator.plan.vllm_flags).
 """
 
 import argparse
+import inspect
 import json
 import sys
 from importlib import metadata
@@ -34,6 +36,47 @@ def cli_parsers() -> tuple[Any, Any, Any]:
     return parser, command, command.subparser_init(subparsers)
 
 
+def _closed_over(converter: Any) -> Any:
+    """The `return_type` a vLLM converter wrapper closes over (vllm/engine/arg_utils.py: parse_type and
+    optional_type each return an inner function calling `return_type(val)`)."""
+    return inspect.getclosurevars(converter).nonlocals["return_type"]
+
+
+def value_type(converter: Any) -> dict[str, Any]:
+    """How the parser converts an action's value, as a name the operator knows how to check.
+
+    vLLM derives `type=` from each config field's annotation in `_compute_kwargs`
+    (vllm/engine/arg_utils.py): `int`, `float`, `str` (also for Literal[str] choices and non-builtin
+    types), `human_readable_int` / `human_readable_int_or_auto` (vllm/utils/argparse_utils.py) for a
+    few token counts and max_model_len, `union_dict_and_str` for dict-or-str fields, `parse_type(json.loads)`
+    for dict fields, a pydantic `parse_dataclass` for config objects; a field that may be None is
+    wrapped in `optional_type`, which also takes "" and "None". A bool field becomes a
+    BooleanOptionalAction taking no value, so no value-taking action of this release parses booleans.
+    Any other callable (a lambda, pydantic validation of a config dataclass) is recorded as
+    "unchecked": the operator leaves such values to vLLM.
+    """
+    from vllm.engine.arg_utils import union_dict_and_str
+    from vllm.utils.argparse_utils import human_readable_int, human_readable_int_or_auto
+
+    optional = False
+    if getattr(converter, "__qualname__", "") == "optional_type.<locals>._optional_type":
+        optional, converter = True, _closed_over(converter)
+    if getattr(converter, "__qualname__", "") == "parse_type.<locals>._parse_type":
+        converter = _closed_over(converter)
+    known = {
+        None: "str",  # argparse's default: the string itself
+        str: "str",
+        int: "int",
+        float: "float",
+        json.loads: "json",
+        human_readable_int: "humanReadableInt",
+        human_readable_int_or_auto: "humanReadableIntOrAuto",
+        union_dict_and_str: "jsonObjectOrStr",
+    }
+    name = next((n for c, n in known.items() if c is converter), "unchecked")
+    return {"type": name, "optional": True} if optional and name != "unchecked" else {"type": name}
+
+
 def table() -> dict[str, Any]:
     """The document vllm_flags.json holds."""
     _, _, parser = cli_parsers()
@@ -50,6 +93,8 @@ def table() -> dict[str, Any]:
         }
         if action.choices is not None and nargs != 0:
             entry["choices"] = sorted(str(c) for c in action.choices)
+        if nargs != 0:
+            entry.update(value_type(action.type))
         actions.append(entry)
     return {
         "vllm": metadata.version("vllm-tpu"),

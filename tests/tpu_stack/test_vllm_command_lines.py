@@ -189,6 +189,24 @@ EXTRA_ARGS_CORPUS: list[list[str]] = [
     ["--no-such-flag"],
     ["--seed"],  # a value missing
     ["stray-positional"],
+    # value types (vllm_flags.json "type"): the real parser's conversion, refused or accepted alike
+    ["--seed", "abc"],  # int
+    ["--seed", "-1"],  # a negative number is a value, not an option
+    ["--seed=1_000"],  # Python's int() reads underscores
+    ["--max_num_seqs=abc"],  # an alias of a derived flag, with a value vLLM cannot convert
+    ["--max-logprobs", "4.5"],
+    ["--gpu-memory-utilization", "lots"],  # float
+    ["--gpu-memory-utilization", "0.9"],
+    ["--gpu-memory-utilization=.5"],
+    ["--num-gpu-blocks-override", "x"],  # optional int
+    ["--num-gpu-blocks-override", "None"],  # optional: "None" leaves it unset
+    ["--kv-cache-memory-bytes", "2G"],  # human-readable int
+    ["--kv-cache-memory-bytes", "1.5K"],  # no decimals with a binary suffix
+    ["--max-lora-rank", "08"],  # int choices compare after conversion
+    ["--max-lora-rank", "7"],
+    ["--hf-overrides", '{"architectures": ["LlamaForCausalLM"]}'],  # a JSON object or a string
+    ["--hf-overrides", "{not json}"],
+    ["--override-generation-config", "{"],  # JSON
 ]
 
 

@@ -89,3 +89,74 @@ def test_the_pipeline_short_flag_is_refused_as_a_managed_flag() -> None:
     problems = problems_for("--seed=1", "-pp", "2")
     assert [field for field, _ in problems] == ["spec.serving.extraArgs"]
     assert "-pp" in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--seed", "abc"], "an integer"),
+        (["--seed=3.5"], "an integer"),
+        (["--max-logprobs", "many"], "an integer"),
+        (["--gpu-memory-utilization", "lots"], "a number"),
+        (["--num-gpu-blocks-override", "x"], "or None to leave it unset"),
+        (["--kv-cache-memory-bytes=1.5K"], "K/M/G/T"),
+        (["--override-generation-config", "{"], "a JSON value"),
+        (["--hf-overrides", "{not json}"], "a valid JSON object when written in braces"),
+    ],
+)
+def test_a_value_vllm_cannot_convert_is_refused_naming_flag_type_and_fix(
+    extra: list[str], expected: str
+) -> None:
+    ((field, message),) = problems_for("--enforce-eager", *extra)
+    assert field == "spec.serving.extraArgs[1]"
+    flag = extra[0].split("=")[0]
+    assert f"vLLM 0.29.0 refuses {' '.join(extra)!r}: argument {flag}: expects" in message
+    assert expected in message and "change the value" in message
+
+
+def test_values_of_the_recorded_type_pass() -> None:
+    assert (
+        problems_for(
+            "--seed",
+            "-1",  # a negative number is the value, as argparse reads it
+            "--gpu-memory-utilization",
+            "0.9",
+            "--max-logprobs=1_000",
+            "--num-gpu-blocks-override",
+            "None",
+            "--kv-cache-memory-bytes=2G",
+            "--max-lora-rank",
+            "08",  # int choices compare after conversion, as in vLLM
+            "--hf-overrides",
+            '{"architectures": ["LlamaForCausalLM"]}',
+            "--override-generation-config",
+            '{"temperature": 0.5}',
+        )
+        == []
+    )
+
+
+def test_derived_flags_convert_their_values_too() -> None:
+    assert dests_set_by(["--max-num-seqs=128"]) == {"max_num_seqs"}
+    assert dests_set_by(["--max-model-len", "auto"]) == {"max_model_len"}
+    assert dests_set_by(["--max-num-batched-tokens", "8k"]) == {"max_num_batched_tokens"}
+    with pytest.raises(FlagError, match="argument --max-num-seqs: expects an integer"):
+        dests_set_by(["--max-num-seqs", "abc"])
+    with pytest.raises(FlagError, match="argument --max-model-len: expects auto, -1, or an integer"):
+        dests_set_by(["--max-model-len", "lots"])
+
+
+def test_the_table_records_each_value_type_from_vllms_parser() -> None:
+    types = {a["dest"]: (a.get("type"), a.get("optional", False)) for a in flag_table().actions}
+    assert types["seed"] == ("int", False)
+    assert types["gpu_memory_utilization"] == ("float", False)
+    assert types["max_model_len"] == ("humanReadableIntOrAuto", False)
+    assert types["num_gpu_blocks_override"] == ("int", True)
+    assert types["compilation_config"] == ("unchecked", False)  # pydantic: left to vLLM
+    assert types["enforce_eager"] == (None, False)  # takes no value
+    # vLLM 0.29 turns bool fields into --flag/--no-flag (BooleanOptionalAction): none parses a value
+    assert not [a for a in flag_table().actions if a["takesValue"] and a.get("type") == "bool"]
+
+
+def test_an_unchecked_type_is_left_to_vllm() -> None:
+    assert problems_for("--compilation-config", "{not json}") == []

@@ -12,7 +12,7 @@ from datajax_operator.api.spec import DataJaxModelSpec, ModelSource
 from datajax_operator.plan.catalog import GB, Placement
 from datajax_operator.plan.mesh import MeshPlan
 from datajax_operator.plan.problems import Problem
-from datajax_operator.plan.vllm_flags import FlagError, dests_set_by, flag_table
+from datajax_operator.plan.vllm_flags import FlagError, dests_set_by, flag_table, is_negative_number
 
 BYTES_PER_PARAMETER: Final[dict[str, float]] = {
     "bfloat16": 2,
@@ -111,10 +111,11 @@ def _managed_dests() -> frozenset[str]:
 
 
 def _flag_groups(args: list[str]) -> list[tuple[int, list[str]]]:
-    """Each flag token of extraArgs with the bare tokens that follow it (its values), by index."""
+    """Each flag token of extraArgs with the bare tokens that follow it (its values), by index. A
+    negative number (`--seed -1`) is a value, as argparse reads it while no option looks like one."""
     groups: list[tuple[int, list[str]]] = []
     for i, arg in enumerate(args):
-        if arg.startswith("-") or not groups:
+        if (arg.startswith("-") and not is_negative_number(arg)) or not groups:
             groups.append((i, [arg]))
         else:
             groups[-1][1].append(arg)

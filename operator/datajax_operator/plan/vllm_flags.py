@@ -8,12 +8,15 @@ underscores become dashes (up to the first '.'), turns `-O3` into `--optimizatio
 folds dotted `--json-arg.key value` pairs into `--json-arg`; Python's argparse then matches option
 strings exactly or, since vLLM keeps argparse's `allow_abbrev`, by a unique prefix. The same table is
 rebuilt here as a stdlib parser so abbreviations resolve exactly as argparse resolves them; the result
-says which destinations (`tensor_parallel_size`, ...) each token sets.
+says which destinations (`tensor_parallel_size`, ...) each token sets. Each value is also converted
+as the recorded type says vLLM converts it (`VALUE_TYPES`), so `--seed abc` is refused here rather
+than when vLLM starts in a pod; a type recorded as "unchecked" is left to vLLM.
 """
 
 import argparse
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -26,6 +29,54 @@ INDIRECT_FLAGS: Final = ("--config",)
 so what they set cannot be checked here."""
 
 _NAME_PART = re.compile(r"(?<=--)[^.]*")
+
+_HUMAN_INT = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
+_BRACED = re.compile(r"(?s)^\s*{.*}\s*$")
+_DECIMAL_SUFFIX: Final = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def _human_readable_int(value: str) -> int:
+    """vLLM's human_readable_int (vllm/utils/argparse_utils.py): `8192`, `8k` (10**3), `8K` (2**10);
+    a decimal only with a decimal suffix (`25.6k`)."""
+    value = value.strip()
+    match = _HUMAN_INT.fullmatch(value)
+    if match:
+        number, suffix = match.groups()
+        if suffix in _DECIMAL_SUFFIX:
+            return int(float(number) * _DECIMAL_SUFFIX[suffix])
+        return int(number) << (10 * "KMGT".index(suffix) + 10)  # ValueError on 1.5K, as in vLLM
+    return int(value)
+
+
+def _human_readable_int_or_auto(value: str) -> int:
+    """vLLM's human_readable_int_or_auto (vllm/utils/argparse_utils.py): also `-1` and `auto`."""
+    value = value.strip()
+    return -1 if value == "-1" or value.lower() == "auto" else _human_readable_int(value)
+
+
+def _json_object_or_str(value: str) -> object:
+    """vLLM's union_dict_and_str (vllm/engine/arg_utils.py): JSON when the value is written in braces."""
+    return json.loads(value) if _BRACED.match(value) else value
+
+
+VALUE_TYPES: Final[dict[str, tuple[Callable[[str], object], str]]] = {
+    "str": (str, "a string"),
+    "int": (int, "an integer, such as 8 or -1"),
+    "float": (float, "a number, such as 0.9 or 1e-3"),
+    "humanReadableInt": (
+        _human_readable_int,
+        "an integer, optionally with a k/m/g/t (powers of 1000) or K/M/G/T (powers of 1024) suffix, "
+        "such as 8192, 8k or 8K",
+    ),
+    "humanReadableIntOrAuto": (
+        _human_readable_int_or_auto,
+        "auto, -1, or an integer, optionally with a k/m/g/t or K/M/G/T suffix, such as 8192 or 8k",
+    ),
+    "json": (json.loads, "a JSON value, such as '{\"key\": 1}'"),
+    "jsonObjectOrStr": (_json_object_or_str, "a string, or a valid JSON object when written in braces"),
+}
+"""How vLLM converts a value of each recorded type (tools/vllm_flags.py classifies the real parser's
+`type=`), with what it expects in words. vLLM's own error is argparse's; ours names the fix."""
 
 
 class FlagError(ValueError):
@@ -85,6 +136,31 @@ class _Parser(argparse.ArgumentParser):
         raise FlagError(message)
 
 
+def _checker(action: dict[str, Any]) -> Callable[[str], object]:
+    """An argparse `type=` that converts a value as vLLM would (`str`, the value itself, when the table
+    leaves the type to vLLM). argparse then compares the converted value with `choices`, as vLLM's
+    parser does."""
+    kind = action.get("type", "unchecked")
+    if kind not in VALUE_TYPES:
+        return str
+    convert, expected = VALUE_TYPES[kind]
+    optional = bool(action.get("optional"))
+    if optional:  # vLLM's optional_type (vllm/engine/arg_utils.py) reads "" and "None" as unset
+        expected += ", or None to leave it unset"
+
+    def check(value: str) -> object:
+        if optional and value in ("", "None"):
+            return value
+        try:
+            return convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expects {expected} (vLLM converts it as {kind}), not {value!r}: change the value"
+            ) from None
+
+    return check
+
+
 @cache
 def _parser() -> _Parser:
     table = flag_table()
@@ -97,12 +173,25 @@ def _parser() -> _Parser:
     )
     for action in table.actions:
         if action["takesValue"]:
+            check = _checker(action)
+            choices = action.get("choices")  # recorded as strings: convert them as the values are
             parser.add_argument(
-                *action["options"], dest=action["dest"], nargs=action["nargs"], choices=action.get("choices")
+                *action["options"],
+                dest=action["dest"],
+                nargs=action["nargs"],
+                choices=[check(c) for c in choices] if choices else None,
+                type=check,
             )
         else:
             parser.add_argument(*action["options"], dest=action["dest"], action="store_const", const=True)
     return parser
+
+
+def is_negative_number(token: str) -> bool:
+    """Whether argparse reads `token` as a value rather than an option: a negative number, while the
+    parser has no option string that looks like one (true of vLLM's, so true of the one rebuilt here)."""
+    parser = _parser()
+    return not parser._has_negative_number_optionals and bool(parser._negative_number_matcher.match(token))
 
 
 def dests_set_by(args: list[str]) -> set[str]:
