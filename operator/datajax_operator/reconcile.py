@@ -291,15 +291,18 @@ def _delete_unwanted(
     return deleted
 
 
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+"""The label the Job controller puts on its pods (Kubernetes docs, Concepts > Workloads > Job, "Job
+labels"; set since Kubernetes 1.27 beside the legacy ``job-name``)."""
+
+
 def _gate(kube: Kube, job: dict[str, Any]) -> GateObservation:
     """The gate Job's observation; its pods are listed only once the Job counts one that ended (the
     verdict is in a pod's status, the Job's own status has no message)."""
     if not gate_finished(job):
         return gate_observation(job, [], GATE_CONTAINER)
     name = job["metadata"]["name"]
-    pods = kube.list(
-        POD, job["metadata"]["namespace"], label_selector({"batch.kubernetes.io/job-name": name})
-    )
+    pods = kube.list(POD, job["metadata"]["namespace"], label_selector({JOB_NAME_LABEL: name}))
     return gate_observation(job, pods, GATE_CONTAINER)
 
 
