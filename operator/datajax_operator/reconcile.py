@@ -292,8 +292,8 @@ def _delete_unwanted(
 
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-"""The label the Job controller puts on its pods (Kubernetes docs, Concepts > Workloads > Job, "Job
-labels"; set since Kubernetes 1.27 beside the legacy ``job-name``)."""
+"""The label the Job controller puts on its pods, beside the legacy unprefixed ``job-name``
+(k8s.io/api batch/v1/types.go ``JobNameLabel``)."""
 
 
 def _gate(kube: Kube, job: dict[str, Any]) -> GateObservation:
