@@ -27,6 +27,7 @@ from datajax_operator.plan.gate_request import COMPILE_GATE_FIELD, GateError
 from datajax_operator.plan.planner import make_plan
 from datajax_operator.plan.problems import PlanError, Problem
 from datajax_operator.render.gate import planned_gate
+from datajax_operator.render.names import label_selector
 from datajax_operator.render.objects import render_objects
 from datajax_operator.status.autoscale import decide_scale
 from datajax_operator.status.conditions import actionable_transitions
@@ -111,7 +112,7 @@ def _selector(objects: list[dict[str, Any]]) -> str | None:
     slice), what the scale subresource gives an HPA to average pod metrics over."""
     for obj in objects:
         if obj["kind"] == "Service":
-            return ",".join(f"{k}={v}" for k, v in sorted(obj["spec"]["selector"].items()))
+            return label_selector(obj["spec"]["selector"])
     return None
 
 

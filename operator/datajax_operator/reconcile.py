@@ -69,7 +69,7 @@ from datajax_operator.observe import (
 from datajax_operator.plan.config import OperatorConfig
 from datajax_operator.plan.problems import Problem
 from datajax_operator.render.gate import GATE_CONTAINER, gate_labels
-from datajax_operator.render.names import child_names, selector_labels
+from datajax_operator.render.names import child_names, label_selector, selector_labels
 from datajax_operator.status.evaluate import Evaluation
 from datajax_operator.status.gate import gate_passes
 from datajax_operator.status.observations import GateObservation, SidecarScrape
@@ -291,8 +291,9 @@ def _delete_unwanted(
     return deleted
 
 
-def _selector(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+"""The label the Job controller puts on its pods, beside the legacy unprefixed ``job-name``
+(k8s.io/api batch/v1/types.go ``JobNameLabel``)."""
 
 
 def _gate(kube: Kube, job: dict[str, Any]) -> GateObservation:
@@ -301,7 +302,7 @@ def _gate(kube: Kube, job: dict[str, Any]) -> GateObservation:
     if not gate_finished(job):
         return gate_observation(job, [], GATE_CONTAINER)
     name = job["metadata"]["name"]
-    pods = kube.list(POD, job["metadata"]["namespace"], _selector({"batch.kubernetes.io/job-name": name}))
+    pods = kube.list(POD, job["metadata"]["namespace"], label_selector({JOB_NAME_LABEL: name}))
     return gate_observation(job, pods, GATE_CONTAINER)
 
 
@@ -310,7 +311,7 @@ def _delete_gate_jobs(kube: Kube, cache: ObjectCache, model: dict[str, Any], kee
     turned off); only those this model controls. One list, made only when the set may have changed."""
     meta = model["metadata"]
     deleted = []
-    for job in kube.list(JOB, meta["namespace"], _selector(gate_labels(meta["name"]))):
+    for job in kube.list(JOB, meta["namespace"], label_selector(gate_labels(meta["name"]))):
         name = job["metadata"]["name"]
         if name == keep or not _controlled_by(job, meta["uid"]):
             continue
@@ -363,9 +364,8 @@ def _unscheduled(kube: Kube, namespace: str, name: str, workload: dict[str, Any]
     observed = workload_observation(workload)
     if observed.available >= observed.desired:
         return None
-    selector = ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
     try:
-        return unscheduled(kube.list(POD, namespace, selector))
+        return unscheduled(kube.list(POD, namespace, label_selector(selector_labels(name))))
     except KubeError as err:
         log.warning("%s/%s: pods not read: %s", namespace, name, err)
         return None

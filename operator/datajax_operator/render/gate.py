@@ -30,7 +30,7 @@ from datajax_operator.render.names import (
     base_name,
     common_labels,
 )
-from datajax_operator.render.pod import SIDECAR_UID
+from datajax_operator.render.pod import runtime_security_context
 
 GATE_COMPONENT: Final = "compile-gate"
 GATE_APP_NAME: Final = "datajax-compile-gate"
@@ -114,15 +114,7 @@ def gate_job(model: DataJaxModel, request: dict[str, Any], config: OperatorConfi
         "terminationMessagePath": TERMINATION_LOG,
         # A crash before the verdict leaves the log's tail as the message: GateFailed then says why.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SIDECAR_UID,
-            "runAsGroup": SIDECAR_UID,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": runtime_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     pod_spec: dict[str, Any] = {

@@ -47,6 +47,11 @@ def selector_labels(model_name: str) -> dict[str, str]:
     return {NAME_LABEL: APP_NAME, INSTANCE_LABEL: base_name(model_name)}
 
 
+def label_selector(labels: dict[str, str]) -> str:
+    """``labels`` as a label-selector string (``k=v,...``, sorted, so equal sets give equal strings)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def common_labels(model_name: str) -> dict[str, str]:
     """The app.kubernetes.io labels every child carries."""
     return {

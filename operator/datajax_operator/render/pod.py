@@ -212,6 +212,20 @@ def sidecar_args(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> lis
     return args
 
 
+def runtime_security_context() -> dict[str, Any]:
+    """The runtime image's containers (the sidecar, the compile gate): its non-root user, a read-only
+    root filesystem (only mounted volumes are writable), no capabilities, no privilege escalation."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": SIDECAR_UID,
+        "runAsGroup": SIDECAR_UID,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -> dict[str, Any]:
     """The metrics sidecar, locked down: it only reads vLLM's /metrics and a file, and serves /metrics."""
     return {
@@ -223,15 +237,7 @@ def sidecar_container(model: DataJaxModel, plan: Plan, config: OperatorConfig) -
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 20, "failureThreshold": 3},
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SIDECAR_UID,
-            "runAsGroup": SIDECAR_UID,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": runtime_security_context(),
         "volumeMounts": [
             {"name": "datajax-run", "mountPath": RUN_DIR, "readOnly": True},
             {"name": "sidecar-settings", "mountPath": SIDECAR_SETTINGS_DIR, "readOnly": True},
