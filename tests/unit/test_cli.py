@@ -145,6 +145,20 @@ def test_planner_problems_are_all_printed(capsys: pytest.CaptureFixture[str], tm
     ]
 
 
+def test_a_wrongly_typed_extra_arg_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(doc_with(serving={"extraArgs": ["--seed=1", "--gpu-memory-utilization", "lots"]}))
+    )
+    code, out, err = _run(capsys, "plan", "-f", str(path))
+    assert code == 2 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("spec.serving.extraArgs[1]: ")
+    assert "argument --gpu-memory-utilization: expects a number" in line and "'lots'" in line
+
+
 def test_unreadable_file_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = _run(capsys, "plan", "-f", str(tmp_path / "missing.yaml"))
     assert code == 1 and "missing.yaml" in err
