@@ -42,6 +42,18 @@ def _closed_over(converter: Any) -> Any:
     return inspect.getclosurevars(converter).nonlocals["return_type"]
 
 
+def _folds_names(converter: Any) -> bool:
+    """Whether a lambda converter lower-cases a name and reads '-' as '_', as --moe-backend's and
+    --linear-backend's do (vllm/engine/arg_utils.py add_cli_args: `lambda s: s.lower().replace("-",
+    "_")`). Probed by what it returns, since a lambda has no name to match."""
+    if getattr(converter, "__name__", "") != "<lambda>":
+        return False
+    try:
+        return bool(converter("Ab-C_d") == "ab_c_d" and converter("X") == "x")
+    except Exception:  # any other lambda (e.g. --device-ids' int list) stays unchecked
+        return False
+
+
 def value_type(converter: Any) -> dict[str, Any]:
     """How the parser converts an action's value, as a name the operator knows how to check.
 
@@ -52,8 +64,9 @@ def value_type(converter: Any) -> dict[str, Any]:
     for dict fields, a pydantic `parse_dataclass` for config objects; a field that may be None is
     wrapped in `optional_type`, which also takes "" and "None". A bool field becomes a
     BooleanOptionalAction taking no value, so no value-taking action of this release parses booleans.
-    Any other callable (a lambda, pydantic validation of a config dataclass) is recorded as
-    "unchecked": the operator leaves such values to vLLM.
+    A lambda that folds a name (lower case, '-' read as '_') is recorded as "foldedName"; any other
+    callable (a lambda, pydantic validation of a config dataclass) is recorded as "unchecked": the
+    operator leaves such values to vLLM.
     """
     from vllm.engine.arg_utils import union_dict_and_str
     from vllm.utils.argparse_utils import human_readable_int, human_readable_int_or_auto
@@ -74,6 +87,8 @@ def value_type(converter: Any) -> dict[str, Any]:
         union_dict_and_str: "jsonObjectOrStr",
     }
     name = next((n for c, n in known.items() if c is converter), "unchecked")
+    if name == "unchecked" and _folds_names(converter):
+        name = "foldedName"
     return {"type": name, "optional": True} if optional and name != "unchecked" else {"type": name}
 
 

@@ -207,6 +207,8 @@ EXTRA_ARGS_CORPUS: list[list[str]] = [
     ["--hf-overrides", '{"architectures": ["LlamaForCausalLM"]}'],  # a JSON object or a string
     ["--hf-overrides", "{not json}"],
     ["--override-generation-config", "{"],  # JSON
+    ["--moe-backend", "FLASHINFER-CUTLASS"],  # folded to flashinfer_cutlass before the choice check
+    ["--linear-backend=no-such"],
 ]
 
 

@@ -153,9 +153,17 @@ def test_the_table_records_each_value_type_from_vllms_parser() -> None:
     assert types["max_model_len"] == ("humanReadableIntOrAuto", False)
     assert types["num_gpu_blocks_override"] == ("int", True)
     assert types["compilation_config"] == ("unchecked", False)  # pydantic: left to vLLM
+    assert types["moe_backend"] == ("foldedName", False)
     assert types["enforce_eager"] == (None, False)  # takes no value
     # vLLM 0.29 turns bool fields into --flag/--no-flag (BooleanOptionalAction): none parses a value
     assert not [a for a in flag_table().actions if a["takesValue"] and a.get("type") == "bool"]
+
+
+def test_backend_names_are_folded_before_the_choice_check_as_vllm_folds_them() -> None:
+    """--moe-backend and --linear-backend lower-case the value and read '-' as '_' first."""
+    assert problems_for("--moe-backend", "FLASHINFER-CUTLASS", "--linear-backend=Marlin") == []
+    ((field, message),) = problems_for("--moe-backend", "no-such-backend")
+    assert field == "spec.serving.extraArgs[0]" and "invalid choice" in message
 
 
 def test_an_unchecked_type_is_left_to_vllm() -> None:

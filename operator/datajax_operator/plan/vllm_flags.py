@@ -59,6 +59,12 @@ def _json_object_or_str(value: str) -> object:
     return json.loads(value) if _BRACED.match(value) else value
 
 
+def _folded_name(value: str) -> str:
+    """--moe-backend's and --linear-backend's conversion (vllm/engine/arg_utils.py add_cli_args): the
+    value in lower case with '-' as '_', then compared with the choices."""
+    return value.lower().replace("-", "_")
+
+
 VALUE_TYPES: Final[dict[str, tuple[Callable[[str], object], str]]] = {
     "str": (str, "a string"),
     "int": (int, "an integer, such as 8 or -1"),
@@ -74,6 +80,7 @@ VALUE_TYPES: Final[dict[str, tuple[Callable[[str], object], str]]] = {
     ),
     "json": (json.loads, "a JSON value, such as '{\"key\": 1}'"),
     "jsonObjectOrStr": (_json_object_or_str, "a string, or a valid JSON object when written in braces"),
+    "foldedName": (_folded_name, "a name, read in lower case with '-' as '_'"),
 }
 """How vLLM converts a value of each recorded type (tools/vllm_flags.py classifies the real parser's
 `type=`), with what it expects in words. vLLM's own error is argparse's; ours names the fix."""
