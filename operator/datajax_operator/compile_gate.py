@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from datajax_operator.plan.gate_request import GateError
+from datajax_operator.plan.gate_request import COMPILE_ONLY_ENV, GateError
 
 TPU_PYTHON_ENV: Final = "DATAJAX_TPU_PYTHON"
 EXIT_FITS, EXIT_DOES_NOT_FIT, EXIT_INVALID = 0, 1, 2
@@ -106,10 +106,7 @@ def run(request: dict[str, Any], python: str, timeout: float) -> Verdict:
         (Path(path) / "datajax_runtime").symlink_to(_runtime_package_dir(), target_is_directory=True)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         env["PYTHONPATH"] = path
-        env.setdefault("JAX_PLATFORMS", "cpu")  # the compile targets the topology, not a local TPU
-        # libtpu takes a machine-wide lock (/tmp/libtpu_lockfile) meant for the chips; a compile-only
-        # process opens no chip, so two gates (or a gate beside a test) must not exclude each other.
-        env.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+        env = COMPILE_ONLY_ENV | env  # a caller's own JAX_PLATFORMS or lock setting wins, as before
         try:
             done = subprocess.run(
                 [python, "-m", "datajax_runtime.compile_gate"],

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from datajax_operator.compile_gate import TPU_PYTHON_ENV, default_tpu_python
+from datajax_operator.plan.gate_request import COMPILE_ONLY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).parent / "probes"
@@ -38,8 +39,7 @@ def probe_env(*paths: Path) -> dict[str, str]:
     """A clean environment for the tpu-env: only the given directories on its path, JAX on the CPU."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in paths)
-    env["JAX_PLATFORMS"] = "cpu"
-    env["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"  # libtpu's machine-wide lock is for chips; none is opened here
+    env |= COMPILE_ONLY_ENV
     env["VLLM_LOGGING_LEVEL"] = "WARNING"
     return env
 

@@ -23,6 +23,13 @@ GATE_DTYPES: Final = ("bfloat16", "float16", "float32")
 """Weight dtypes the gate's program compiles (quantised layouts are tpu-inference's own)."""
 
 
+COMPILE_ONLY_ENV: Final = {"JAX_PLATFORMS": "cpu", "ALLOW_MULTIPLE_LIBTPU_LOAD": "1"}
+"""The environment of a compile-only process, wherever it runs (validate-mesh's child, the gate Job,
+the tpu_stack probes): JAX on the CPU, since the program is compiled for a described topology
+(`get_topology_desc`), not for a local TPU; and libtpu's machine-wide lock, which guards chips, waived —
+a compile opens none, so two gates side by side must not exclude each other (the variable libtpu.so
+reads; jax's own jax/_src/test_multiprocess.py sets it for several processes on one host)."""
+
 NOMINAL_VOCAB: Final = 256
 """Rows of the embedding when the shapes are estimated from spec.model (which has no vocabulary size):
 the program needs an embedding to look tokens up in (an empty one does not compile: "Slice size at

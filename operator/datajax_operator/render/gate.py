@@ -19,7 +19,7 @@ from typing import Any, Final
 from datajax_operator.api.constants import API_VERSION, KIND
 from datajax_operator.api.resource import DataJaxModel
 from datajax_operator.plan.config import OperatorConfig
-from datajax_operator.plan.gate_request import gate_request, model_shape_from_spec
+from datajax_operator.plan.gate_request import COMPILE_ONLY_ENV, gate_request, model_shape_from_spec
 from datajax_operator.plan.planner import Plan
 from datajax_operator.render.names import (
     COMPONENT_LABEL,
@@ -104,9 +104,7 @@ def gate_job(model: DataJaxModel, request: dict[str, Any], config: OperatorConfi
             TERMINATION_LOG,
         ],
         "env": [
-            {"name": "JAX_PLATFORMS", "value": "cpu"},  # compile for the described topology, no local TPU
-            # libtpu's machine-wide lock (/tmp/libtpu_lockfile) guards chips; a compile opens none
-            {"name": "ALLOW_MULTIPLE_LIBTPU_LOAD", "value": "1"},
+            *({"name": k, "value": v} for k, v in COMPILE_ONLY_ENV.items()),
             {"name": "HOME", "value": "/tmp"},
             {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
         ],
